@@ -1,0 +1,125 @@
+# Mimamori — every step of the analysis, with real file dependencies:
+# a second `make all` with nothing changed does no work; a changed config file redoes only
+# the stages that read it. Each stage writes to a temporary name and renames at the end.
+#   make all            the whole chain on the synthetic city, reports into reports/
+#   make test           the test suite (sets itself up first)
+#   make PROFILE=tiny all   the same on the 1,000-child tiny city
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SETUP_STAMP := $(VENV)/.mimamori-installed
+PROFILE ?=
+DATA ?= data
+REPORTS ?= reports
+SIZES ?= S,M,L
+export MIMAMORI_PROFILE := $(PROFILE)
+export MIMAMORI_DATA := $(abspath $(DATA))
+export MIMAMORI_REPORTS := $(abspath $(REPORTS))
+export MPLBACKEND := Agg
+
+SCHEMAS := $(wildcard data_schema/*.yaml)
+PROFILE_FILE := $(if $(PROFILE),config/profiles/$(PROFILE).yaml)
+CORE := src/helpers/config.py src/helpers/io.py src/helpers/schema.py $(PROFILE_FILE)
+TARGETS := physical_abuse young_carer
+NOTEBOOKS := $(wildcard notebooks/*.py)
+
+RAW := $(DATA)/raw/.complete
+MART := $(DATA)/mart/_ingest_report.json
+PANEL := $(DATA)/panel/panel.parquet
+MODELS := $(foreach t,$(TARGETS),$(DATA)/models/$(t)/metrics.json)
+REVIEW := $(DATA)/review/.complete
+
+REPORT_00 := $(REPORTS)/00_city_overview.html
+REPORT_01 := $(REPORTS)/01_data_quality.html
+REPORT_02 := $(REPORTS)/02_panel.html
+REPORT_03 := $(foreach t,$(TARGETS),$(REPORTS)/03_model_$(t).html)
+REPORT_04 := $(REPORTS)/04_review_list.html
+REPORT_05 := $(REPORTS)/05_review_results.html
+REPORT_06 := $(REPORTS)/06_annual_statistics.html
+REPORT_HTML := $(REPORT_00) $(REPORT_01) $(REPORT_02) $(REPORT_03) $(REPORT_04) $(REPORT_05) $(REPORT_06)
+REPORT_DEPS := src/helpers/reporting.py src/helpers/suppression.py src/helpers/plotting.py config/reports.yaml config/run.yaml
+
+.PHONY: help setup data mart panel models review reports all test test-fast lint check-reports bench clean distclean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: $(SETUP_STAMP) ## build .venv with pinned packages and register the project's Jupyter kernel
+
+$(SETUP_STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name mimamori --display-name "Mimamori (.venv)" >/dev/null
+	@touch $@
+
+data: $(RAW) ## generate the synthetic municipality's exports into data/raw (or check real ones)
+$(RAW): $(SETUP_STAMP) src/helpers/synth.py config/run.yaml config/synth.yaml $(SCHEMAS) $(CORE)
+	$(PY) -m helpers synth
+
+mart: $(MART) ## ingest, validate and mask data/raw into data/mart
+$(MART): $(RAW) $(wildcard $(DATA)/raw/*.csv $(DATA)/raw/*.xlsx) src/helpers/ingest.py src/helpers/masking.py src/helpers/dates.py src/helpers/normalize.py config/ingest.yaml config/run.yaml $(SCHEMAS) $(CORE)
+	$(PY) -m helpers ingest
+
+panel: $(PANEL) ## build the child x fiscal-year panel and feature catalogue
+$(PANEL): $(MART) src/helpers/panel.py src/helpers/features.py config/panel.yaml config/run.yaml $(CORE)
+	$(PY) -m helpers panel
+
+models: $(MODELS) ## fit baselines and models for every target
+$(DATA)/models/%/metrics.json: $(PANEL) src/helpers/models.py src/helpers/evaluation.py src/helpers/explain.py config/models.yaml config/run.yaml $(CORE)
+	$(PY) -m helpers models --target $*
+
+review: $(REVIEW) ## draw the review list and blinded sample, simulate verdicts on synthetic data
+$(REVIEW): $(MODELS) src/helpers/review.py config/review.yaml config/run.yaml $(CORE)
+	$(PY) -m helpers review draw
+	$(PY) -m helpers review simulate
+	$(PY) -m helpers review verdicts
+	@touch $@
+
+reports: $(REPORTS)/index.html ## render every notebook into code-free HTML under reports/
+
+$(REPORT_00): notebooks/00_city_overview.py $(RAW) $(REPORT_DEPS)
+	$(PY) -m helpers reports --only 00_city_overview
+$(REPORT_01): notebooks/01_data_quality.py $(MART) $(REPORT_DEPS)
+	$(PY) -m helpers reports --only 01_data_quality
+$(REPORT_02): notebooks/02_panel.py $(PANEL) $(REPORT_DEPS)
+	$(PY) -m helpers reports --only 02_panel
+$(REPORTS)/03_model_%.html: notebooks/03_model.py $(DATA)/models/%/metrics.json $(REPORT_DEPS)
+	$(PY) -m helpers reports --only 03_model --target $*
+$(REPORT_04): notebooks/04_review_list.py $(REVIEW) $(REPORT_DEPS)
+	$(PY) -m helpers reports --only 04_review_list
+$(REPORT_05): notebooks/05_review_results.py $(REVIEW) $(REPORT_DEPS)
+	$(PY) -m helpers reports --only 05_review_results
+$(REPORT_06): notebooks/06_annual_statistics.py $(MART) $(REPORT_DEPS)
+	$(PY) -m helpers reports --only 06_annual_statistics
+
+$(REPORTS)/index.html: $(REPORT_HTML)
+	$(PY) -m helpers reports --index
+
+all: $(REPORTS)/index.html ## the whole chain: data -> mart -> panel -> models -> review -> reports, then the PII scan
+	$(PY) -m helpers check-reports
+
+check-reports: $(SETUP_STAMP) ## scan reports/ for names, addresses, real codes and unsuppressed small counts
+	$(PY) -m helpers check-reports
+
+test: $(SETUP_STAMP) ## run the whole test suite (unit tests, then the tiny city end to end)
+	$(PY) -m pytest -q
+
+test-fast: $(SETUP_STAMP) ## unit tests only (skips the tiny-city pipeline and notebooks)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(SETUP_STAMP) ## ruff on the package, tests and notebook sources
+	$(VENV)/bin/ruff check src tests notebooks
+
+bench: $(SETUP_STAMP) ## benchmark every stage at city sizes SIZES=S,M,L into reports/bench/
+	$(PY) -m helpers bench --sizes $(SIZES)
+
+clean: ## remove data/, build/ and rendered reports (keeps .venv)
+	rm -rf $(DATA) build $(REPORTS)/*.html $(REPORTS)/bench
+
+distclean: clean ## also remove .venv
+	rm -rf $(VENV)

@@ -1,0 +1,60 @@
+"""Command line: ``python -m helpers <stage> [options]``.
+
+Each stage module exposes ``main(cfg, argv) -> int`` and parses its own options; this file only
+loads the settings and turns user-facing errors into one clear line (never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from helpers import MimamoriError
+from helpers.config import load_config
+
+STAGES = {
+    "synth": ("helpers.synth", "main", "generate the synthetic municipality into data/raw"),
+    "ingest": ("helpers.ingest", "main", "read, validate and mask data/raw into data/mart"),
+    "panel": ("helpers.panel", "main", "build data/panel/panel.parquet and the feature catalogue"),
+    "models": ("helpers.models", "main", "fit baselines and models per target into data/models"),
+    "review": ("helpers.review", "main", "draw review lists, read verdicts back, re-identify"),
+    "reports": ("helpers.reporting", "main", "render notebooks into HTML reports"),
+    "check-reports": ("helpers.reporting", "check_reports_main", "scan reports/ for PII and small counts"),
+    "bench": ("helpers.bench", "main", "benchmark every stage at several city sizes"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=sorted(STAGES), help="; ".join(f"{k}: {v[2]}" for k, v in STAGES.items()))
+    parser.add_argument("--config-dir", default=None, help="settings folder (default: config/)")
+    parser.add_argument("--profile", default=None, help="config/profiles/<name>.yaml (or MIMAMORI_PROFILE)")
+    parser.add_argument("--data-dir", default=None, help="data root (default from config/run.yaml)")
+    parser.add_argument("--reports-dir", default=None, help="reports folder (default reports/)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    try:
+        overrides: dict = {"run": {}}
+        if args.data_dir:
+            overrides["run"]["data_dir"] = args.data_dir
+        if args.reports_dir:
+            overrides["run"]["reports_dir"] = args.reports_dir
+        cfg = load_config(args.config_dir, profile=args.profile, overrides=overrides)
+        module_name, func_name, _ = STAGES[args.stage]
+        func = getattr(importlib.import_module(module_name), func_name)
+        return int(func(cfg, rest) or 0)
+    except MimamoriError as exc:
+        print(f"mimamori {args.stage}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mimamori {args.stage}: interrupted; no partial output was kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""I/O at the edges: atomic writes, file hashes, the audit log and the run manifest.
+
+Every stage writes through ``atomic_path`` so a killed run never leaves a half-written file
+that make would take as done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from helpers.config import REPO_ROOT, config_hash
+
+MANIFEST_PACKAGES = (
+    "numpy", "pandas", "pyarrow", "duckdb", "scipy", "scikit-learn", "lightgbm", "shap",
+    "statsmodels", "pandera", "matplotlib", "papermill", "nbconvert", "jupytext",
+)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling path; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            if tmp.is_dir():
+                import shutil
+
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink()
+
+
+def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+    return Path(path)
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(
+            json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n",
+            encoding="utf-8",
+        )
+    return Path(path)
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, encoding="utf-8")
+    return Path(path)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def hash_files(paths: list[Path] | list[str], root: Path | None = None) -> dict[str, str]:
+    """sha256 of each file (directories are expanded, hidden temp files skipped)."""
+    out: dict[str, str] = {}
+    for p in paths:
+        p = Path(p)
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        for f in files:
+            if f.name.startswith(".") and ".tmp-" in f.name:
+                continue
+            if not f.exists():
+                continue
+            key = str(f.relative_to(root)) if root and f.is_relative_to(root) else str(f)
+            out[key] = file_sha256(f)
+    return out
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        )
+        commit = out.stdout.strip() or "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions(names: tuple[str, ...] = MANIFEST_PACKAGES) -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def run_manifest(cfg: dict, inputs: list[Path] | None = None, root: Path | None = None) -> dict:
+    """What a reviewer needs to reproduce a result: code, settings, versions, input hashes, seed."""
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "profile": cfg.get("profile"),
+        "seed": cfg["run"].get("seed"),
+        "synthetic": cfg["run"].get("synthetic"),
+        "config_hash": config_hash(cfg),
+        "config": {k: v for k, v in cfg.items() if k != "profile"},
+        "packages": package_versions(),
+        "inputs": hash_files(inputs or [], root=root),
+    }
+
+
+def append_audit(
+    data_root: Path,
+    stage: str,
+    cfg: dict,
+    inputs: list[Path] | None = None,
+    outputs: list[Path] | None = None,
+    rows: dict[str, int] | None = None,
+) -> dict:
+    """Append one JSON line per stage run to data/audit.log (who, when, what in, what out)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = os.environ.get("USER", "unknown")
+    entry = {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "user": user,
+        "stage": stage,
+        "config_hash": config_hash(cfg),
+        "inputs": hash_files(inputs or [], root=data_root),
+        "outputs": hash_files(outputs or [], root=data_root),
+        "rows": rows or {},
+    }
+    data_root.mkdir(parents=True, exist_ok=True)
+    with open(data_root / "audit.log", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
+    return entry
