@@ -41,7 +41,8 @@ REPORT_04 := $(REPORTS)/04_review_list.html
 REPORT_05 := $(REPORTS)/05_review_results.html
 REPORT_06 := $(REPORTS)/06_annual_statistics.html
 REPORT_HTML := $(REPORT_00) $(REPORT_01) $(REPORT_02) $(REPORT_03) $(REPORT_04) $(REPORT_05) $(REPORT_06)
-REPORT_DEPS := src/helpers/reporting.py src/helpers/suppression.py src/helpers/plotting.py config/reports.yaml config/run.yaml
+# a report reads helpers of several stages: any package change may change what it shows
+REPORT_DEPS := $(wildcard src/helpers/*.py) config/reports.yaml config/run.yaml
 
 .PHONY: help setup data mart panel models review reports all test test-fast lint check-reports bench clean distclean
 
@@ -58,7 +59,7 @@ $(SETUP_STAMP): pyproject.toml requirements.lock
 	@touch $@
 
 data: $(RAW) ## generate the synthetic municipality's exports into data/raw (or check real ones)
-$(RAW): $(SETUP_STAMP) src/helpers/synth.py config/run.yaml config/synth.yaml $(SCHEMAS) $(CORE)
+$(RAW): $(SETUP_STAMP) $(wildcard src/helpers/synth*.py) config/run.yaml config/synth.yaml $(SCHEMAS) $(CORE)
 	$(PY) -m helpers synth
 
 mart: $(MART) ## ingest, validate and mask data/raw into data/mart
@@ -74,10 +75,13 @@ $(DATA)/models/%/metrics.json: $(PANEL) src/helpers/models.py src/helpers/evalua
 	$(PY) -m helpers models --target $*
 
 review: $(REVIEW) ## draw the review list and blinded sample, simulate verdicts on synthetic data
-$(REVIEW): $(MODELS) src/helpers/review.py config/review.yaml config/run.yaml $(CORE)
+# On the synthetic city simulated reviewers answer at once; on real data the sheets go to the
+# schools and `python -m helpers review verdicts` reads them when they come back.
+IS_SYNTHETIC = $(PY) -c "import sys; from helpers.config import load_config; sys.exit(0 if load_config()['run']['synthetic'] else 1)"
+$(REVIEW): $(MODELS) $(wildcard src/helpers/review*.py) config/review.yaml config/run.yaml $(CORE)
 	$(PY) -m helpers review draw
-	$(PY) -m helpers review simulate
-	$(PY) -m helpers review verdicts
+	if $(IS_SYNTHETIC); then $(PY) -m helpers review simulate && $(PY) -m helpers review verdicts; \
+	elif ls $(DATA)/review/verdicts/* >/dev/null 2>&1; then $(PY) -m helpers review verdicts; fi
 	@touch $@
 
 reports: $(REPORTS)/index.html ## render every notebook into code-free HTML under reports/
