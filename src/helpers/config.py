@@ -71,6 +71,7 @@ def load_config(
     if overrides:
         cfg = deep_merge(cfg, overrides)
     cfg["profile"] = profile
+    cfg["config_dir"] = str(config_dir.resolve())
     env_data = os.environ.get("MIMAMORI_DATA")
     if env_data:
         cfg["run"]["data_dir"] = env_data
@@ -96,6 +97,6 @@ def reports_dir(cfg: dict) -> Path:
 
 def config_hash(cfg: dict, sections: tuple[str, ...] | None = None) -> str:
     """Stable short hash of (some sections of) the settings, for manifests and the audit log."""
-    part = {k: cfg.get(k) for k in (sections or SECTIONS)}
+    part = {k: cfg.get(k) for k in (sections or SECTIONS)}  # paths excluded: same settings, same hash
     blob = json.dumps(part, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from helpers.config import REPO_ROOT, config_hash
+from helpers.config import REPO_ROOT, SECTIONS, config_hash
 
 MANIFEST_PACKAGES = (
     "numpy", "pandas", "pyarrow", "duckdb", "scipy", "scikit-learn", "lightgbm", "shap",
@@ -133,7 +133,7 @@ def run_manifest(cfg: dict, inputs: list[Path] | None = None, root: Path | None 
         "seed": cfg["run"].get("seed"),
         "synthetic": cfg["run"].get("synthetic"),
         "config_hash": config_hash(cfg),
-        "config": {k: v for k, v in cfg.items() if k != "profile"},
+        "config": {k: v for k, v in cfg.items() if k in SECTIONS},
         "packages": package_versions(),
         "inputs": hash_files(inputs or [], root=root),
     }
