@@ -1,0 +1,139 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Mimamori (.venv)
+#     language: python
+#     name: mimamori
+# ---
+
+# %% tags=["parameters"]
+profile = "tiny"      # config profile; "" = none
+data_dir = ""         # "" = from config (env MIMAMORI_DATA)
+config_dir = ""       # "" = config/
+n_factors = 3         # factors for the young-carer item analysis
+corr_threshold = 0.5  # |r| at which two items count as redundant
+
+# %%
+import json
+
+import pandas as pd
+
+from helpers import features as F
+from helpers.config import data_dir as cfg_data_dir
+from helpers.reporting import close_report, open_report, set_headline, show_figure, show_table
+
+cfg = open_report("分析用パネル（Child x fiscal-year panel and features）", profile=profile,
+                  data_dir=data_dir, config_dir=config_dir,
+                  params={"profile": profile, "data_dir": data_dir, "config_dir": config_dir,
+                          "n_factors": n_factors, "corr_threshold": corr_threshold})
+panel_dir = cfg_data_dir(cfg) / "panel"
+panel = pd.read_parquet(panel_dir / "panel.parquet")
+catalogue = pd.read_csv(panel_dir / "feature_catalogue.csv")
+leakage = json.loads((panel_dir / "leakage_check.json").read_text(encoding="utf-8"))
+targets = cfg["panel"]["targets"]
+threshold = cfg["reports"]["small_cell_threshold"] if cfg["reports"]["suppress_small_cells"] else None
+
+# %% [markdown]
+# One row per child and fiscal year (年度). Features use only records dated **before** 1 April
+# of the year; labels come from the year that starts on that date (lesson 5: an event after
+# the difficulty is not a predictor). Children already known before the as-of date are
+# flagged (`known_*`) so lists and models can leave them out.
+#
+# ## パネルの規模と目的変数（Panel size and labels per fiscal year）
+
+# %%
+size = F.panel_size_table(panel, targets)
+count_cols = [c for c in size.columns if c != "fiscal_year"]
+n_features = int((catalogue["role"] == "feature").sum())
+set_headline(f"{len(panel):,} 児童年（child-years）, {size['fiscal_year'].nunique()} 年度, "
+             f"特徴量 {n_features} 個（features）; リーク検査 "
+             f"{'合格（passed）' if leakage['passed'] else '不合格（FAILED）'}", cfg)
+show_table(size, "年度別の行数・目的変数（rows, labels and known cases per fiscal year）", cfg,
+           counts=count_cols)
+
+# %% [markdown]
+# ## 特徴量カタログ（Feature catalogue）
+# Generated from the registry in `helpers.features`; models use exactly the `role = feature`
+# columns. `missing_treatment` says what a blank means — nothing is silently filled with 0.
+
+# %%
+show_table(catalogue[["name", "label_ja", "source_tables", "window", "type", "role",
+                      "missing_treatment"]],
+           "特徴量カタログ（feature catalogue）", cfg, max_rows=len(catalogue))
+treatments = pd.DataFrame(sorted(F.MISSING_TREATMENTS.items()),
+                          columns=["missing_treatment", "意味（meaning）"])
+show_table(treatments, "欠損の扱い（missing-value treatments）", cfg)
+
+# %% [markdown]
+# ## 欠損の割合（Share missing, latest fiscal year）
+
+# %%
+missingness = pd.read_csv(panel_dir / "missingness.csv")
+latest = missingness[missingness["fiscal_year"] == missingness["fiscal_year"].max()]
+latest = latest[latest["share_missing"] > 0].sort_values("share_missing", ascending=False)
+show_table(latest[["name", "share_missing", "missing_treatment"]],
+           "欠損のある列（columns with missing values, latest year）", cfg, max_rows=40)
+
+# %% [markdown]
+# ## 特徴量の該当割合の推移（Prevalence of binary features over time）
+# Counts of 1 to 9 children are suppressed together with their rates.
+
+# %%
+prevalence = F.feature_prevalence(panel, catalogue)
+wide = F.prevalence_wide(prevalence, catalogue)
+years = sorted(prevalence["fiscal_year"].unique())
+show_table(wide, "二値特徴量の該当数と割合（binary features: count and share）", cfg,
+           counts=[f"n_{y}" for y in years], rates={f"p_{y}": f"n_{y}" for y in years},
+           max_rows=len(wide))
+ax = F.plot_item_prevalence(prevalence, F.YC_ITEM_NAMES, threshold=threshold)
+ax.set_title("ヤングケアラー12項目の該当割合（young-carer items）")
+show_figure(ax, "ヤングケアラー12項目の該当割合の推移（young-carer item prevalence）")
+
+# %% [markdown]
+# ## ヤングケアラー12項目の相関と因子構造（Item correlations and factor structure）
+# Lesson 1: correlated rule items count one trait several times. Pairs with |r| at or above
+# the threshold, or loading mainly on the same factor, are listed with the rarer item
+# suggested for removal. The analyst decides; the list is a prompt, not a rule.
+
+# %%
+latest_year = panel[panel["fiscal_year"] == panel["fiscal_year"].max()]
+redundancy = F.item_redundancy(latest_year, n_factors=n_factors, corr_threshold=corr_threshold,
+                               seed=cfg["run"]["seed"])
+ax = F.plot_correlation(redundancy["correlation"])
+show_figure(ax, "12項目の相関行列（correlation matrix, latest year）")
+show_table(redundancy["loadings"].round(2).reset_index(names="item"),
+           "因子負荷量（factor loadings, varimax）", cfg)
+pairs = redundancy["redundant_pairs"]
+if len(pairs):
+    show_table(pairs, "冗長な項目の組（redundant item pairs）", cfg)
+else:
+    show_table(pd.DataFrame({"result": ["冗長な組なし（no redundant pair at this threshold）"]}),
+               "冗長な項目の組（redundant item pairs）", cfg)
+
+# %% [markdown]
+# ## リーク検査（Leakage check）
+# One fiscal year is rebuilt from the mart cut at its as-of date (records on or after it
+# removed, later end dates blanked); every feature must come out identical. Tables whose
+# schema role is `post_outcome` (e.g. 要対協 case registration) may only mark a child as known.
+
+# %%
+check = pd.DataFrame({
+    "項目（item）": ["年度（fiscal year checked）", "基準日（as-of date）", "比較した特徴量（features compared）",
+                  "変化した特徴量（features changed）", "事後テーブル（post-outcome tables）",
+                  "事後テーブル由来の特徴量（features from them）", "結果（result）"],
+    "値（value）": [str(leakage["fiscal_year"]), leakage["as_of"], str(leakage["features_compared"]),
+                 ", ".join(leakage["features_changed"]) or "なし（none）",
+                 ", ".join(leakage["post_outcome_tables"]),
+                 ", ".join(leakage["features_from_post_outcome_tables"]) or "なし（none）",
+                 "合格（passed）" if leakage["passed"] else "不合格（FAILED）"],
+})
+show_table(check, "リーク検査の結果（leakage check）", cfg)
+
+# %%
+close_report(cfg, inputs=[panel_dir / "panel.parquet", panel_dir / "feature_catalogue.csv",
+                          panel_dir / "leakage_check.json"])
