@@ -1,0 +1,176 @@
+"""Japanese and Western date parsing for municipal exports.
+
+Exports mix 令和5年4月1日, R05.04.01, H31.4.30, 7-digit era codes (5050401 = 令和5年4月1日),
+元年, and Western forms. An impossible date (令和5年2月30日), an era year past the era's end
+(平成32年) or a date before the era began (令和1年4月1日) is an error with a reason, never a
+guess. Parsing is vectorised over the unique values of a column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import numpy as np
+import pandas as pd
+
+# (kanji, letter, 7-digit code, first day). An era ends the day before the next one starts.
+ERAS: tuple[tuple[str, str, int, dt.date], ...] = (
+    ("明治", "M", 1, dt.date(1868, 1, 1)),
+    ("大正", "T", 2, dt.date(1912, 7, 30)),
+    ("昭和", "S", 3, dt.date(1926, 12, 25)),
+    ("平成", "H", 4, dt.date(1989, 1, 8)),
+    ("令和", "R", 5, dt.date(2019, 5, 1)),
+)
+_ERA_BY_KEY: dict[str, int] = {}
+for _i, (_kanji, _letter, _digit, _start) in enumerate(ERAS):
+    _ERA_BY_KEY[_kanji] = _i
+    _ERA_BY_KEY[_letter] = _i
+    _ERA_BY_KEY[str(_digit)] = _i
+_ERA_START = np.array([np.datetime64(e[3], "D") for e in ERAS])
+_ERA_END = np.array(
+    [np.datetime64(ERAS[i + 1][3], "D") - np.timedelta64(1, "D") for i in range(len(ERAS) - 1)]
+    + [np.datetime64("2999-12-31", "D")]
+)
+
+_ERA_RE = re.compile(
+    r"^(?P<era>明治|大正|昭和|平成|令和|[MTSHR])\.?(?P<y>元|\d{1,2})(?:年|[./-])"
+    r"(?P<m>\d{1,2})(?:月|[./-])(?P<d>\d{1,2})日?$"
+)
+_CODE7_RE = re.compile(r"^(?P<era>[1-5])(?P<y>\d{2})(?P<m>\d{2})(?P<d>\d{2})$")
+_WEST_RE = re.compile(
+    r"^(?P<y>\d{4})(?:年|[./-])(?P<m>\d{1,2})(?:月|[./-])(?P<d>\d{1,2})日?(?:T?0{1,2}:00(?::00)?)?$"
+)
+_WEST8_RE = re.compile(r"^(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})$")
+
+
+def _numbered(regex: re.Pattern, k: int) -> str:
+    return regex.pattern.replace("(?P<era>", f"(?P<e{k}>").replace("(?P<y>", f"(?P<y{k}>") \
+        .replace("(?P<m>", f"(?P<m{k}>").replace("(?P<d>", f"(?P<d{k}>")
+
+
+# One pass over the column: the four forms as alternatives, each with its own group names.
+_ANY_RE = re.compile("|".join(
+    f"(?:{_numbered(r, k)})" for k, r in enumerate((_ERA_RE, _CODE7_RE, _WEST_RE, _WEST8_RE), 1)
+))
+
+
+def clean_date_text(series: pd.Series) -> pd.Series:
+    """NFKC (full-width digits, ㋿ → 令和), upper-case era letters, drop all whitespace."""
+    s = series.astype("string").str.normalize("NFKC").str.upper()
+    return s.str.replace(r"\s+", "", regex=True)
+
+
+def _era_index(era: pd.Series) -> pd.Series:
+    return era.map(_ERA_BY_KEY)
+
+
+def parse_dates(series: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Parse a column of date texts.
+
+    Returns ``(dates, errors)``: ``dates`` is datetime64[ns] (NaT for blanks and errors) and
+    ``errors`` holds a reason text for every non-blank cell that is not a valid date (None
+    elsewhere). Works on the unique values, so repeated dates cost nothing.
+    """
+    series = pd.Series(series)
+    codes, uniques = pd.factorize(series.astype("string"), use_na_sentinel=True)
+    udates, uerrors = _parse_unique(pd.Series(uniques, dtype="string"))
+    dates = np.full(len(series), np.datetime64("NaT", "ns"))
+    errors = np.full(len(series), None, dtype=object)
+    has = codes >= 0
+    dates[has] = udates.to_numpy(dtype="datetime64[ns]")[codes[has]]
+    errors[has] = uerrors.to_numpy(dtype=object)[codes[has]]
+    return (
+        pd.Series(dates, index=series.index, dtype="datetime64[ns]"),
+        pd.Series(errors, index=series.index, dtype=object),
+    )
+
+
+def _parse_unique(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    text = clean_date_text(raw)
+    n = len(text)
+    ex = text.str.extract(_ANY_RE)
+    # Each form fills its own groups; the first form that matched gives era/year/month/day.
+    era_txt = ex["e1"].fillna(ex["e2"])
+    year = ex["y1"].fillna(ex["y2"]).fillna(ex["y3"]).fillna(ex["y4"]).replace("元", "1").astype(float)
+    month = ex["m1"].fillna(ex["m2"]).fillna(ex["m3"]).fillna(ex["m4"]).astype(float)
+    day = ex["d1"].fillna(ex["d2"]).fillna(ex["d3"]).fillna(ex["d4"]).astype(float)
+    era = _era_index(era_txt).astype(float)
+    matched = year.notna()
+    blank = text.isna() | (text == "")
+    errors = pd.Series(None, index=text.index, dtype=object)
+    errors[~matched & ~blank] = "not a recognised date form"
+
+    # Era years → Western years; era year 0 is not a year.
+    is_era = era.notna()
+    era_i = era.fillna(0).astype(int).to_numpy()
+    start_year = np.array([e[3].year for e in ERAS])[era_i]
+    west_year = np.where(is_era, start_year + year.to_numpy() - 1, year.to_numpy())
+    bad_era_year = is_era & (year < 1)
+    errors[bad_era_year & errors.isna()] = "era year 0 does not exist"
+
+    ok = matched & ~bad_era_year
+    parts = pd.DataFrame(
+        {"year": np.where(ok, west_year, 2000), "month": np.where(ok, month, 1),
+         "day": np.where(ok, day, 1)}
+    ).astype(int)
+    dates = pd.Series(pd.to_datetime(parts, errors="coerce"), index=text.index)
+    dates[~ok] = pd.NaT
+    impossible = ok & dates.isna()
+    errors[impossible] = "no such calendar day"
+    dates[impossible] = pd.NaT
+
+    # Era range: the date must fall inside its era (平成32年, 令和1年4月 are errors).
+    d_days = dates.to_numpy(dtype="datetime64[D]")
+    inside_ok = ok & dates.notna() & is_era
+    if inside_ok.any():
+        sel = inside_ok.to_numpy()
+        after_end = np.zeros(n, dtype=bool)
+        before_start = np.zeros(n, dtype=bool)
+        after_end[sel] = d_days[sel] > _ERA_END[era_i[sel]]
+        before_start[sel] = d_days[sel] < _ERA_START[era_i[sel]]
+        after_end_s = pd.Series(after_end, index=text.index)
+        before_s = pd.Series(before_start, index=text.index)
+        errors[after_end_s] = "date is after the end of its era"
+        errors[before_s] = "date is before the start of its era"
+        dates[after_end_s | before_s] = pd.NaT
+    # Detail includes the text so the analyst sees what was read.
+    has_err = errors.notna()
+    errors[has_err] = errors[has_err] + " (" + raw[has_err].astype(str) + ")"
+    errors = errors.astype(object).where(has_err, None)
+    return dates, errors
+
+
+def parse_jp_date(text: str) -> dt.date:
+    """One date text → date; ValueError with the reason when it is blank or not a valid date."""
+    if text is None or not str(text).strip():
+        raise ValueError("blank date")
+    dates, errors = _parse_unique(pd.Series([str(text)], dtype="string"))
+    if errors.iloc[0] is not None:
+        raise ValueError(errors.iloc[0])
+    return dates.iloc[0].date()
+
+
+def to_era(date: dt.date) -> tuple[str, int]:
+    """(era kanji, era year) of a date from 明治 on."""
+    for kanji, _letter, _digit, start in reversed(ERAS):
+        if date >= start:
+            return kanji, date.year - start.year + 1
+    raise ValueError(f"{date} is before 明治")
+
+
+def format_jp_date(date: dt.date, form: str = "kanji") -> str:
+    """Write a date the way exports do: kanji 令和5年4月1日, letter R5.4.1, padded R05/04/01, code7 5050401."""
+    kanji, year = to_era(date)
+    i = _ERA_BY_KEY[kanji]
+    letter, digit = ERAS[i][1], ERAS[i][2]
+    if form == "kanji":
+        y = "元" if year == 1 else str(year)
+        return f"{kanji}{y}年{date.month}月{date.day}日"
+    if form == "letter":
+        return f"{letter}{year}.{date.month}.{date.day}"
+    if form == "padded":
+        return f"{letter}{year:02d}/{date.month:02d}/{date.day:02d}"
+    if form == "code7":
+        return f"{digit}{year:02d}{date.month:02d}{date.day:02d}"
+    raise ValueError(f"unknown form {form!r}")

@@ -1,0 +1,620 @@
+"""Honest evaluation of a ranked list at staff capacity k.
+
+Staff review only k children, so every figure here is about the top k of a ranking: precision,
+recall and lift at k with explicit tie handling (rare labels + tied scores make a single number
+misleading), bootstrap confidence intervals, paired comparisons with the baselines, fairness by
+group, list stability, and the temporal splitter that keeps test-year labels out of training.
+Pure functions on arrays / DataFrames; the plot helpers take ``ax=None`` and return the Axes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from helpers import MimamoriError
+
+Ties = Literal["worst", "best", "mean"]
+
+
+# --------------------------------------------------------------------------- temporal splits
+def temporal_splits(
+    years: Sequence[int], n_folds: int = 3, min_train_years: int = 1
+) -> tuple[list[tuple[list[int], int]], int]:
+    """Rolling-origin folds: train on years <= t-1, validate on t; the latest year is the test.
+
+    Returns ``(folds, test_year)`` where ``folds`` is a list of ``(train_years, valid_year)``.
+    The test year is never a validation year nor inside any fold's training years, so no
+    test-year label can reach tuning. Fewer folds are returned when the years do not allow
+    ``n_folds`` (each fold needs ``min_train_years`` earlier years).
+    """
+    ys = sorted({int(y) for y in years})
+    if len(ys) < min_train_years + 2:
+        raise MimamoriError(
+            f"temporal_splits: need at least {min_train_years + 2} labelled fiscal years "
+            f"(train, validate, test), got {ys}"
+        )
+    test_year = ys[-1]
+    candidates = ys[min_train_years:-1]
+    valid_years = candidates[-n_folds:] if n_folds > 0 else []
+    folds = [([y for y in ys if y < v], v) for v in valid_years]
+    return folds, test_year
+
+
+def final_train_years(years: Sequence[int], test_year: int) -> list[int]:
+    """Years the final model is fitted on: every labelled year before the test year."""
+    return sorted({int(y) for y in years if int(y) < test_year})
+
+
+# --------------------------------------------------------------------------- metrics at k
+def _as_arrays(y, score) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y, dtype=float)
+    score = np.asarray(score, dtype=float)
+    if y.shape != score.shape:
+        raise MimamoriError(f"labels and scores differ in length ({y.shape} vs {score.shape})")
+    if np.isnan(score).any():
+        raise MimamoriError("scores contain NaN; rank missing scores explicitly before evaluating")
+    if np.isnan(y).any():
+        raise MimamoriError("labels contain NaN; evaluate only child-years whose outcome is observed")
+    return y, score
+
+
+def hits_at_k(
+    y, score, k: int, ties: Ties = "worst", n_orderings: int | None = None, seed: int = 0
+) -> float:
+    """Number of positives among the k highest scores.
+
+    Ties at the k-th score: ``worst`` puts tied negatives first, ``best`` tied positives first,
+    ``mean`` is the average over ``n_orderings`` seeded random orderings of the tied group
+    (``n_orderings=None``: its exact expectation, slots x positive share of the tied group).
+    k larger than the list is cut to the list length.
+    """
+    y, score = _as_arrays(y, score)
+    n = len(y)
+    k = int(min(k, n))
+    if k <= 0:
+        return 0.0
+    kth = np.partition(score, n - k)[n - k]  # k-th largest score
+    above = score > kth
+    tied = score == kth
+    pos_above = float(y[above].sum())
+    slots = k - int(above.sum())
+    n_tie = int(tied.sum())
+    pos_tie = float(y[tied].sum())
+    if ties == "worst":
+        return pos_above + max(0.0, slots - (n_tie - pos_tie))
+    if ties == "best":
+        return pos_above + min(float(slots), pos_tie)
+    if ties != "mean":
+        raise MimamoriError(f"ties must be worst, best or mean, not {ties!r}")
+    if n_orderings is None or n_tie == slots:
+        return pos_above + slots * pos_tie / n_tie
+    rng = np.random.default_rng(seed)
+    y_tied = y[tied]
+    picks = [y_tied[rng.permutation(n_tie)[:slots]].sum() for _ in range(int(n_orderings))]
+    return pos_above + float(np.mean(picks))
+
+
+def precision_at_k(
+    y, score, k: int, ties: Ties = "worst", n_orderings: int | None = None, seed: int = 0
+) -> float:
+    """Share of the top k that are true cases (k cut to the list length)."""
+    n = len(np.asarray(y))
+    kk = min(int(k), n)
+    if kk <= 0:
+        return float("nan")
+    return hits_at_k(y, score, k, ties, n_orderings, seed) / kk
+
+
+def recall_at_k(
+    y, score, k: int, ties: Ties = "worst", n_orderings: int | None = None, seed: int = 0
+) -> float:
+    """Share of all true cases that the top k contains."""
+    total = float(np.asarray(y, dtype=float).sum())
+    if total == 0:
+        return float("nan")
+    return hits_at_k(y, score, k, ties, n_orderings, seed) / total
+
+
+def lift_at_k(
+    y, score, k: int, ties: Ties = "worst", n_orderings: int | None = None, seed: int = 0
+) -> float:
+    """Precision at k divided by the base rate (how many times better than a random list)."""
+    base = float(np.asarray(y, dtype=float).mean()) if len(np.asarray(y)) else float("nan")
+    if not base:
+        return float("nan")
+    return precision_at_k(y, score, k, ties, n_orderings, seed) / base
+
+
+def precision_all_ties(y, score, k: int, n_orderings: int = 50, seed: int = 0) -> dict[str, float]:
+    """Precision and recall at k under worst, best and random-ordering tie handling."""
+    out = {}
+    for ties in ("worst", "best", "mean"):
+        h = hits_at_k(y, score, k, ties, n_orderings if ties == "mean" else None, seed)
+        kk = min(int(k), len(np.asarray(y)))
+        total = float(np.asarray(y, dtype=float).sum())
+        out[f"precision_{ties}"] = h / kk if kk else float("nan")
+        out[f"recall_{ties}"] = h / total if total else float("nan")
+        out[f"hits_{ties}"] = h
+    return out
+
+
+def safe_average_precision(y, score) -> float:
+    y = np.asarray(y)
+    return float(average_precision_score(y, score)) if 0 < y.sum() < len(y) else float("nan")
+
+
+def safe_roc_auc(y, score) -> float:
+    y = np.asarray(y)
+    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else float("nan")
+
+
+def brier(y, prob) -> float:
+    return float(brier_score_loss(np.asarray(y), np.clip(np.asarray(prob, dtype=float), 0, 1)))
+
+
+def rank_with_tiebreak(score, seed: int) -> np.ndarray:
+    """1-based ranks by descending score, ties broken by a seeded random number (as the reference)."""
+    score = np.asarray(score, dtype=float)
+    tb = np.random.default_rng(seed).random(len(score))
+    order = np.lexsort((tb, -np.nan_to_num(score, nan=-np.inf)))
+    ranks = np.empty(len(score), dtype=np.int64)
+    ranks[order] = np.arange(1, len(score) + 1)
+    return ranks
+
+
+# --------------------------------------------------------------------------- bootstrap
+def bootstrap_ci(
+    metric: Callable[..., float],
+    arrays: Sequence[np.ndarray],
+    n_boot: int = 500,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Point estimate and percentile bootstrap (1-alpha) CI of ``metric(*arrays)``.
+
+    Child-years are resampled with replacement; all arrays are resampled with the same indices,
+    so a metric of several scores (a paired difference) keeps the pairing.
+    """
+    arrays = [np.asarray(a) for a in arrays]
+    n = len(arrays[0])
+    point = float(metric(*arrays))
+    rng = np.random.default_rng(seed)
+    vals = np.empty(int(n_boot))
+    for b in range(int(n_boot)):
+        idx = rng.integers(0, n, n)
+        vals[b] = metric(*[a[idx] for a in arrays])
+    vals = vals[~np.isnan(vals)]
+    if len(vals) == 0:
+        lo = hi = float("nan")
+    else:
+        lo, hi = (float(v) for v in np.quantile(vals, [alpha / 2, 1 - alpha / 2]))
+    return {"value": point, "ci_low": lo, "ci_high": hi, "n_boot": int(n_boot)}
+
+
+def paired_hits_difference(
+    y, score_a, score_b, k: int, n_boot: int = 500, alpha: float = 0.05, seed: int = 0
+) -> dict[str, float]:
+    """Hits in the top k of ranking a minus ranking b (tie mean), with a paired bootstrap CI:
+    both rankings see the same resampled child-years in every replicate."""
+    y = np.asarray(y, dtype=float)
+    n = len(y)
+    ra, rb = SortedRanking(y, score_a), SortedRanking(y, score_b)
+
+    def hits(r, w):
+        m = r.metrics(w, k)
+        return m["precision_at_k"] * min(k, w.sum())
+
+    ones = np.ones(n)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(int(n_boot)):
+        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
+        diffs.append(hits(ra, w) - hits(rb, w))
+    lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2]) if diffs else (np.nan, np.nan)
+    return {"value": float(hits(ra, ones) - hits(rb, ones)), "ci_low": float(lo),
+            "ci_high": float(hi), "n_boot": int(n_boot), "hits_a": float(hits(ra, ones)),
+            "hits_b": float(hits(rb, ones))}
+
+
+class SortedRanking:
+    """One ranking sorted once, so bootstrap replicates are count-weights, not re-sorts.
+
+    Resampling child-years with replacement equals giving each one a multinomial count; tied
+    scores (and bootstrap duplicates) form one group, handled as the mean over orderings.
+    """
+
+    def __init__(self, y, score, prob=None):
+        y, score = _as_arrays(y, score)
+        self.order = np.argsort(-score, kind="stable")
+        s = score[self.order]
+        self.y = y[self.order]
+        self.prob = None if prob is None else np.asarray(prob, dtype=float)[self.order]
+        new_group = np.r_[True, s[1:] != s[:-1]] if len(s) else np.array([], bool)
+        self.starts = np.flatnonzero(new_group)
+
+    def metrics(self, w: np.ndarray, k: int) -> dict[str, float]:
+        """precision/recall/lift at k (tie mean), AP, ROC AUC and Brier for count weights ``w``
+        given in the original row order."""
+        w = np.asarray(w, dtype=float)[self.order]
+        pw = np.add.reduceat(w * self.y, self.starts)
+        nw = np.add.reduceat(w * (1 - self.y), self.starts)
+        gw = pw + nw
+        P, N, W = pw.sum(), nw.sum(), gw.sum()
+        cum_w = np.cumsum(gw)
+        cum_p = np.cumsum(pw)
+        kk = min(float(k), W)
+        g = int(np.searchsorted(cum_w, kk, side="left")) if kk > 0 else 0
+        g = min(g, len(gw) - 1)
+        before_w = cum_w[g] - gw[g]
+        before_p = cum_p[g] - pw[g]
+        hits = before_p + (kk - before_w) * (pw[g] / gw[g] if gw[g] else 0.0)
+        out = {"precision_at_k": hits / kk if kk else np.nan,
+               "recall_at_k": hits / P if P else np.nan,
+               "lift_at_k": (hits / kk) / (P / W) if P and kk else np.nan}
+        if P and N:
+            cum_n = np.cumsum(nw)
+            n_below = N - cum_n
+            out["roc_auc"] = float(np.sum(pw * (n_below + 0.5 * nw)) / (P * N))
+            prec = cum_p / np.maximum(cum_w, 1e-300)
+            out["average_precision"] = float(np.sum(prec * pw) / P)
+        else:
+            out["roc_auc"] = out["average_precision"] = np.nan
+        if self.prob is not None:
+            out["brier"] = float(np.sum(w * (np.clip(self.prob, 0, 1) - self.y) ** 2) / W)
+        return out
+
+
+def headline_metrics(
+    y, score, k: int, prob=None, n_boot: int = 500, alpha: float = 0.05, seed: int = 0,
+    n_orderings: int = 50,
+) -> dict:
+    """Every headline figure for one ranking, each with a bootstrap CI, plus tie variants.
+
+    Precision/recall/lift use the mean over tie orderings; worst and best cases sit beside them.
+    """
+    y, score = _as_arrays(y, score)
+    n = len(y)
+    out: dict = {"n": int(n), "events": int(y.sum()), "k": int(min(k, n))}
+    out["base_rate"] = float(y.mean()) if n else float("nan")
+    out.update(precision_all_ties(y, score, k, n_orderings, seed))
+    ranking = SortedRanking(y, score, prob)
+    point = ranking.metrics(np.ones(n), k)
+    rng = np.random.default_rng(seed)
+    reps = [ranking.metrics(np.bincount(rng.integers(0, n, n), minlength=n), k)
+            for _ in range(int(n_boot))]
+    for key, value in point.items():
+        vals = np.array([r[key] for r in reps], dtype=float)
+        vals = vals[~np.isnan(vals)]
+        lo, hi = (np.quantile(vals, [alpha / 2, 1 - alpha / 2]) if len(vals) else (np.nan, np.nan))
+        out[key] = {"value": float(value), "ci_low": float(lo), "ci_high": float(hi),
+                    "n_boot": int(n_boot)}
+    return out
+
+
+# --------------------------------------------------------------------------- curves
+def precision_curve(y, score, ks: Sequence[int]) -> pd.DataFrame:
+    """Precision and recall at each k (mean over tie orderings), for the precision-vs-k plot."""
+    rows = [{"k": int(k), "precision": precision_at_k(y, score, k, "mean"),
+             "recall": recall_at_k(y, score, k, "mean")} for k in ks]
+    return pd.DataFrame(rows)
+
+
+def calibration_table(y, prob, n_bins: int = 10) -> pd.DataFrame:
+    """Mean predicted vs observed rate in quantile bins of the predicted probability."""
+    df = pd.DataFrame({"y": np.asarray(y, dtype=float), "p": np.asarray(prob, dtype=float)})
+    df["bin"] = pd.qcut(df["p"].rank(method="first"), n_bins, labels=False, duplicates="drop")
+    out = df.groupby("bin").agg(n=("y", "size"), events=("y", "sum"), predicted=("p", "mean"),
+                                observed=("y", "mean")).reset_index()
+    out["events"] = out["events"].astype(int)
+    return out
+
+
+# --------------------------------------------------------------------------- comparisons
+def topk_mask(score, k: int, seed: int) -> np.ndarray:
+    """Boolean mask of the top k by score with a seeded random tie-break."""
+    return rank_with_tiebreak(score, seed) <= k
+
+
+def crosstab_topk(
+    frame: pd.DataFrame, in_top: np.ndarray, columns: Sequence[str],
+    labels: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """Each feature's mean (prevalence for binary) in the top k vs the rest, with Welch's t-test."""
+    in_top = np.asarray(in_top, dtype=bool)
+    x = frame[list(columns)].astype(float)
+    a, b = x[in_top], x[~in_top]
+    ma, mb = a.mean(), b.mean()
+    va, vb = a.var(ddof=1), b.var(ddof=1)
+    na, nb = a.notna().sum(), b.notna().sum()
+    se = np.sqrt(va / na + vb / nb)
+    t = (ma - mb) / se
+    dof = (va / na + vb / nb) ** 2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
+    p = 2 * stats.t.sf(np.abs(t), dof)
+    out = pd.DataFrame({
+        "feature": list(columns),
+        "label_ja": [(labels or {}).get(c, c) for c in columns],
+        "mean_top": ma.values, "mean_rest": mb.values,
+        "ratio": (ma / mb.replace(0, np.nan)).values, "difference": (ma - mb).values,
+        "n_top": na.values.astype(int), "n_rest": nb.values.astype(int),
+        "welch_t": t.values, "p_value": p.values if hasattr(p, "values") else p,
+    })
+    out["abs_t"] = out["welch_t"].abs()
+    return out.sort_values("abs_t", ascending=False).drop(columns="abs_t").reset_index(drop=True)
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union else float("nan")
+
+
+def list_stability(
+    scores: pd.DataFrame, model_col: str, baseline_cols: Sequence[str], k: int, seed: int
+) -> pd.DataFrame:
+    """Jaccard overlap of the top-k lists and Spearman rank correlation, model vs each baseline."""
+    top_model = topk_mask(scores[model_col].to_numpy(float), k, seed)
+    rows = []
+    for col in baseline_cols:
+        s = scores[col].to_numpy(float)
+        rho = stats.spearmanr(scores[model_col], s, nan_policy="omit").statistic
+        rows.append({"compared_with": col, "jaccard_top_k": jaccard(top_model, topk_mask(s, k, seed)),
+                     "overlap_top_k": int((top_model & topk_mask(s, k, seed)).sum()),
+                     "spearman": float(rho)})
+    return pd.DataFrame(rows)
+
+
+def year_to_year_overlap(prev: pd.DataFrame, curr: pd.DataFrame, score_col: str, k: int,
+                         seed: int) -> dict:
+    """How many children of last year's top-k list are on this year's (Jaccard on child_id)."""
+    ids_prev = set(prev.loc[topk_mask(prev[score_col].to_numpy(float), k, seed), "child_id"])
+    ids_curr = set(curr.loc[topk_mask(curr[score_col].to_numpy(float), k, seed), "child_id"])
+    union = ids_prev | ids_curr
+    return {"overlap": len(ids_prev & ids_curr),
+            "jaccard": len(ids_prev & ids_curr) / len(union) if union else float("nan")}
+
+
+def subset_precision(
+    scores: pd.DataFrame, group_col: str, score_cols: Sequence[str], k: int, label_col: str = "label"
+) -> pd.DataFrame:
+    """Precision re-thresholded within each subset, each with its proportional share of capacity."""
+    n_all = len(scores)
+    rows = []
+    for g, part in scores.groupby(group_col, dropna=False, observed=True):
+        k_g = max(1, round(k * len(part) / n_all))
+        row = {group_col: g, "n": len(part), "events": int(part[label_col].sum()), "k_group": k_g}
+        for col in score_cols:
+            row[f"precision_{col}"] = precision_at_k(
+                part[label_col].to_numpy(float), part[col].to_numpy(float), k_g, "mean")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fairness_table(
+    scores: pd.DataFrame, group_col: str, in_top: np.ndarray, tolerance: Sequence[float] = (0.8, 1.25),
+    min_group_events: int = 10, label_col: str = "label",
+) -> pd.DataFrame:
+    """Selection rate, precision, FPR and FNR per group, with disparity ratios vs the largest group.
+
+    Groups with fewer than ``min_group_events`` true cases are flagged and not judged: their
+    ratios are too noisy to call a disparity.
+    """
+    df = pd.DataFrame({"group": scores[group_col].astype("string").fillna("不明").to_numpy(),
+                       "y": scores[label_col].to_numpy(float), "sel": np.asarray(in_top, bool)})
+    df["tp"] = df["y"].eq(1) & df["sel"]
+    df["fp"] = df["y"].eq(0) & df["sel"]
+    df["fn"] = df["y"].eq(1) & ~df["sel"]
+    g = df.groupby("group").agg(n=("y", "size"), events=("y", "sum"), selected=("sel", "sum"),
+                                tp=("tp", "sum"), fp=("fp", "sum"), fn=("fn", "sum"))
+    g["events"] = g["events"].astype(int)
+    g["selection_rate"] = g["selected"] / g["n"]
+    g["precision"] = g["tp"] / g["selected"].replace(0, np.nan)
+    g["fpr"] = g["fp"] / (g["n"] - g["events"]).replace(0, np.nan)
+    g["fnr"] = g["fn"] / g["events"].replace(0, np.nan)
+    ref = g["n"].idxmax()
+    lo, hi = tolerance
+    g["too_few_events"] = g["events"] < min_group_events
+    verdicts = []
+    for metric in ("selection_rate", "precision", "fpr", "fnr"):
+        g[f"{metric}_ratio"] = g[metric] / g.loc[ref, metric] if g.loc[ref, metric] else np.nan
+    for name, row in g.iterrows():
+        if name == ref:
+            verdicts.append("基準群（reference）")
+        elif row["too_few_events"]:
+            verdicts.append("事例が少なく判定しない（too few events）")
+        else:
+            ratios = row[["selection_rate_ratio", "precision_ratio", "fpr_ratio", "fnr_ratio"]]
+            ok = ratios.dropna().between(lo, hi).all()
+            verdicts.append("許容範囲内（within tolerance）" if ok else "要確認（outside tolerance）")
+    g["verdict"] = verdicts
+    g.insert(0, "attribute", group_col)
+    return g.reset_index()
+
+
+def missed_cases(scores: pd.DataFrame, in_top: np.ndarray, rank_col: str = "rank",
+                 label_col: str = "label") -> dict:
+    """The true cases left out of the top k: how many, and where they ranked."""
+    pos = scores[label_col].to_numpy(float) == 1
+    missed = pos & ~np.asarray(in_top, bool)
+    ranks = scores.loc[missed, rank_col].to_numpy(float)
+    q = np.quantile(ranks, [0.25, 0.5, 0.75]).tolist() if len(ranks) else [np.nan] * 3
+    return {"events": int(pos.sum()), "caught": int((pos & np.asarray(in_top, bool)).sum()),
+            "missed": int(missed.sum()), "missed_rank_q25": q[0], "missed_rank_median": q[1],
+            "missed_rank_q75": q[2], "n_ranked": int(len(scores))}
+
+
+# --------------------------------------------------------------------------- plots
+def _ax(ax):
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(7, 4))
+    return ax
+
+
+def plot_splits(folds: list[tuple[list[int], int]], test_year: int, years: Sequence[int], ax=None):
+    """Which years train, validate and test in each fold (and the final fit)."""
+    ax = _ax(ax)
+    years = sorted(years)
+    rows = [(f"検証{i + 1}（fold {i + 1}）", tr, v) for i, (tr, v) in enumerate(folds)]
+    rows.append(("最終（final）", [y for y in years if y < test_year], test_year))
+    colors = {"train": "#4c72b0", "valid": "#dd8452", "test": "#c44e52", "unused": "#dddddd"}
+    for i, (name, tr, v) in enumerate(rows):
+        for y in years:
+            kind = ("train" if y in tr else "test" if (y == v and name.startswith("最終"))
+                    else "valid" if y == v else "unused")
+            ax.barh(i, 0.9, left=y - 0.45, color=colors[kind])
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
+    ax.set_xticks(years)
+    ax.invert_yaxis()
+    from matplotlib.patches import Patch
+
+    ax.legend([Patch(color=c) for c in colors.values()],
+              ["学習（train）", "検証（validate）", "テスト（test）", "未使用（unused）"],
+              loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    ax.set_xlabel("年度（fiscal year）")
+    ax.set_title("時系列分割（temporal splits）")
+    return ax
+
+
+def plot_headline(table: pd.DataFrame, k: int, ax=None):
+    """Precision at k with 95% CI for each list (columns: list, value, ci_low, ci_high)."""
+    ax = _ax(ax)
+    x = np.arange(len(table))
+    v = table["value"].to_numpy(float)
+    err = np.vstack([v - table["ci_low"].to_numpy(float), table["ci_high"].to_numpy(float) - v])
+    ax.bar(x, v, color="#4c72b0")
+    ax.errorbar(x, v, yerr=np.nan_to_num(np.clip(err, 0, None)), fmt="none", color="black", capsize=4)
+    ax.set_xticks(x, table["list"], rotation=15, ha="right")
+    ax.set_ylabel(f"上位{k}人の適合率（precision@{k}）")
+    ax.set_title("上位k人に含まれる真の事例の割合（95% CI）")
+    return ax
+
+
+def plot_precision_curve(curves: dict[str, pd.DataFrame], k: int, ax=None):
+    """Precision vs list length for each ranking, staff capacity marked."""
+    ax = _ax(ax)
+    for name, c in curves.items():
+        ax.plot(c["k"], c["precision"], label=name)
+    ax.axvline(k, color="grey", ls="--", label=f"対応可能数 k={k}（capacity）")
+    ax.set_xlabel("リストの長さ（list length k）")
+    ax.set_ylabel("適合率（precision@k）")
+    ax.legend(fontsize=8)
+    ax.set_title("リスト長と適合率（precision vs k）")
+    return ax
+
+
+def plot_pr_curve(curves: dict[str, tuple[np.ndarray, np.ndarray]], ax=None):
+    """Precision-recall curves: name -> (y, score)."""
+    from sklearn.metrics import precision_recall_curve
+
+    ax = _ax(ax)
+    for name, (y, s) in curves.items():
+        if 0 < np.sum(y) < len(y):
+            p, r, _ = precision_recall_curve(y, s)
+            ax.plot(r, p, label=name)
+    ax.set_xlabel("再現率（recall）")
+    ax.set_ylabel("適合率（precision）")
+    ax.legend(fontsize=8)
+    ax.set_title("適合率-再現率曲線（PR curve）")
+    return ax
+
+
+def plot_calibration(table: pd.DataFrame, ax=None):
+    """Observed vs predicted yearly probability per bin (table from calibration_table)."""
+    ax = _ax(ax)
+    ax.plot(table["predicted"], table["observed"], "o-", label="モデル（model）")
+    top = float(max(table["predicted"].max(), table["observed"].max()) or 1.0)
+    ax.plot([0, top], [0, top], ls="--", color="grey", label="完全な較正（perfect）")
+    ax.set_xlabel("予測確率（predicted probability）")
+    ax.set_ylabel("観測割合（observed rate）")
+    ax.legend(fontsize=8)
+    ax.set_title("較正プロット（calibration）")
+    return ax
+
+
+def plot_tuning(tuning: pd.DataFrame, ax=None):
+    """Each candidate's mean validation precision@k vs its fold-to-fold std, chosen ones marked."""
+    ax = _ax(ax)
+    summ = tuning.groupby(["family", "candidate"]).agg(
+        mean=("precision_at_k", "mean"), std=("precision_at_k", "std"),
+        chosen=("chosen", "max")).reset_index()
+    for fam, part in summ.groupby("family"):
+        ax.scatter(part["std"], part["mean"], label=fam, alpha=0.7)
+        ch = part[part["chosen"]]
+        ax.scatter(ch["std"], ch["mean"], marker="*", s=200, color="red")
+    ax.set_xlabel("年度間の標準偏差（std across folds）")
+    ax.set_ylabel("平均適合率（mean precision@k）")
+    ax.legend(fontsize=8)
+    ax.set_title("ハイパーパラメータ候補（tuning candidates; ★ = chosen）")
+    return ax
+
+
+# --------------------------------------------------------------------------- report tables
+LIST_LABELS = {
+    "model": "モデル（model）", "lightgbm": "LightGBM", "logistic": "ロジスティック回帰（logistic）",
+    "best_single_variable": "最良の単一変数（best single variable）",
+    "yc_rule_score": "ヤングケアラー該当数（rule score）",
+    "reference_tree": "参照決定木（reference tree）", "oracle": "真の確率（oracle, synthetic）",
+}
+
+
+def headline_table(metrics: dict, names: Sequence[str] = ("model", "best_single_variable",
+                                                          "yc_rule_score", "oracle")) -> pd.DataFrame:
+    """Precision@k with its 95% CI (and the tie range) for the headline lists, from metrics.json."""
+    rows = []
+    for name in names:
+        h = metrics["headline"].get(name)
+        if h is None:
+            continue
+        p = h["precision_at_k"]
+        rows.append({"list": LIST_LABELS.get(name, name), "key": name, "value": p["value"],
+                     "ci_low": p["ci_low"], "ci_high": p["ci_high"],
+                     "worst_case": h["precision_worst"], "best_case": h["precision_best"],
+                     "lift": h["lift_at_k"]["value"]})
+    return pd.DataFrame(rows)
+
+
+def metrics_table(metrics: dict) -> pd.DataFrame:
+    """Every list's test-year metrics as 'value [low, high]' strings, one row per list."""
+    def fmt(d: dict) -> str:
+        return f"{d['value']:.3f} [{d['ci_low']:.3f}, {d['ci_high']:.3f}]"
+
+    rows = []
+    for name, h in metrics["headline"].items():
+        row = {"list": LIST_LABELS.get(name, name)}
+        for key in ("precision_at_k", "recall_at_k", "lift_at_k", "average_precision", "roc_auc", "brier"):
+            row[key] = fmt(h[key]) if key in h else ""
+        row["precision_worst/best"] = f"{h['precision_worst']:.3f} / {h['precision_best']:.3f}"
+        row["recall_worst/best"] = f"{h['recall_worst']:.3f} / {h['recall_best']:.3f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def comparison_table(metrics: dict) -> pd.DataFrame:
+    """Paired bootstrap differences in precision@k (model minus baseline)."""
+    k = metrics["k"]
+    rows = []
+    for name, d in metrics.get("comparisons", {}).items():
+        base = name.removeprefix("model_vs_")
+        rows.append({"compared_with": LIST_LABELS.get(base, base), "precision_difference": d["value"] / k,
+                     "ci_low": d["ci_low"] / k, "ci_high": d["ci_high"] / k,
+                     "judgement": ("モデルが上回る（model better）" if d["ci_low"] > 0 else
+                                   "モデルが下回る（model worse）" if d["ci_high"] < 0 else
+                                   "差は不確か（CI includes 0）")})
+    return pd.DataFrame(rows)
+
+
+def count_text(n: int | float | None, threshold: int | None = 9) -> str:
+    """A count for running text, small counts shown as '<10' like the tables."""
+    if n is None or (isinstance(n, float) and np.isnan(n)):
+        return "—"
+    n = int(round(n))
+    if threshold and 0 < n <= threshold:
+        return f"<{threshold + 1}"
+    return f"{n:,}"

@@ -1,0 +1,224 @@
+"""Masking before analysis, driven by each schema field's ``masking`` rule.
+
+- ``hmac``: keyed pseudonym (HMAC-SHA256, 16 hex chars). A plain hash of an 8-15 digit code
+  can be reversed by enumeration; a keyed hash cannot without the municipality's secret.
+  The domain (resident/household/student/consultation) is part of the message, so the same
+  digits in two code systems give unrelated pseudonyms, while one code gives one pseudonym
+  in every table and every run under the same key.
+- ``birth_month``: YYYYMM01, except 1 April → YYYY0301 so the school year stays right.
+- ``month``: YYYYMM01.  ``topcode``: clipped at configured percentiles.  ``drop``: removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helpers import MimamoriError
+from helpers.config import REPO_ROOT, resolve
+from helpers.schema import TableSchema
+
+DOMAINS = ("resident", "household", "student", "consultation")
+# Which pseudonym domain each hmac field uses (the key is the field name).
+FIELD_DOMAINS = {
+    "resident_code": "resident",
+    "household_code": "household",
+    "student_id": "student",
+    "consultation_id": "consultation",
+}
+DEMO_KEY = b"mimamori-demo-key: synthetic data only, not secret"
+MIN_KEY_BYTES = 16
+KEY_HELP = (
+    "set a secret pseudonym key: export MIMAMORI_KEY=<at least 16 random characters> "
+    "or point ingest.key_file in config/ingest.yaml at a file outside the repository "
+    "(e.g. python -c 'import secrets; print(secrets.token_hex(32))' > ~/mimamori.key)"
+)
+
+
+def pseudonym(code: str, key: bytes, domain: str) -> str:
+    """Keyed pseudonym of one code: first 16 hex chars of HMAC-SHA256(key, domain:code)."""
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown pseudonym domain {domain!r}; known: {DOMAINS}")
+    msg = f"{domain}:{code}".encode()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()[:16]
+
+
+def pseudonymise(series: pd.Series, key: bytes, domain: str) -> pd.Series:
+    """Pseudonym of every code in a column (computed once per distinct code); blanks stay <NA>."""
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown pseudonym domain {domain!r}; known: {DOMAINS}")
+    s = pd.Series(series, copy=False).astype("string")
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    base = hmac.new(key, f"{domain}:".encode(), hashlib.sha256)  # HMAC state after the prefix
+    mapped = np.empty(len(uniques), dtype=object)
+    for i, u in enumerate(np.asarray(uniques, dtype=object)):
+        h = base.copy()
+        h.update(str(u).encode())
+        mapped[i] = h.hexdigest()[:16]
+    out = np.full(len(s), None, dtype=object)
+    has = codes >= 0
+    out[has] = mapped[codes[has]]
+    return pd.Series(out, index=s.index, dtype="string")
+
+
+def field_domain(field_name: str) -> str:
+    if field_name not in FIELD_DOMAINS:
+        raise MimamoriError(
+            f"field {field_name!r} has masking: hmac but no pseudonym domain; "
+            f"known: {sorted(FIELD_DOMAINS)}"
+        )
+    return FIELD_DOMAINS[field_name]
+
+
+def load_key(cfg: dict) -> tuple[bytes, str]:
+    """The pseudonym key and where it came from: ``env`` | ``file`` | ``demo``.
+
+    The demo key is public, so it is only allowed for the synthetic city. A key file inside
+    the repository is refused: it would end up committed next to the data it protects.
+    """
+    env = os.environ.get("MIMAMORI_KEY")
+    if env:
+        key = env.strip().encode("utf-8")
+        if len(key) < MIN_KEY_BYTES:
+            raise MimamoriError(f"MIMAMORI_KEY is shorter than {MIN_KEY_BYTES} bytes; {KEY_HELP}")
+        return key, "env"
+    key_file = (cfg.get("ingest") or {}).get("key_file")
+    if key_file:
+        path = resolve(key_file).resolve()
+        if path.is_relative_to(REPO_ROOT.resolve()):
+            raise MimamoriError(
+                f"{path}: the pseudonym key file is inside the repository; move it outside "
+                f"(e.g. ~/mimamori.key) and update ingest.key_file"
+            )
+        if not path.is_file():
+            raise MimamoriError(f"{path}: ingest.key_file not found; {KEY_HELP}")
+        key = path.read_bytes().strip()
+        if len(key) < MIN_KEY_BYTES:
+            raise MimamoriError(f"{path}: key shorter than {MIN_KEY_BYTES} bytes; {KEY_HELP}")
+        return key, "file"
+    if (cfg.get("run") or {}).get("synthetic"):
+        return DEMO_KEY, "demo"
+    raise MimamoriError(f"no pseudonym key for real data (run.synthetic is false); {KEY_HELP}")
+
+
+def mask_month(series: pd.Series) -> pd.Series:
+    """Dates → the first day of their month (datetime64[ns], NaT kept)."""
+    s = pd.to_datetime(pd.Series(series, copy=False))
+    return s.dt.to_period("M").dt.to_timestamp().astype("datetime64[ns]")
+
+
+def mask_birth_month(series: pd.Series) -> pd.Series:
+    """Birth dates → YYYYMM01, except 1 April → YYYY0301 (the child belongs to the earlier school year)."""
+    s = pd.to_datetime(pd.Series(series, copy=False))
+    month = mask_month(s)
+    april_first = (s.dt.month == 4) & (s.dt.day == 1)
+    march = (s - pd.DateOffset(months=1)).dt.to_period("M").dt.to_timestamp()
+    return month.where(~april_first.fillna(False), march).astype("datetime64[ns]")
+
+
+def topcode(
+    series: pd.Series, lower_pct: float = 0.5, upper_pct: float = 99.5
+) -> tuple[pd.Series, dict]:
+    """Clip a measurement at its own percentiles so a rare extreme cannot single a child out.
+
+    The bounds are observed values (lower bound rounded down, upper bound up to the nearest
+    observation), so an integer column stays integer. Returns the clipped column and
+    ``{lower, upper, n_lower, n_upper, n_values}``.
+    """
+    s = pd.Series(series, copy=False)
+    values = pd.to_numeric(s, errors="coerce").dropna().to_numpy(dtype=float)
+    if not len(values):
+        return s.copy(), {"lower": None, "upper": None, "n_lower": 0, "n_upper": 0, "n_values": 0}
+    lower = float(np.percentile(values, lower_pct, method="lower"))
+    upper = float(np.percentile(values, upper_pct, method="higher"))
+    return clip_to(s, lower, upper)
+
+
+def clip_to(series: pd.Series, lower: float, upper: float) -> tuple[pd.Series, dict]:
+    """Clip at fixed bounds and count how many values each bound changed."""
+    s = pd.Series(series, copy=False)
+    n_lower = int((s < lower).sum())
+    n_upper = int((s > upper).sum())
+    if str(s.dtype) == "Int64":
+        clipped = s.clip(int(np.floor(lower)), int(np.ceil(upper)))
+    else:
+        clipped = s.clip(lower, upper)
+    info = {"lower": lower, "upper": upper, "n_lower": n_lower, "n_upper": n_upper,
+            "n_values": int(s.notna().sum())}
+    return clipped, info
+
+
+def mask_table(
+    df: pd.DataFrame,
+    schema: TableSchema,
+    key: bytes,
+    bounds: tuple[float, float] | dict[str, tuple[float, float]] = (0.5, 99.5),
+) -> tuple[pd.DataFrame, dict]:
+    """Apply every field's masking rule to a validated, typed table.
+
+    ``bounds`` is either the top-coding percentiles ``(lower, upper)`` or fixed value bounds
+    per field ``{field: (lower, upper)}``. Returns the masked table (only the schema's
+    non-dropped fields, in schema order) and a report of what masking did per field.
+    """
+    out: dict[str, pd.Series] = {}
+    report: dict[str, dict] = {}
+    for f in schema.fields:
+        if f.masking == "drop":
+            report[f.name] = {"masking": "drop"}
+            continue
+        if f.name not in df.columns:
+            raise MimamoriError(f"{schema.table}: column {f.name!r} missing before masking")
+        col = df[f.name]
+        if f.masking == "hmac":
+            out[f.name] = pseudonymise(col, key, field_domain(f.name))
+            report[f.name] = {"masking": "hmac", "domain": field_domain(f.name),
+                              "n_values": int(col.notna().sum())}
+        elif f.masking == "birth_month":
+            masked = mask_birth_month(col)
+            report[f.name] = {"masking": "birth_month",
+                              "n_april_first": int(((col.dt.month == 4) & (col.dt.day == 1)).sum())}
+            out[f.name] = masked
+        elif f.masking == "month":
+            out[f.name] = mask_month(col)
+            report[f.name] = {"masking": "month"}
+        elif f.masking == "topcode":
+            if isinstance(bounds, dict):
+                if f.name not in bounds:
+                    raise MimamoriError(f"{schema.table}.{f.name}: no fixed top-coding bounds given")
+                lo, hi = bounds[f.name]
+                clipped, info = clip_to(col, lo, hi)
+            else:
+                clipped, info = topcode(col, bounds[0], bounds[1])
+                info["percentiles"] = [bounds[0], bounds[1]]
+            out[f.name] = clipped
+            report[f.name] = {"masking": "topcode", **info}
+        else:
+            out[f.name] = col
+            report[f.name] = {"masking": "keep"}
+    return pd.DataFrame(out, index=df.index), report
+
+
+def correspondence_table(df: pd.DataFrame, schema: TableSchema, key: bytes) -> pd.DataFrame:
+    """(domain, pseudonym, code) for every hmac field of an unmasked table: the way back."""
+    parts = []
+    for f in schema.fields:
+        if f.masking != "hmac" or f.name not in df.columns:
+            continue
+        codes = df[f.name].dropna().astype("string").drop_duplicates()
+        domain = field_domain(f.name)
+        parts.append(pd.DataFrame({"domain": domain,
+                                   "pseudonym": pseudonymise(codes, key, domain).to_numpy(),
+                                   "code": codes.to_numpy()}))
+    if not parts:
+        return pd.DataFrame(columns=["domain", "pseudonym", "code"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def private_dir(data_root: Path) -> Path:
+    """Where re-identifying material lives (never read by a report)."""
+    return Path(data_root) / "private"

@@ -1,0 +1,76 @@
+"""Cell normalisation shared by the readers and the validator.
+
+Exports carry full-width digits and letters (１２３, ＡＢ), full-width spaces, line breaks
+inside cells and thousands separators. These are spellings, not different values, so they
+are normalised; anything that is still not a valid value afterwards is reported, never
+guessed. Every function here works on whole pandas columns.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import numpy as np
+import pandas as pd
+
+# Full-width ASCII (U+FF01..U+FF5E) → ASCII, ideographic space (U+3000) → space.
+_WIDTH_TABLE = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}
+_WIDTH_TABLE[0x3000] = 0x20
+_LINEBREAKS = r"\r\n|\r|\n|\u2028|\u2029|\x0b|\x0c|\x85"
+
+
+def to_halfwidth(text: str) -> str:
+    """Full-width ASCII letters, digits, symbols and spaces → their ASCII forms; the rest kept."""
+    return text.translate(_WIDTH_TABLE)
+
+
+def normalize_cells(series: pd.Series) -> pd.Series:
+    """Width-normalise, turn in-cell line breaks into spaces, strip; blank → <NA>.
+
+    Internal spaces are kept (a code with a space inside stays invalid rather than being
+    silently repaired).
+    """
+    s = pd.Series(series, copy=False).astype("string")
+    s = s.str.translate(_WIDTH_TABLE)
+    s = s.str.replace(_LINEBREAKS, " ", regex=True).str.strip()
+    return s.mask(s == "")
+
+
+def normalize_key(text: str) -> str:
+    """Matching form of a header or enum spelling: NFKC, no whitespace, case-folded."""
+    t = unicodedata.normalize("NFKC", str(text))
+    return "".join(t.split()).casefold()
+
+
+def normalize_keys(series: pd.Series) -> pd.Series:
+    """Vectorised ``normalize_key``."""
+    s = pd.Series(series, copy=False).astype("string").str.normalize("NFKC")
+    return s.str.replace(r"\s+", "", regex=True).str.casefold()
+
+
+_GROUPED = r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$"
+_PLAIN = r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$"
+
+
+def parse_numbers(series: pd.Series, integer: bool = False) -> tuple[pd.Series, pd.Series]:
+    """Text → float64 values and an error reason per cell (None when fine or blank).
+
+    Accepts full-width digits and correctly grouped thousands separators (1,234,567);
+    ``0`` stays zero, blank stays missing. With ``integer=True`` a fractional value is an
+    error (``12.0`` is accepted as 12).
+    """
+    s = normalize_cells(series).str.normalize("NFKC")
+    grouped = s.str.match(_GROUPED).fillna(False).astype(bool)
+    s = s.where(~grouped, s.str.replace(",", "", regex=False))
+    plain = s.str.match(_PLAIN).fillna(False).astype(bool)
+    values = pd.to_numeric(s.where(plain), errors="coerce").astype("float64")
+    errors = pd.Series(None, index=s.index, dtype=object)
+    present = s.notna().to_numpy()
+    bad = present & ~plain.to_numpy()
+    errors[bad] = "not a number"
+    if integer:
+        frac = present & plain.to_numpy() & (np.floor(values.to_numpy()) != values.to_numpy())
+        errors[frac] = "not a whole number"
+        values[frac] = np.nan
+    values[bad] = np.nan
+    return values, errors.astype(object).where(errors.notna(), None)
