@@ -20,6 +20,8 @@ export MIMAMORI_PROFILE := $(PROFILE)
 export MIMAMORI_DATA := $(abspath $(DATA))
 export MIMAMORI_REPORTS := $(abspath $(REPORTS))
 export MPLBACKEND := Agg
+# LightGBM threads spin-wait by default, which starves the other core on a 2-core machine
+export OMP_WAIT_POLICY := PASSIVE
 
 SCHEMAS := $(wildcard data_schema/*.yaml)
 PROFILE_FILE := $(if $(PROFILE),config/profiles/$(PROFILE).yaml)

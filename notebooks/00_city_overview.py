@@ -12,10 +12,10 @@
 # ---
 
 # %% tags=["parameters"]
-profile = "tiny"      # config profile; "" = none
-data_dir = ""         # "" = from config (env MIMAMORI_DATA)
-config_dir = ""       # "" = config/
-pyramid_year = 0      # fiscal year of the population pyramid; 0 = the last one
+profile = "tiny"      # config profile; empty: none
+data_dir = ""         # empty: from config (env MIMAMORI_DATA)
+config_dir = ""       # empty: config/
+pyramid_year = 0      # fiscal year of the population pyramid; 0: the last one
 
 # %%
 from helpers import overview as O

@@ -12,9 +12,9 @@
 # ---
 
 # %% tags=["parameters"]
-profile = "tiny"      # config profile; "" = none
-data_dir = ""         # "" = from config (env MIMAMORI_DATA)
-config_dir = ""       # "" = config/
+profile = "tiny"      # config profile; empty: none
+data_dir = ""         # empty: from config (env MIMAMORI_DATA)
+config_dir = ""       # empty: config/
 
 # %%
 from helpers import quality

@@ -12,9 +12,9 @@
 # ---
 
 # %% tags=["parameters"]
-profile = "tiny"      # config profile; "" = none
-data_dir = ""         # "" = from config (env MIMAMORI_DATA)
-config_dir = ""       # "" = config/
+profile = "tiny"      # config profile; empty: none
+data_dir = ""         # empty: from config (env MIMAMORI_DATA)
+config_dir = ""       # empty: config/
 n_factors = 3         # factors for the young-carer item analysis
 corr_threshold = 0.5  # |r| at which two items count as redundant
 

@@ -12,14 +12,15 @@
 # ---
 
 # %% tags=["parameters"]
-profile = "tiny"      # config profile; "" = none
-data_dir = ""         # "" = from config (env MIMAMORI_DATA)
-config_dir = ""       # "" = config/
+profile = "tiny"      # config profile; empty: none
+data_dir = ""         # empty: from config (env MIMAMORI_DATA)
+config_dir = ""       # empty: config/
 target = "physical_abuse"  # one of models.targets
 top_features = 15     # rows in the feature tables and the importance chart
 
 # %%
 import json
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -28,6 +29,7 @@ import pandas as pd
 from helpers import evaluation as ev
 from helpers import explain
 from helpers.config import data_dir as cfg_data_dir
+from helpers.models import read_model_table
 from helpers.reporting import close_report, open_report, set_headline, show_figure, show_table
 
 cfg = open_report(f"モデルと評価（Models and evaluation）: {target}", profile=profile,
@@ -42,11 +44,7 @@ catalogue = pd.read_csv(cfg_data_dir(cfg) / "panel" / "feature_catalogue.csv")
 labels_ja = dict(zip(catalogue["name"], catalogue["label_ja"].fillna(catalogue["name"]), strict=True))
 threshold = cfg["reports"]["small_cell_threshold"] if cfg["reports"]["suppress_small_cells"] else None
 k = metrics["k"]
-
-
-def read_csv(name: str) -> pd.DataFrame:
-    path = model_dir / name
-    return pd.read_csv(path) if path.exists() and path.stat().st_size > 1 else pd.DataFrame()
+read_csv = partial(read_model_table, model_dir)
 
 
 # %% [markdown]
@@ -241,10 +239,8 @@ if shap_path.exists():
     show_figure(explain.plot_beeswarm(shap_all[feats], X_test[feats], labels_ja,
                                       seed=int(cfg["run"]["seed"])), "SHAP ビースウォーム（beeswarm）")
     top_dep = imp["feature"].head(int(cfg["models"].get("dependence_top", 4))).tolist()
-    fig, axes = plt.subplots(1, len(top_dep), figsize=(4 * len(top_dep), 3.2), squeeze=False)
-    for ax, f in zip(axes[0], top_dep, strict=False):
-        explain.plot_dependence(shap_all[feats], X_test[feats], f, labels_ja, ax=ax)
-    show_figure(fig, "SHAP 依存プロット（dependence plots, top features）")
+    show_figure(explain.plot_dependence_grid(shap_all[feats], X_test[feats], top_dep, labels_ja),
+                "SHAP 依存プロット（dependence plots, top features）")
 
 # %%
 print(f"理由コードの出典（reason codes from the primary model, {params['primary_model']}）: "

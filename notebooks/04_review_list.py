@@ -16,10 +16,10 @@
 # （高スコア群と低スコア群を混ぜ、学校には群を知らせない）の概要。個人は表示しない。
 
 # %% tags=["parameters"]
-profile = "tiny"      # config profile; "" = none
-data_dir = ""         # "" = from config (env MIMAMORI_DATA)
-config_dir = ""       # "" = config/
-target = ""           # "" = config review.target
+profile = "tiny"      # config profile; empty: none
+data_dir = ""         # empty: from config (env MIMAMORI_DATA)
+config_dir = ""       # empty: config/
+target = ""           # empty: config review.target
 
 # %%
 import json

@@ -16,10 +16,10 @@
 # 要支援の児童に多い項目、過去の回との比較を示す。
 
 # %% tags=["parameters"]
-profile = "tiny"      # config profile; "" = none
-data_dir = ""         # "" = from config (env MIMAMORI_DATA)
-config_dir = ""       # "" = config/
-target = ""           # "" = config review.target
+profile = "tiny"      # config profile; empty: none
+data_dir = ""         # empty: from config (env MIMAMORI_DATA)
+config_dir = ""       # empty: config/
+target = ""           # empty: config review.target
 
 # %%
 import json

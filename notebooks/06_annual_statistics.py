@@ -12,10 +12,10 @@
 # ---
 
 # %% tags=["parameters"]
-profile = "tiny"      # config profile; "" = none
-data_dir = ""         # "" = from config (env MIMAMORI_DATA)
-config_dir = ""       # "" = config/
-child = ""            # child pseudonym for the timeline; "" = the child with most records
+profile = "tiny"      # config profile; empty: none
+data_dir = ""         # empty: from config (env MIMAMORI_DATA)
+config_dir = ""       # empty: config/
+child = ""            # child pseudonym for the timeline; empty: the child with most records
 
 # %%
 from helpers import statistics as st

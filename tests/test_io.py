@@ -4,7 +4,14 @@ import pandas as pd
 import pytest
 
 from helpers.config import load_config
-from helpers.io import append_audit, atomic_path, file_sha256, run_manifest, write_json, write_parquet
+from helpers.io import (
+    append_audit,
+    atomic_path,
+    file_sha256,
+    run_manifest,
+    write_json,
+    write_parquet,
+)
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
@@ -48,3 +55,12 @@ def test_manifest_records_code_versions_inputs_seed(tmp_path):
     assert m["inputs"] == {"a.csv": file_sha256(f)}
     assert m["packages"]["pandas"].startswith("2.")
     assert m["git_commit"]
+
+
+def test_json_is_strict_nan_becomes_null(tmp_path):
+    import numpy as np
+
+    write_json({"auc": float("nan"), "n": np.int64(3), "xs": [np.float64("inf"), 1.5]}, tmp_path / "m.json")
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"auc": None, "n": 3, "xs": [None, 1.5]}

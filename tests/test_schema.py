@@ -20,7 +20,7 @@ REQUIRED_TABLES = {
 
 
 def test_every_source_table_has_a_schema():
-    assert REQUIRED_TABLES <= set(load_schemas())
+    assert set(load_schemas()) >= REQUIRED_TABLES
 
 
 def test_fields_are_complete_and_snake_case():

@@ -130,3 +130,15 @@ def plot_dependence(shap_values: pd.DataFrame, X: pd.DataFrame, feature: str,
     ax.set_xlabel(f"{labels.get(feature, feature)}（{feature}）")
     ax.set_ylabel("SHAP（log-odds）")
     return ax
+
+
+def plot_dependence_grid(shap_values: pd.DataFrame, X: pd.DataFrame, features: list[str],
+                         labels: dict[str, str]):
+    """One dependence plot per feature side by side; returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, max(len(features), 1), figsize=(4 * max(len(features), 1), 3.2),
+                             squeeze=False)
+    for ax, f in zip(axes[0], features, strict=False):
+        plot_dependence(shap_values, X, f, labels, ax=ax)
+    return fig

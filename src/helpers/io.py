@@ -10,11 +10,12 @@ import contextlib
 import getpass
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,24 @@ def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
+def strict_json(obj: Any) -> Any:
+    """NaN/inf become null so the files parse with any strict JSON reader."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy scalars
+        return strict_json(obj.item())
+    return obj
+
+
 def write_json(obj: Any, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(
-            json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n",
+            json.dumps(strict_json(obj), ensure_ascii=False, indent=2, sort_keys=True,
+                       default=str, allow_nan=False) + "\n",
             encoding="utf-8",
         )
     return Path(path)
@@ -127,7 +142,7 @@ def package_versions(names: tuple[str, ...] = MANIFEST_PACKAGES) -> dict[str, st
 def run_manifest(cfg: dict, inputs: list[Path] | None = None, root: Path | None = None) -> dict:
     """What a reviewer needs to reproduce a result: code, settings, versions, input hashes, seed."""
     return {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "profile": cfg.get("profile"),
         "seed": cfg["run"].get("seed"),
@@ -153,7 +168,7 @@ def append_audit(
     except (KeyError, OSError):
         user = os.environ.get("USER", "unknown")
     entry = {
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "user": user,
         "stage": stage,
         "config_hash": config_hash(cfg),

@@ -557,10 +557,15 @@ def _fit_target(panel: pd.DataFrame, catalogue: pd.DataFrame, cfg: dict, target:
     if "yc_rule_score" in evs.columns:
         lists["yc_rule_score"] = ("yc_rule_score", None)
     lists["reference_tree"] = ("tree_score", None)
-    oracle_ok = truth is not None and evs["oracle_p"].notna().all()
-    if truth is not None and not oracle_ok:
-        warnings_out.append(f"oracle: {count(evs['oracle_p'].isna().sum())} test child-years without "
-                            "a true probability; oracle not evaluated")
+    # A handful of child-years the generator did not score (residence edge cases at month
+    # precision) are ranked last by the oracle, which can only understate the ceiling.
+    n_no_truth = int(evs["oracle_p"].isna().sum()) if truth is not None else 0
+    oracle_ok = truth is not None and n_no_truth <= ORACLE_MAX_UNCOVERED * max(len(evs), 1)
+    if truth is not None and n_no_truth:
+        warnings_out.append(
+            f"oracle: {count(n_no_truth)} test child-years without a true probability; "
+            + ("ranked last by the oracle (its ceiling is a lower bound)" if oracle_ok
+               else "too many: oracle not evaluated"))
     if oracle_ok:
         lists["oracle"] = ("oracle_p", "oracle_p")
     headline = {}
@@ -691,6 +696,15 @@ def _fit_target(panel: pd.DataFrame, catalogue: pd.DataFrame, cfg: dict, target:
 
 
 # --------------------------------------------------------------------------- CLI
+def read_model_table(model_dir: Path, name: str) -> pd.DataFrame:
+    """A CSV artefact of the models stage; empty when the stage had nothing to write."""
+    path = Path(model_dir) / name
+    return pd.read_csv(path) if path.exists() and path.stat().st_size > 1 else pd.DataFrame()
+
+
+ORACLE_MAX_UNCOVERED = 0.01  # share of test child-years the oracle may lack
+
+
 def load_truth(cfg: dict, root: Path) -> pd.DataFrame | None:
     """The synthetic oracle keyed by pseudonym (real resident codes never leave this function)."""
     path = root / "raw" / "_truth" / "true_probabilities.parquet"
