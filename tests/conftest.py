@@ -12,6 +12,9 @@ import pytest
 from helpers.config import REPO_ROOT
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# `make test` exports the user's data/reports folders and profile; tests choose their own.
+for _name in [k for k in os.environ if k.startswith("MIMAMORI_")]:
+    del os.environ[_name]
 
 
 def run_make(target: str, data: Path, reports: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -50,3 +50,9 @@ def test_config_hash_changes_with_settings(tmp_path: Path):
     a = config_hash(load_config(tmp_path, profile=""))
     b = config_hash(load_config(tmp_path, profile="", overrides={"run": {"seed": 2}}))
     assert a != b and len(a) == 16
+
+
+def test_explicit_override_beats_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MIMAMORI_DATA", str(tmp_path / "env"))
+    cfg = load_config(profile="", overrides={"run": {"data_dir": str(tmp_path / "flag")}})
+    assert data_dir(cfg) == tmp_path / "flag"

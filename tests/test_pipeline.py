@@ -56,8 +56,9 @@ def test_reports_pass_the_pii_scan(tiny_city):
 
 
 def test_second_make_all_does_no_work(tiny_city):
-    proc = run_make("all", tiny_city["data"], tiny_city["reports"], "-q")
-    # `make -q` exits 0 only when every target is up to date
+    index = str(tiny_city["reports"] / "index.html")
+    proc = run_make(index, tiny_city["data"], tiny_city["reports"], "-q")
+    # `make -q` exits 0 only when every file the chain makes is up to date
     assert proc.returncode == 0, "make all would redo work with nothing changed"
 
 

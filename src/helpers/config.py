@@ -68,16 +68,14 @@ def load_config(
             known = sorted(p.stem for p in (config_dir / "profiles").glob("*.yaml"))
             raise MimamoriError(f"profile {profile!r} not found in {ppath.parent} (known: {known})")
         cfg = deep_merge(cfg, _read_yaml(ppath))
+    # environment (make exports these) beats the files; explicit overrides beat both
+    for env, key in (("MIMAMORI_DATA", "data_dir"), ("MIMAMORI_REPORTS", "reports_dir")):
+        if os.environ.get(env):
+            cfg["run"][key] = os.environ[env]
     if overrides:
         cfg = deep_merge(cfg, overrides)
     cfg["profile"] = profile
     cfg["config_dir"] = str(config_dir.resolve())
-    env_data = os.environ.get("MIMAMORI_DATA")
-    if env_data:
-        cfg["run"]["data_dir"] = env_data
-    env_reports = os.environ.get("MIMAMORI_REPORTS")
-    if env_reports:
-        cfg["run"]["reports_dir"] = env_reports
     return cfg
 
 
