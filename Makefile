@@ -15,7 +15,7 @@ SETUP_STAMP := $(VENV)/.mimamori-installed
 PROFILE ?=
 DATA ?= data
 REPORTS ?= reports
-SIZES ?= S,M,L
+SIZES ?= S,M
 export MIMAMORI_PROFILE := $(PROFILE)
 export MIMAMORI_DATA := $(abspath $(DATA))
 export MIMAMORI_REPORTS := $(abspath $(REPORTS))
@@ -121,7 +121,7 @@ test-fast: $(SETUP_STAMP) ## unit tests only (skips the tiny-city pipeline and n
 lint: $(SETUP_STAMP) ## ruff on the package, tests and notebook sources
 	$(VENV)/bin/ruff check src tests notebooks
 
-bench: $(SETUP_STAMP) ## benchmark every stage at city sizes SIZES=S,M,L into reports/bench/
+bench: $(SETUP_STAMP) ## benchmark every stage at city sizes SIZES=S,M (L: 500k children, needs >24 GB) into reports/bench/
 	$(PY) -m helpers bench --sizes $(SIZES)
 
 clean: ## remove data/, build/ and rendered reports (keeps .venv)
