@@ -104,7 +104,8 @@ show_figure(ax, "ヤングケアラー12項目の該当割合の推移（young-c
 latest_year = panel[panel["fiscal_year"] == panel["fiscal_year"].max()]
 redundancy = F.item_redundancy(latest_year, n_factors=n_factors, corr_threshold=corr_threshold,
                                seed=cfg["run"]["seed"])
-ax = F.plot_correlation(redundancy["correlation"])
+ax = F.plot_correlation(redundancy["correlation"],
+                        labels=dict(zip(catalogue["name"], catalogue["label_ja"], strict=True)))
 show_figure(ax, "12項目の相関行列（correlation matrix, latest year）")
 show_table(redundancy["loadings"].round(2).reset_index(names="item"),
            "因子負荷量（factor loadings, varimax）", cfg)

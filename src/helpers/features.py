@@ -1019,9 +1019,16 @@ def plot_item_prevalence(prevalence: pd.DataFrame, names: list[str], threshold: 
     return ax
 
 
-def plot_correlation(corr: pd.DataFrame, ax=None, title: str = "項目間の相関（item correlations）"):
-    """Heat map of a correlation matrix with values written in the cells. Returns the Axes."""
+def plot_correlation(corr: pd.DataFrame, ax=None, title: str = "項目間の相関（item correlations）",
+                     labels: dict[str, str] | None = None):
+    """Heat map of a correlation matrix with values written in the cells. Returns the Axes.
+
+    ``labels`` maps feature names to the Japanese labels a reviewer reads (catalogue label_ja).
+    """
     import matplotlib.pyplot as plt
+
+    if labels:
+        corr = corr.rename(index=labels, columns=labels)
 
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 7))

@@ -584,7 +584,7 @@ def _fit_target(panel: pd.DataFrame, catalogue: pd.DataFrame, cfg: dict, target:
         mp = headline["model"]["precision_mean"]
         oracle = {"oracle_precision_at_k": op, "model_precision_at_k": mp,
                   "model_share_of_oracle": mp / op if op else None,
-                  "oracle_expected_hits": float(np.sort(evs["oracle_p"].to_numpy())[::-1][:k].sum())}
+                  "oracle_expected_hits": float(np.sort(evs["oracle_p"].fillna(0).to_numpy())[::-1][:k].sum())}
 
     # the top k among the evaluated (labelled, not known) child-years, seeded tie-break
     in_top = ev.topk_mask(evs["score"].to_numpy(float), k, seed)
