@@ -56,3 +56,12 @@ def test_explicit_override_beats_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("MIMAMORI_DATA", str(tmp_path / "env"))
     cfg = load_config(profile="", overrides={"run": {"data_dir": str(tmp_path / "flag")}})
     assert data_dir(cfg) == tmp_path / "flag"
+
+
+def test_stage_help_shows_the_stage_options(capsys):
+    from helpers.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["review", "--help"])
+    assert exit_info.value.code == 0
+    assert "python -m helpers review" in capsys.readouterr().out

@@ -25,8 +25,9 @@ STAGES = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
+def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0],
+                                     add_help=add_help)
     parser.add_argument("stage", choices=sorted(STAGES), help="; ".join(f"{k}: {v[2]}" for k, v in STAGES.items()))
     parser.add_argument("--config-dir", default=None, help="settings folder (default: config/)")
     parser.add_argument("--profile", default=None, help="config/profiles/<name>.yaml (or MIMAMORI_PROFILE)")
@@ -36,8 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stage_at = next((i for i, a in enumerate(argv) if a in STAGES), None)
+    # `python -m helpers <stage> --help` shows the stage's own options
+    stage_help = stage_at is not None and any(a in ("-h", "--help") for a in argv[stage_at + 1:])
+    parser = build_parser(add_help=not stage_help)
     args, rest = parser.parse_known_args(argv)
+    if stage_help and not any(a in ("-h", "--help") for a in rest):
+        rest.append("--help")
     try:
         overrides: dict = {"run": {}}
         if args.data_dir:
