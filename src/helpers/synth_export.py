@@ -285,15 +285,27 @@ def plant_defects(table: str, schema: TableSchema, clean: pd.DataFrame, spec: di
     defects: list[dict] = []  # uid-based; uid < n original rows, >= n copies
     copies: list[tuple[int, pd.Series]] = []
     date_style = "xlsx" if xlsx else spec.get("dates", "slash")
+    # One seeded random order of rows, walked once: picking a row per defect stays linear in
+    # the table size (a fresh scan per defect was quadratic and stalled the 500k-child city).
+    perm = rng.permutation(n)
+    safe_mask = np.broadcast_to(np.asarray(safe, dtype=bool), (n,))
+    queues = {True: perm[safe_mask[perm]], False: perm}
+    next_at = {True: 0, False: 0}
+
+    def next_unused(rejecting: bool) -> int | None:
+        queue, at = queues[rejecting], next_at[rejecting]
+        while at < len(queue) and used[queue[at]]:
+            at += 1
+        next_at[rejecting] = at
+        return int(queue[at]) if at < len(queue) else None
+
     for kind in plan:
-        cand = ~used & (safe if kind in REJECTING else True)
-        idx = np.nonzero(cand)[0]
-        if len(idx) == 0:
+        i = next_unused(kind in REJECTING)
+        if i is None:
             kind = "duplicate_exact"
-            idx = np.nonzero(~used)[0]
-            if len(idx) == 0:
+            i = next_unused(False)
+            if i is None:
                 break
-        i = int(idx[rng.integers(0, len(idx))])
         used[i] = True
         col = kinds[kind][int(rng.integers(0, len(kinds[kind])))] if kind in kinds else ""
         if kind == "duplicate_exact":
