@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import fnmatch
 import html
 import io
 import json
@@ -803,13 +802,10 @@ def _read_raw_table(path: Path, headers: set[str]) -> pd.DataFrame:
         frames = pd.read_excel(path, sheet_name=None, dtype=str)
         return pd.concat([f[[c for c in f.columns if wanted(c)]] for f in frames.values()],
                          ignore_index=True)
-    for encoding in ("utf-8-sig", "cp932"):
-        try:
-            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding,
-                               usecols=wanted)
-        except UnicodeDecodeError:
-            continue
-    raise MimamoriError(f"{path}: not readable as UTF-8 or CP932 CSV")
+    from helpers.ingest import decode_export  # one encoding rule for ingest and the scan
+
+    text, _encoding = decode_export(path.read_bytes(), path)
+    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, usecols=wanted)
 
 
 def _pii_columns(path: Path, schema: Any, header_map: Mapping | None) -> pd.DataFrame:
@@ -839,21 +835,16 @@ def load_pii_index(raw_dir: str | Path, schemas: Mapping[str, Any] | None = None
     Dates (birth dates) and dropped free text are not searched: dates collide with ordinary
     report dates and free text is never copied into reports by construction.
     """
+    from helpers.ingest import find_exports  # the same file -> table rule as ingest
     from helpers.schema import load_schemas
 
     raw_dir = Path(raw_dir)
     schemas = schemas or load_schemas()
     codes: list[pd.Series] = []
     strings: list[pd.Series] = []
-    files = [p for p in sorted(raw_dir.iterdir()) if p.is_file()
-             and not p.name.startswith((".", "_", "~$"))
-             and p.suffix.lower() in (".csv", ".txt", ".xlsx")]
-    for path in files:
-        name = unicodedata.normalize("NFC", path.name)
-        schema = next((s for s in schemas.values()
-                       if any(fnmatch.fnmatch(name, g) for g in s.files)), None)
-        if schema is None:
-            continue
+    found, _unmatched = find_exports(raw_dir, dict(schemas))
+    exports = [(schemas[table], path) for table, paths in found.items() for path in paths]
+    for schema, path in exports:
         frame = _pii_columns(path, schema, header_map)
         for f in schema.fields:
             if f.name not in frame.columns:
