@@ -34,9 +34,7 @@ cfg = open_report("見守りリストと確認標本（Review list and blinded s
                   data_dir=data_dir, config_dir=config_dir,
                   params={"profile": profile, "data_dir": data_dir, "config_dir": config_dir,
                           "target": target})
-if target:
-    cfg["review"]["target"] = target
-paths = review_paths(cfg)
+paths = review_paths(cfg, target)
 summary = json.loads(paths["draw_summary"].read_text(encoding="utf-8"))
 capacity = pd.read_parquet(paths["capacity_list"])
 sample = pd.read_parquet(paths["sample"])

@@ -46,9 +46,7 @@ cfg = open_report("確認結果（Review results）", profile=profile, data_dir=
                   config_dir=config_dir,
                   params={"profile": profile, "data_dir": data_dir, "config_dir": config_dir,
                           "target": target})
-if target:
-    cfg["review"]["target"] = target
-paths = review_paths(cfg)
+paths = review_paths(cfg, target)
 results = json.loads(paths["results"].read_text(encoding="utf-8"))
 rates = pd.read_csv(paths["arm_rates"])
 rounds = pd.read_csv(paths["rounds"])

@@ -557,3 +557,15 @@ def test_grade_text_and_capacity_reidentify(city_cfg):
     out = pd.read_csv(paths["private"] / "review_capacity_reidentified.csv", dtype=str)
     assert out["resident_code"].tolist() == [str(300000 + i) for i in range(len(cap))]
     assert "score" in out.columns and "arm" not in out.columns
+
+
+def test_review_paths_target_override_leaves_config_alone():
+    from helpers.config import load_config
+    from helpers.review import review_paths
+
+    cfg = load_config(profile="")
+    default = cfg["review"]["target"]
+    other = next(t for t in cfg["models"]["targets"] if t != default)
+    assert review_paths(cfg, other)["scores"].parent.name == other
+    assert review_paths(cfg)["scores"].parent.name == default
+    assert cfg["review"]["target"] == default

@@ -56,10 +56,10 @@ AGE_LABELS = ["0–2歳", "3–5歳", "6–8歳", "9–11歳", "12–15歳", "16
 
 
 # ---------------------------------------------------------------------------------- paths
-def review_paths(cfg: dict) -> dict[str, Path]:
-    """Every file the review stage reads or writes, in one place."""
+def review_paths(cfg: dict, target: str = "") -> dict[str, Path]:
+    """Every file the review stage reads or writes, in one place (``target`` overrides config)."""
     root = data_dir(cfg)
-    target = cfg["review"]["target"]
+    target = target or cfg["review"]["target"]
     review = root / "review"
     return {
         "root": root,
