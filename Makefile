@@ -25,7 +25,10 @@ export OMP_WAIT_POLICY := PASSIVE
 
 SCHEMAS := $(wildcard data_schema/*.yaml)
 PROFILE_FILE := $(if $(PROFILE),config/profiles/$(PROFILE).yaml)
-CORE := src/helpers/config.py src/helpers/io.py src/helpers/schema.py $(PROFILE_FILE)
+# shared modules (settings, paths, io, schema, exports, ...) sit at the top of the package;
+# each stage is one subpackage, so a stage depends on its folder and the shared modules
+CORE := $(wildcard src/helpers/*.py) $(PROFILE_FILE)
+PKG = $(wildcard src/helpers/$(1)/*.py)
 TARGETS := physical_abuse young_carer
 NOTEBOOKS := $(wildcard notebooks/*.py)
 
@@ -44,7 +47,7 @@ REPORT_05 := $(REPORTS)/05_review_results.html
 REPORT_06 := $(REPORTS)/06_annual_statistics.html
 REPORT_HTML := $(REPORT_00) $(REPORT_01) $(REPORT_02) $(REPORT_03) $(REPORT_04) $(REPORT_05) $(REPORT_06)
 # a report reads helpers of several stages: any package change may change what it shows
-REPORT_DEPS := $(wildcard src/helpers/*.py) config/reports.yaml config/run.yaml
+REPORT_DEPS := $(wildcard src/helpers/*.py src/helpers/*/*.py) config/reports.yaml config/run.yaml
 
 .PHONY: help setup data mart panel models review reports all test test-fast lint check-reports bench clean distclean
 
@@ -61,26 +64,26 @@ $(SETUP_STAMP): pyproject.toml requirements.lock
 	@touch $@
 
 data: $(RAW) ## generate the synthetic municipality's exports into data/raw (or check real ones)
-$(RAW): $(SETUP_STAMP) $(wildcard src/helpers/synth*.py) config/run.yaml config/synth.yaml $(SCHEMAS) $(CORE)
+$(RAW): $(SETUP_STAMP) $(call PKG,synth) config/run.yaml config/synth.yaml $(SCHEMAS) $(CORE)
 	$(PY) -m helpers synth
 
 mart: $(MART) ## ingest, validate and mask data/raw into data/mart
-$(MART): $(RAW) $(wildcard $(DATA)/raw/*.csv $(DATA)/raw/*.xlsx) src/helpers/ingest.py src/helpers/masking.py src/helpers/dates.py src/helpers/normalize.py config/ingest.yaml config/run.yaml $(SCHEMAS) $(CORE)
+$(MART): $(RAW) $(wildcard $(DATA)/raw/*.csv $(DATA)/raw/*.xlsx) $(call PKG,ingest) config/ingest.yaml config/run.yaml $(SCHEMAS) $(CORE)
 	$(PY) -m helpers ingest
 
 panel: $(PANEL) ## build the child x fiscal-year panel and feature catalogue
-$(PANEL): $(MART) src/helpers/panel.py src/helpers/features.py config/panel.yaml config/run.yaml $(CORE)
+$(PANEL): $(MART) $(call PKG,panel) config/panel.yaml config/run.yaml $(CORE)
 	$(PY) -m helpers panel
 
 models: $(MODELS) ## fit baselines and models for every target
-$(DATA)/models/%/metrics.json: $(PANEL) src/helpers/models.py src/helpers/evaluation.py src/helpers/explain.py config/models.yaml config/run.yaml $(CORE)
+$(DATA)/models/%/metrics.json: $(PANEL) $(call PKG,models) config/models.yaml config/run.yaml $(CORE)
 	$(PY) -m helpers models --target $*
 
 review: $(REVIEW) ## draw the review list and blinded sample, simulate verdicts on synthetic data
 # On the synthetic city simulated reviewers answer at once; on real data the sheets go to the
 # schools and `python -m helpers review verdicts` reads them when they come back.
 IS_SYNTHETIC = $(PY) -c "import sys; from helpers.config import load_config; sys.exit(0 if load_config()['run']['synthetic'] else 1)"
-$(REVIEW): $(MODELS) $(wildcard src/helpers/review*.py) config/review.yaml config/run.yaml $(CORE)
+$(REVIEW): $(MODELS) $(call PKG,review) config/review.yaml config/run.yaml $(CORE)
 	$(PY) -m helpers review draw
 	if $(IS_SYNTHETIC); then $(PY) -m helpers review simulate && $(PY) -m helpers review verdicts; \
 	elif ls $(DATA)/review/verdicts/* >/dev/null 2>&1; then $(PY) -m helpers review verdicts; fi

@@ -18,10 +18,10 @@ config_dir = ""       # empty: config/
 pyramid_year = 0      # fiscal year of the population pyramid; 0: the last one
 
 # %%
-from helpers import overview as O
+from helpers.reports import overview as O
 from helpers.config import data_dir as cfg_data_dir
-from helpers.plotting import label, population_pyramid
-from helpers.reporting import close_report, open_report, set_headline, show_figure, show_table
+from helpers.reports.plotting import label, population_pyramid
+from helpers.reports.api import close_report, open_report, set_headline, show_figure, show_table
 
 cfg = open_report("市の概況（City overview）", profile=profile, data_dir=data_dir,
                   config_dir=config_dir,

@@ -17,9 +17,9 @@ data_dir = ""         # empty: from config (env MIMAMORI_DATA)
 config_dir = ""       # empty: config/
 
 # %%
-from helpers import quality
+from helpers.ingest import quality
 from helpers.config import data_dir as cfg_data_dir
-from helpers.reporting import close_report, open_report, set_headline, show_table
+from helpers.reports.api import close_report, open_report, set_headline, show_table
 from helpers.schema import load_schemas
 
 cfg = open_report("データ品質（Data quality）", profile=profile, data_dir=data_dir,

@@ -23,9 +23,9 @@ import json
 
 import pandas as pd
 
-from helpers import features as F
+from helpers.panel import features as F
 from helpers.config import data_dir as cfg_data_dir
-from helpers.reporting import close_report, open_report, set_headline, show_figure, show_table
+from helpers.reports.api import close_report, open_report, set_headline, show_figure, show_table
 
 cfg = open_report("分析用パネル（Child x fiscal-year panel and features）", profile=profile,
                   data_dir=data_dir, config_dir=config_dir,
@@ -58,7 +58,7 @@ show_table(size, "年度別の行数・目的変数（rows, labels and known cas
 
 # %% [markdown]
 # ## 特徴量カタログ（Feature catalogue）
-# Generated from the registry in `helpers.features`; models use exactly the `role = feature`
+# Generated from the registry in `helpers.panel.features`; models use exactly the `role = feature`
 # columns. `missing_treatment` says what a blank means — nothing is silently filled with 0.
 
 # %%

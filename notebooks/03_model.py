@@ -26,11 +26,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from helpers import evaluation as ev
-from helpers import explain
+from helpers.models import evaluation as ev
+from helpers.models import explain
 from helpers.config import data_dir as cfg_data_dir
-from helpers.models import read_model_table
-from helpers.reporting import close_report, open_report, set_headline, show_figure, show_table
+from helpers.models.stage import read_model_table
+from helpers.reports.api import close_report, open_report, set_headline, show_figure, show_table
 
 cfg = open_report(f"モデルと評価（Models and evaluation）: {target}", profile=profile,
                   data_dir=data_dir, config_dir=config_dir,

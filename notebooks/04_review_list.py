@@ -26,9 +26,9 @@ import json
 
 import pandas as pd
 
-from helpers.reporting import close_report, open_report, set_headline, show_figure, show_table
-from helpers.review import age_band, counts_by, reason_frequencies, review_paths
-from helpers.review_report import list_headline, plot_power_curve
+from helpers.reports.api import close_report, open_report, set_headline, show_figure, show_table
+from helpers.review.stage import age_band, counts_by, reason_frequencies, review_paths
+from helpers.review.report import list_headline, plot_power_curve
 
 cfg = open_report("見守りリストと確認標本（Review list and blinded sample）", profile=profile,
                   data_dir=data_dir, config_dir=config_dir,

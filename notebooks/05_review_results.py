@@ -26,9 +26,9 @@ import json
 
 import pandas as pd
 
-from helpers.reporting import close_report, open_report, set_headline, show_figure, show_table
-from helpers.review import review_paths
-from helpers.review_report import (
+from helpers.reports.api import close_report, open_report, set_headline, show_figure, show_table
+from helpers.review.stage import review_paths
+from helpers.review.report import (
     ARM_COUNTS,
     ARM_RATES,
     PREVALENCE_COUNTS,

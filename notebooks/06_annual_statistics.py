@@ -18,9 +18,9 @@ config_dir = ""       # empty: config/
 child = ""            # child pseudonym for the timeline; empty: the child with most records
 
 # %%
-from helpers import statistics as st
-from helpers.plotting import assessment_timeline, bar_by_year, label
-from helpers.reporting import close_report, open_report, set_headline, show_figure, show_table
+from helpers.reports import annual as st
+from helpers.reports.plotting import assessment_timeline, bar_by_year, label
+from helpers.reports.api import close_report, open_report, set_headline, show_figure, show_table
 
 cfg = open_report("相談統計（Annual consultation statistics）", profile=profile,
                   data_dir=data_dir, config_dir=config_dir,

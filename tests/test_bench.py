@@ -180,7 +180,7 @@ def test_count_outputs_reads_row_counts(tmp_path):
     counts = bench.count_outputs(tmp_path, "t")
     assert counts == {"raw_rows": 15, "mart_rows": 14, "panel_rows": 3, "panel_features": 2,
                       "scores_rows": None}
-    # helpers.ingest also writes totals: they must not be counted twice
+    # helpers.ingest.stage also writes totals: they must not be counted twice
     (tmp_path / "mart" / "_ingest_report.json").write_text(json.dumps(
         {"tables": {"a": {"rows_in": 10, "rows_out": 9}, "b": {"rows_in": 5, "rows_out": 5}},
          "totals": {"rows_in": 15, "rows_out": 14}}))

@@ -14,13 +14,13 @@ from helpers import MimamoriError
 from helpers.config import load_config
 
 STAGES = {
-    "synth": ("helpers.synth", "main", "generate the synthetic municipality into data/raw"),
-    "ingest": ("helpers.ingest", "main", "read, validate and mask data/raw into data/mart"),
-    "panel": ("helpers.panel", "main", "build data/panel/panel.parquet and the feature catalogue"),
-    "models": ("helpers.models", "main", "fit baselines and models per target into data/models"),
-    "review": ("helpers.review", "main", "draw review lists, read verdicts back, re-identify"),
-    "reports": ("helpers.reporting", "main", "render notebooks into HTML reports"),
-    "check-reports": ("helpers.reporting", "check_reports_main", "scan reports/ for PII and small counts"),
+    "synth": ("helpers.synth.stage", "main", "generate the synthetic municipality into data/raw"),
+    "ingest": ("helpers.ingest.stage", "main", "read, validate and mask data/raw into data/mart"),
+    "panel": ("helpers.panel.stage", "main", "build data/panel/panel.parquet and the feature catalogue"),
+    "models": ("helpers.models.stage", "main", "fit baselines and models per target into data/models"),
+    "review": ("helpers.review.stage", "main", "draw review lists, read verdicts back, re-identify"),
+    "reports": ("helpers.reports.api", "main", "render notebooks into HTML reports"),
+    "check-reports": ("helpers.reports.api", "check_reports_main", "scan reports/ for PII and small counts"),
     "bench": ("helpers.bench", "main", "benchmark every stage at several city sizes"),
 }
 

@@ -285,7 +285,7 @@ def materialise_config(cfg: dict, overrides: dict, config_dir: str | Path) -> Pa
 def _source_hashes(paths: Sequence[Path]) -> dict[str, str]:
     out = {}
     for p in paths:
-        files = sorted(p.glob("*.yaml")) if p.is_dir() else [p]
+        files = sorted([*p.glob("*.yaml"), *p.glob("*.py")]) if p.is_dir() else [p]
         for f in files:
             if f.exists():
                 out[f.name] = file_sha256(f)
@@ -298,7 +298,7 @@ def raw_cache_key(cfg: dict) -> str:
 
     parts = {
         "config": config_hash(cfg, RAW_SECTIONS),
-        "code": _source_hashes([HELPERS_DIR / "synth.py", SCHEMA_DIR]),
+        "code": _source_hashes([HELPERS_DIR / "synth", SCHEMA_DIR]),
     }
     return config_hash({"run": parts}, ("run",))
 
@@ -476,7 +476,7 @@ def extract_quality(metrics: dict) -> dict[str, Any]:
     """Test-year quality from a ``metrics.json``: precision@k of the model, the best single
     variable and the oracle (with CIs) plus every ranking's headline precision.
 
-    Reads ``headline.<ranking>.precision_at_k.value`` (helpers.models); for another layout it
+    Reads ``headline.<ranking>.precision_at_k.value`` (helpers.models.stage); for another layout it
     falls back to the shortest numeric key path naming the ranking and "precision".
     """
     out: dict[str, Any] = {}
@@ -535,7 +535,7 @@ def default_stages(target: str) -> list[StageSpec]:
         StageSpec("models", "models", ["models", "--target", target], floor="panel", rows_key="panel_rows",
                   note=f"target {target}: tuning, fit, evaluation and SHAP for the test year"),
         StageSpec("review", "review", ["review", "draw"], rows_key="scores_rows", note="review draw"),
-        StageSpec("report", "reporting", ["reports", "--only", "03_model", "--target", target],
+        StageSpec("report", "reports", ["reports", "--only", "03_model", "--target", target],
                   note=f"03_model for {target} (papermill + nbconvert)"),
     ]
 
@@ -544,7 +544,7 @@ STAGE_NAMES = tuple(s.name for s in default_stages("t"))
 
 
 def _stage_available(spec: StageSpec) -> bool:
-    return spec.command is not None or (HELPERS_DIR / f"{spec.module}.py").exists()
+    return spec.command is not None or (HELPERS_DIR / spec.module).exists()
 
 
 def _child_env(size_dir: Path) -> dict[str, str]:
@@ -621,7 +621,7 @@ def run_size(
             results[spec.name] = entry
             return
         if not _stage_available(spec):
-            entry["status"] = f"missing: src/helpers/{spec.module}.py does not exist yet"
+            entry["status"] = f"missing: src/helpers/{spec.module} does not exist yet"
             blocked = f"upstream stage {spec.name} missing"
             results[spec.name] = entry
             return

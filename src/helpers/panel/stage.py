@@ -1,0 +1,443 @@
+"""The time-aware panel: one row per (child, fiscal year), features as of 1 April, labels after.
+
+Lesson 5 of the reference analyses: an event recorded after the difficulty is not a predictor.
+So every fiscal year t has an as-of date (1 April of t); features use records dated strictly
+before it, labels come from the outcome window that starts on it, and tables whose schema role
+is ``post_outcome`` may only mark a child as already known. The panel is built one fiscal year
+at a time and streamed into a parquet writer, so memory stays bounded by one year.
+
+``python -m helpers panel [--mart-dir D] [--panel-dir D]`` writes data/panel/panel.parquet,
+feature_catalogue.csv, missingness.csv and leakage_check.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from helpers import MimamoriError
+from helpers.panel import features as F
+from helpers.config import data_dir
+from helpers.io import append_audit, atomic_path, write_csv, write_json
+from helpers.schema import load_schemas
+
+END_DATE_FIELDS = ("end_date", "loss_date", "move_out_date", "death_date", "closed_date")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading the mart
+# ---------------------------------------------------------------------------------------------
+
+def load_mart(mart_dir: Path, tables: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Read data/mart/<table>.parquet for every schema table (or ``tables``) and check the
+    columns against the schema: the contract in docs/architecture.md "data/mart"."""
+    mart_dir = Path(mart_dir)
+    schemas = load_schemas()
+    names = list(tables) if tables is not None else list(schemas)
+    out: dict[str, pd.DataFrame] = {}
+    for name in names:
+        if name not in schemas:
+            raise MimamoriError(f"unknown mart table {name!r}; known: {sorted(schemas)}")
+        path = mart_dir / f"{name}.parquet"
+        if not path.exists():
+            raise MimamoriError(f"{path}: not found (run `python -m helpers ingest` first)")
+        df = pd.read_parquet(path)
+        out[name] = check_mart_table(df, name, str(path))
+    return out
+
+
+def check_mart_table(df: pd.DataFrame, table: str, where: str | None = None) -> pd.DataFrame:
+    """Fail with a clear message when a mart table does not follow the schema."""
+    schema = load_schemas()[table]
+    where = where or f"mart table {table}"
+    expected = [f.name for f in schema.mart_fields]
+    missing = [c for c in expected if c not in df.columns]
+    if missing:
+        raise MimamoriError(f"{where}: column(s) {missing} missing (schema data_schema/{table}.yaml)")
+    for f in schema.mart_fields:
+        col = df[f.name]
+        if f.type == "date" and not pd.api.types.is_datetime64_any_dtype(col):
+            raise MimamoriError(f"{where}: column {f.name}: expected datetime64, got {col.dtype}")
+        if f.type in ("int", "float") and not pd.api.types.is_numeric_dtype(col):
+            raise MimamoriError(f"{where}: column {f.name}: expected a number, got {col.dtype}")
+    # no primary-key check: month masking legitimately makes keys with a date collide
+    # (two progress records in one month); counts below count every record
+    return df[expected]
+
+
+def predictor_tables(mart: dict[str, pd.DataFrame], schemas=None) -> dict[str, pd.DataFrame]:
+    """The tables features may read: every table whose schema role is not post_outcome."""
+    schemas = schemas or load_schemas()
+    return {t: df for t, df in mart.items() if schemas[t].role != "post_outcome"}
+
+
+KEY_DOMAINS = ("resident_code", "household_code", "student_id", "consultation_id")
+
+
+def encode_keys(mart: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict[str, pd.Index]]:
+    """Replace pseudonym strings by Int64 positions in one sorted index per key domain.
+
+    Joins, ``isin`` and group-bys on integers are several times faster than on strings; the
+    order of the codes is the order of the pseudonyms, so results do not change.
+    """
+    decoders: dict[str, pd.Index] = {}
+    out = dict(mart)
+    for key in KEY_DOMAINS:
+        tables = [t for t, df in mart.items() if key in df.columns]
+        if not tables:
+            continue
+        arrays = [mart[t][key].to_numpy(dtype=object, na_value=None) for t in tables]
+        codes, uniques = pd.factorize(np.concatenate(arrays), sort=True)
+        decoders[key] = pd.Index(uniques, dtype="object")
+        start = 0
+        for t, arr in zip(tables, arrays, strict=True):
+            part = codes[start:start + len(arr)]
+            start += len(arr)
+            df = out[t].copy() if out[t] is mart[t] else out[t]
+            df[key] = pd.arrays.IntegerArray(part.astype("int64"), part < 0)
+            out[t] = df
+    return out, decoders
+
+
+def decode(codes: pd.Series, decoder: pd.Index) -> pd.Series:
+    """Int64 key positions back to pseudonym strings (NA stays NA)."""
+    arr = codes.astype("Int64")
+    values = np.full(len(arr), None, dtype=object)
+    ok = arr.notna().to_numpy()
+    values[ok] = decoder.to_numpy()[arr[ok].to_numpy(dtype="int64")]
+    return pd.Series(values, index=codes.index, dtype="string")
+
+
+# ---------------------------------------------------------------------------------------------
+# Spine and labels
+# ---------------------------------------------------------------------------------------------
+
+def as_of_date(fiscal_year: int, panel_cfg: dict) -> pd.Timestamp:
+    month, day = panel_cfg.get("as_of_month_day", [4, 1])
+    return pd.Timestamp(year=int(fiscal_year), month=int(month), day=int(day))
+
+
+def resident_spine(residents: pd.DataFrame, fiscal_year: int, panel_cfg: dict) -> pd.DataFrame:
+    """Children resident on the as-of date and aged age_min..age_max; index = child_id."""
+    on = as_of_date(fiscal_year, panel_cfg)
+    res = residents.drop_duplicates("resident_code")
+    res = res[F.resident_on(res, on)]
+    age = F.age_on(res["birth_date"], on)
+    keep = (age >= panel_cfg.get("age_min", 0)) & (age <= panel_cfg.get("age_max", 15))
+    spine = res[keep.to_numpy()].set_index("resident_code").sort_index()
+    spine.index.name = "child_id"
+    return spine
+
+
+def outcome_dates(tables: dict[str, pd.DataFrame], target: str) -> pd.Series:
+    """First date each child's outcome was recorded (index resident_code).
+
+    ``young_carer`` = a consultation with young_carer_determined true; any other target is a
+    consultation_type code (physical_abuse, neglect, ...).
+    """
+    cons = tables["consultations"]
+    if target == "young_carer":
+        hit = cons["young_carer_determined"].astype("boolean").fillna(False).astype(bool)
+    else:
+        known = {c for c, _ in F._enum("consultations", "consultation_type")}
+        if target not in known:
+            raise MimamoriError(
+                f"config/panel.yaml: targets: {target!r} is neither young_carer nor a "
+                f"consultation_type code ({sorted(known)})")
+        hit = cons["consultation_type"] == target
+    return cons.loc[hit].groupby("resident_code")["received_date"].min()
+
+
+def label_columns(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], fiscal_year: int,
+                  cfg: dict) -> pd.DataFrame:
+    """``label_<t>``: first recorded within [as-of, as-of + n years) (NaN if that window runs
+    past the last fiscal year); ``known_<t>``: recorded before the as-of date."""
+    panel_cfg = cfg["panel"]
+    on = as_of_date(fiscal_year, panel_cfg)
+    n_years = int(panel_cfg.get("outcome_window_years", 1))
+    last_fy = max(int(y) for y in cfg["run"]["fiscal_years"])
+    window_end = on + pd.DateOffset(years=n_years)
+    observed = fiscal_year + n_years - 1 <= last_fy
+    out = pd.DataFrame(index=spine.index)
+    for target in panel_cfg.get("targets", []):
+        first = outcome_dates(tables, target).reindex(spine.index)
+        label = ((first >= on) & (first < window_end)).astype("float64")
+        out[f"label_{target}"] = label if observed else np.nan
+        out[f"known_{target}"] = (first < on).astype("float64")
+    cc = tables.get("case_conference")
+    if cc is not None:
+        reg = cc.loc[cc["registered_date"] < on, "resident_code"].unique()
+        out["known_case_conference"] = spine.index.isin(reg).astype("float64")
+    else:
+        out["known_case_conference"] = np.nan
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# One fiscal year
+# ---------------------------------------------------------------------------------------------
+
+def build_year(mart: dict[str, pd.DataFrame], fiscal_year: int, cfg: dict,
+               registry: list[F.FeatureSpec] | None = None,
+               state_cache: dict | None = None,
+               decoders: dict[str, pd.Index] | None = None) -> pd.DataFrame:
+    """All panel columns for one fiscal year, in registry order.
+
+    ``mart`` holds pseudonym strings, or Int64 key codes when ``decoders`` is given (the
+    streaming builder encodes once for all years).
+    """
+    panel_cfg = cfg["panel"]
+    registry = registry or F.feature_registry(panel_cfg)
+    if decoders is None:
+        mart, decoders = encode_keys(mart)
+    tables = predictor_tables(mart)
+    on = as_of_date(fiscal_year, panel_cfg)
+    spine = resident_spine(tables["residents"], fiscal_year, panel_cfg)
+    child = F.child_features(spine, tables, on, fiscal_year, panel_cfg)
+    hh_now = F.household_state(tables, on, fiscal_year, spine.index)
+    prev_on = on - pd.DateOffset(years=1)
+    needed = spine.index[F.resident_on(spine, prev_on).to_numpy()]
+    # the previous year's state was computed for last year's spine: reuse it when it covers
+    # every child who was here a year ago (it does unless age_min > 0)
+    cached = (state_cache or {}).get(fiscal_year - 1)
+    if cached is not None and needed.isin(cached[1]).all():
+        hh_prev = cached[0]
+    else:
+        hh_prev = F.household_state(tables, prev_on, fiscal_year - 1, needed)
+    if state_cache is not None:
+        state_cache.clear()
+        state_cache[fiscal_year] = (hh_now, spine.index)
+    household = hh_now.reindex(spine.index)
+    deltas = F.delta_features(spine, hh_now, hh_prev, on)
+    yc = F.young_carer_items(spine, household, child,
+                             F.coverage_start(tables["nursery_enrolment"], "start_date", on))
+    labels = label_columns(spine, mart, fiscal_year, cfg)
+
+    frame = pd.DataFrame(index=spine.index)
+    frame["fiscal_year"] = fiscal_year
+    frame["household_id"] = household["household_id"]
+    frame["age"] = child["child_age"]
+    frame["school_age"] = child["child_school_age"]
+    grade = child["child_school_age"] - 5
+    frame["grade"] = grade.where((grade >= 1) & (grade <= 9))
+    reg = tables["school_register"]
+    reg_now = reg[reg["fiscal_year"] == fiscal_year].drop_duplicates("resident_code")
+    frame["school_code"] = reg_now.set_index("resident_code")["school_code"].reindex(spine.index)
+    frame["school_district"] = spine["school_district"]
+    frame["sex"] = spine["sex"]
+    frame["nationality"] = spine["nationality"]
+    frame["single_parent"] = household["hh_single_parent"]
+    frame["history_incomplete"] = child["history_incomplete_flag"]
+    frame = pd.concat([frame, child, household[F.HOUSEHOLD_COLUMNS], deltas], axis=1)
+    frame = pd.concat([frame, F.missing_indicators(frame), yc, labels], axis=1)
+    frame = frame.reset_index()
+    frame["child_id"] = decode(frame["child_id"], decoders["resident_code"])
+    frame["household_id"] = decode(frame["household_id"], decoders["household_code"])
+    return conform(frame, registry)
+
+
+def arrow_schema(registry: list[F.FeatureSpec]) -> pa.Schema:
+    """Fixed column types: ids and categories as strings, fiscal_year int64, the rest float64."""
+    fields = []
+    for spec in registry:
+        if spec.name == "fiscal_year":
+            fields.append(pa.field(spec.name, pa.int64()))
+        elif spec.type in ("id", "category"):
+            fields.append(pa.field(spec.name, pa.string()))
+        else:
+            fields.append(pa.field(spec.name, pa.float64()))
+    return pa.schema(fields)
+
+
+def conform(frame: pd.DataFrame, registry: list[F.FeatureSpec]) -> pd.DataFrame:
+    """Exactly the registry's columns, in order, with fixed dtypes (fails loudly otherwise)."""
+    names = [s.name for s in registry]
+    missing = [n for n in names if n not in frame.columns]
+    extra = [c for c in frame.columns if c not in names]
+    if missing or extra:
+        raise MimamoriError(f"panel: columns do not match the feature registry "
+                            f"(missing {missing}, unregistered {extra})")
+    frame = frame[names]
+    kinds = {}
+    for spec in registry:
+        if spec.name == "fiscal_year":
+            kinds[spec.name] = "int64"
+        elif spec.type in ("id", "category"):
+            kinds[spec.name] = "string"
+        else:
+            kinds[spec.name] = "float64"
+    return frame.astype(kinds)
+
+
+def iter_panel_years(mart: dict[str, pd.DataFrame], cfg: dict, progress: bool = True,
+                     decoders: dict[str, pd.Index] | None = None) -> Iterator[pd.DataFrame]:
+    """One frame per fiscal year (``mart`` already key-encoded when ``decoders`` is given)."""
+    registry = F.feature_registry(cfg["panel"])
+    F.check_registry_roles(registry)
+    cache: dict = {}
+    encoded, decoders = (mart, decoders) if decoders is not None else encode_keys(mart)
+    years = [int(y) for y in cfg["run"]["fiscal_years"]]
+    for fy in tqdm(years, desc="panel (fiscal years)", disable=not progress):
+        yield build_year(encoded, fy, cfg, registry, cache, decoders)
+
+
+def _as_mart(mart: dict[str, pd.DataFrame] | Path | str) -> dict[str, pd.DataFrame]:
+    if isinstance(mart, (str, Path)):
+        return load_mart(Path(mart))
+    schemas = load_schemas()
+    missing = [t for t in schemas if t not in mart]
+    if missing:
+        raise MimamoriError(f"mart: table(s) {missing} missing")
+    return {t: check_mart_table(df, t) for t, df in mart.items()}
+
+
+def build_panel(mart: dict[str, pd.DataFrame] | Path, cfg: dict,
+                progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The whole panel in memory (tests, notebooks, small cities) and its catalogue."""
+    mart = _as_mart(mart)
+    frames = list(iter_panel_years(mart, cfg, progress=progress))
+    catalogue = F.feature_catalogue(cfg["panel"])
+    return pd.concat(frames, ignore_index=True), catalogue
+
+
+# ---------------------------------------------------------------------------------------------
+# Leakage check
+# ---------------------------------------------------------------------------------------------
+
+def truncate_mart(mart: dict[str, pd.DataFrame], on: pd.Timestamp,
+                  fiscal_year: int) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+    """The mart as it could have been seen just before ``on``: records dated on or after it
+    are removed, end dates on or after it are blanked (the period was still open)."""
+    schemas = load_schemas()
+    out, removed = {}, {}
+    for table, df in mart.items():
+        keep = pd.Series(True, index=df.index)
+        df = df.copy()
+        for f in schemas[table].mart_fields:
+            if f.type == "date":
+                late = df[f.name].notna() & (df[f.name] >= on)
+                if f.name in END_DATE_FIELDS:
+                    df.loc[late, f.name] = pd.NaT
+                else:
+                    keep &= ~late
+            elif f.name == "fiscal_year":
+                keep &= ~(df[f.name] >= fiscal_year).fillna(False).astype(bool)
+        removed[table] = int((~keep).sum())
+        out[table] = df[keep.to_numpy()].reset_index(drop=True)
+    return out, removed
+
+
+def leakage_check(mart: dict[str, pd.DataFrame], cfg: dict,
+                  fiscal_year: int | None = None,
+                  decoders: dict[str, pd.Index] | None = None) -> dict:
+    """Rebuild one fiscal year from the mart cut at its as-of date and compare every feature.
+
+    Passing means no record dated on or after the as-of date influences a feature; the
+    registry check means no post_outcome table feeds a feature.
+    """
+    years = [int(y) for y in cfg["run"]["fiscal_years"]]
+    fy = int(fiscal_year if fiscal_year is not None
+             else cfg["panel"].get("leakage_check_fiscal_year") or years[len(years) // 2])
+    registry = F.feature_registry(cfg["panel"])
+    on = as_of_date(fy, cfg["panel"])
+    if decoders is None:
+        mart, decoders = encode_keys(mart)
+    full = build_year(mart, fy, cfg, registry, decoders=decoders).set_index("child_id")
+    cut_mart, removed = truncate_mart(mart, on, fy)
+    cut = build_year(cut_mart, fy, cfg, registry, decoders=decoders).set_index("child_id")
+    feats = [s.name for s in registry if s.role == "feature"]
+    same_rows = full.index.equals(cut.index)
+    changed = []
+    if same_rows:
+        for c in feats:
+            a, b = full[c].to_numpy(), cut[c].to_numpy()
+            if not np.array_equal(a, b, equal_nan=True):
+                changed.append(c)
+    schemas = load_schemas()
+    post = sorted(t for t, s in schemas.items() if s.role == "post_outcome")
+    post_in_features = sorted({s.name for s in registry if s.role == "feature"
+                               and set(s.source_tables) & set(post)})
+    return {
+        "fiscal_year": fy,
+        "as_of": on.date().isoformat(),
+        "rows_compared": int(len(full)),
+        "same_children": bool(same_rows),
+        "features_compared": len(feats),
+        "features_changed": changed,
+        "records_removed_by_cut": removed,
+        "post_outcome_tables": post,
+        "features_from_post_outcome_tables": post_in_features,
+        "passed": bool(same_rows and not changed and not post_in_features),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage entry point
+# ---------------------------------------------------------------------------------------------
+
+def write_panel(mart: dict[str, pd.DataFrame], cfg: dict, panel_dir: Path,
+                progress: bool = True, decoders: dict[str, pd.Index] | None = None) -> dict:
+    """Stream the panel year by year into panel.parquet; write catalogue and missingness."""
+    registry = F.feature_registry(cfg["panel"])
+    catalogue = F.feature_catalogue(cfg["panel"])
+    schema = arrow_schema(registry)
+    miss_parts, rows_per_year = [], {}
+    panel_path = panel_dir / "panel.parquet"
+    with atomic_path(panel_path) as tmp:
+        writer = pq.ParquetWriter(tmp, schema)
+        try:
+            for frame in iter_panel_years(mart, cfg, progress=progress, decoders=decoders):
+                fy = int(frame["fiscal_year"].iat[0]) if len(frame) else None
+                if fy is None:
+                    continue
+                rows_per_year[fy] = len(frame)
+                miss_parts.append(F.missingness_table(frame, catalogue))
+                writer.write_table(pa.Table.from_pandas(frame, schema=schema,
+                                                        preserve_index=False))
+                del frame
+        finally:
+            writer.close()
+    missingness = (pd.concat(miss_parts, ignore_index=True)
+                   .sort_values(["name", "fiscal_year"]).reset_index(drop=True)
+                   if miss_parts else pd.DataFrame())
+    write_csv(catalogue, panel_dir / "feature_catalogue.csv")
+    write_csv(missingness, panel_dir / "missingness.csv")
+    return {"rows_per_year": rows_per_year, "rows": int(sum(rows_per_year.values()))}
+
+
+def main(cfg: dict, argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers panel", description=__doc__.splitlines()[0])
+    parser.add_argument("--mart-dir", default=None, help="default: <data>/mart")
+    parser.add_argument("--panel-dir", default=None, help="default: <data>/panel")
+    parser.add_argument("--no-leakage-check", action="store_true",
+                        help="skip the rebuild of one year from the cut mart")
+    args = parser.parse_args(argv)
+    root = data_dir(cfg)
+    mart_dir = Path(args.mart_dir) if args.mart_dir else root / "mart"
+    panel_dir = Path(args.panel_dir) if args.panel_dir else root / "panel"
+    started = time.perf_counter()
+    # encode the pseudonyms once and drop the string copy: memory stays near one mart
+    mart, decoders = encode_keys(load_mart(mart_dir))
+    summary = write_panel(mart, cfg, panel_dir, decoders=decoders)
+    outputs = [panel_dir / n for n in ("panel.parquet", "feature_catalogue.csv", "missingness.csv")]
+    if not args.no_leakage_check:
+        check = leakage_check(mart, cfg, decoders=decoders)
+        write_json(check, panel_dir / "leakage_check.json")
+        outputs.append(panel_dir / "leakage_check.json")
+        if not check["passed"]:
+            raise MimamoriError(f"{panel_dir / 'leakage_check.json'}: leakage check failed "
+                                f"(features changed: {check['features_changed']})")
+    append_audit(root, "panel", cfg, inputs=[mart_dir], outputs=outputs,
+                 rows={"panel": summary["rows"],
+                       **{f"fy{k}": v for k, v in summary["rows_per_year"].items()}})
+    print(f"panel: {summary['rows']:,} child-years in {time.perf_counter() - started:.1f}s "
+          f"-> {panel_dir / 'panel.parquet'}")
+    return 0

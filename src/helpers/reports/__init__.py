@@ -1,0 +1,1 @@
+"""Reports: the notebook API, papermill runner, index, disclosure control and the PII scan."""

@@ -1,0 +1,578 @@
+"""Review lists and the verification loop: draw, blind, export, read verdicts back, analyse.
+
+The list length is set by staff capacity, not by a probability cut-off; ties in the score are
+broken by a seeded random number (as the reference did). Whether the list finds children who
+need support is checked by a blinded sample: ``n_high`` from the top and ``n_low`` at random
+from the bottom part of the ranking, shuffled, so reviewers cannot tell the arms apart.
+
+Definition used throughout: a reviewed child **needs support** when the reviewer answered
+有 to 家庭状況で気になること (concern about the family situation) **or** to 本人からの訴え
+(the child has raised something). その他 alone does not count.
+
+CLI: ``python -m helpers review draw|simulate|verdicts|reidentify``. Outputs go to
+``data/review/`` (re-identified lists only to ``data/private/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from helpers import MimamoriError
+from helpers.config import data_dir
+from helpers.io import append_audit, write_csv, write_json, write_parquet
+from helpers.review.sheets import (
+    NO,
+    YES,
+    read_verdict_file,
+    reviewer_frame,
+    validate_verdicts,
+    write_reviewer_workbook,
+    write_staff_workbook,
+)
+from helpers.review.stats import (
+    arm_rates,
+    compare_rounds,
+    fisher_high_low,
+    item_prevalence,
+    power_table,
+)
+
+SCORE_COLUMNS = ("child_id", "fiscal_year", "score", "probability", "risk_ratio", "rank",
+                 "reason_1", "reason_2", "reason_3", "label", "known")
+INFO_COLUMNS = ("child_id", "fiscal_year", "age", "school_age", "grade", "school_code",
+                "school_district", "sex")
+NEEDS_SUPPORT_DEFINITION = ("要支援＝「家庭状況で気になること」が有 または「本人からの訴え」が有 "
+                            "(needs support = 有 to either question; その他 alone does not count)")
+# Seed offsets so the tie-break, the sample and the simulation use independent streams.
+SEED_TIEBREAK, SEED_SAMPLE, SEED_SIMULATE = 0, 1, 2
+AGE_BINS = [0, 3, 6, 9, 12, 16, 200]
+AGE_LABELS = ["0–2歳", "3–5歳", "6–8歳", "9–11歳", "12–15歳", "16歳以上"]
+
+
+# ---------------------------------------------------------------------------------- paths
+def review_paths(cfg: dict, target: str = "") -> dict[str, Path]:
+    """Every file the review stage reads or writes, in one place (``target`` overrides config)."""
+    root = data_dir(cfg)
+    target = target or cfg["review"]["target"]
+    review = root / "review"
+    return {
+        "root": root,
+        "scores": root / "models" / target / "scores.parquet",
+        "panel": root / "panel" / "panel.parquet",
+        "catalogue": root / "panel" / "feature_catalogue.csv",
+        "truth": root / "raw" / "_truth" / "true_probabilities.parquet",
+        "correspondence": root / "private" / "correspondence.parquet",
+        "private": root / "private",
+        "review": review,
+        "capacity_list": review / "capacity_list.parquet",
+        "staff_list": review / "staff_list.xlsx",
+        "sample": review / "sample_analyst.parquet",
+        "sheets": review / "sheets",
+        "power": review / "power.csv",
+        "exclusions": review / "exclusions.csv",
+        "draw_summary": review / "draw_summary.json",
+        "verdicts_in": review / "verdicts",
+        "verdicts": review / "verdicts.parquet",
+        "arm_rates": review / "arm_rates.csv",
+        "item_prevalence": review / "item_prevalence.csv",
+        "rounds": review / "rounds.csv",
+        "results": review / "results.json",
+    }
+
+
+# ------------------------------------------------------------------------------- loading
+def load_scores(path: Path) -> pd.DataFrame:
+    """The model's scores (contract in docs/architecture.md); a clear error when absent or short."""
+    if not path.exists():
+        raise MimamoriError(f"{path}: not found (run `python -m helpers models` first)")
+    scores = pd.read_parquet(path)
+    missing = [c for c in SCORE_COLUMNS if c not in scores.columns]
+    if missing:
+        raise MimamoriError(f"{path}: missing column(s) {missing}")
+    if scores["child_id"].isna().any():
+        row = int(np.flatnonzero(scores["child_id"].isna().to_numpy())[0])
+        raise MimamoriError(f"{path}: row {row}, column child_id: blank pseudonym")
+    return scores
+
+
+def scoring_year(scores: pd.DataFrame, cfg: dict) -> int:
+    """The year the list is drawn for: ``review.scoring_year`` if set, else the latest scored year."""
+    year = cfg["review"].get("scoring_year")
+    years = set(scores["fiscal_year"].dropna().astype(int))
+    if year is None:
+        if not years:
+            raise MimamoriError("scores.parquet: no rows")
+        return max(years)
+    if int(year) not in years:
+        raise MimamoriError(f"config review.scoring_year={year}: no scores for that year (have {sorted(years)})")
+    return int(year)
+
+
+def load_panel_info(path: Path, year: int, extra: list[str] | None = None) -> pd.DataFrame:
+    """Info columns (and any ``extra`` feature columns that exist) of the panel for one year."""
+    if not path.exists():
+        raise MimamoriError(f"{path}: not found (run `python -m helpers panel` first)")
+    import pyarrow.parquet as pq
+
+    available = set(pq.read_schema(path).names)
+    missing = [c for c in ("child_id", "fiscal_year", "age", "school_code", "grade") if c not in available]
+    if missing:
+        raise MimamoriError(f"{path}: missing info column(s) {missing}")
+    wanted = [c for c in INFO_COLUMNS if c in available]
+    wanted += [c for c in (extra or []) if c in available and c not in wanted]
+    return pd.read_parquet(path, columns=wanted, filters=[("fiscal_year", "==", year)])
+
+
+def attach_info(scores_year: pd.DataFrame, info: pd.DataFrame) -> pd.DataFrame:
+    """Scores of one year joined with the panel's info columns; every scored child must be in the panel."""
+    dup = info.duplicated(["child_id", "fiscal_year"])
+    if dup.any():
+        first = info.loc[dup].iloc[0]
+        raise MimamoriError(f"panel.parquet: {int(dup.sum())} duplicate (child_id, fiscal_year) row(s), "
+                            f"first child_id {first['child_id']!r} in FY{first['fiscal_year']}")
+    info_cols = [c for c in info.columns if c not in scores_year.columns or c in ("child_id", "fiscal_year")]
+    merged = scores_year.merge(info.loc[:, info_cols], on=["child_id", "fiscal_year"], how="left",
+                               indicator=True, validate="one_to_one")
+    lost = merged["_merge"] != "both"
+    if lost.any():
+        raise MimamoriError(f"scores.parquet: {int(lost.sum())} scored child-year(s) not in panel.parquet "
+                            f"(first child_id {merged.loc[lost, 'child_id'].iloc[0]!r})")
+    return merged.drop(columns="_merge")
+
+
+# ------------------------------------------------------------------------------ the list
+def eligible_ranking(
+    frame: pd.DataFrame,
+    seed: int,
+    exclude_known: bool = True,
+    exclude_age_below: float | None = 6,
+    exclude_school_codes: tuple[str, ...] = ("OUT",),
+    exclude_missing_school: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Apply the exclusions, then rank by score (highest first) with a seeded random tie-break.
+
+    Returns (ranking with ``tiebreak`` and ``list_rank`` 1..n, exclusion counts). Each child is
+    counted under the first exclusion that applies. Rows are sorted by child_id before the
+    random numbers are drawn, so the same children and seed give the same ranking whatever
+    order the input came in.
+    """
+    frame = frame.sort_values("child_id", kind="mergesort").reset_index(drop=True)
+    if frame["score"].isna().any():
+        raise MimamoriError(f"scores.parquet: {int(frame['score'].isna().sum())} blank score(s) "
+                            f"(first child_id {frame.loc[frame['score'].isna(), 'child_id'].iloc[0]!r})")
+    reason = pd.Series(pd.NA, index=frame.index, dtype="string")
+    school = frame["school_code"].astype("string")
+    rules = []
+    if exclude_known:
+        rules.append(("既に把握済み（already known）", pd.to_numeric(frame["known"], errors="coerce").fillna(0) == 1))
+    if exclude_age_below is not None:
+        rules.append((f"{exclude_age_below}歳未満（age below {exclude_age_below}）",
+                      pd.to_numeric(frame["age"], errors="coerce") < exclude_age_below))
+    if exclude_school_codes:
+        rules.append(("市外の学校（school outside the municipality）", school.isin(list(exclude_school_codes)).fillna(False)))
+    if exclude_missing_school:
+        rules.append(("学校不明（no school on record）", school.isna() | (school.str.strip() == "")))
+    for name, mask in rules:  # a rule that cannot be evaluated (NA age) does not exclude
+        hit = pd.Series(mask, index=frame.index).astype("boolean").fillna(False).to_numpy(dtype=bool)
+        reason = reason.mask(reason.isna() & hit, name)
+    counts = pd.DataFrame({
+        "exclusion": [n for n, _ in rules],
+        "children": [int((reason == n).sum()) for n, _ in rules],
+    })
+    ranked = frame.loc[reason.isna().to_numpy()].copy()
+    rng = np.random.default_rng(seed)
+    ranked["tiebreak"] = rng.random(len(ranked))
+    ranked = ranked.sort_values(["score", "tiebreak"], ascending=[False, True], kind="mergesort")
+    ranked["list_rank"] = np.arange(1, len(ranked) + 1)
+    return ranked.reset_index(drop=True), counts
+
+
+def capacity_list(ranked: pd.DataFrame, capacity: int) -> pd.DataFrame:
+    """The top ``capacity`` children of the ranking: what staff can review."""
+    if capacity <= 0:
+        raise MimamoriError(f"config run.capacity={capacity}: must be a positive number of children")
+    return ranked.loc[ranked["list_rank"] <= capacity].reset_index(drop=True)
+
+
+def blinded_sample(ranked: pd.DataFrame, n_high: int, n_low: int, low_pool_quantile: float, seed: int) -> pd.DataFrame:
+    """``n_high`` from the top and ``n_low`` at random from the bottom ``low_pool_quantile`` of the
+    ranking, shuffled. ``arm`` and the scores stay in this (analyst's) copy only."""
+    n = len(ranked)
+    if not 0 < low_pool_quantile <= 1:
+        raise MimamoriError(f"config review.low_pool_quantile={low_pool_quantile}: must be in (0, 1]")
+    if n_high < 0 or n_low < 0 or n_high + n_low == 0:
+        raise MimamoriError(f"config review n_high={n_high}, n_low={n_low}: need a positive sample")
+    if n_high > n:
+        raise MimamoriError(f"review: n_high={n_high} but only {n} children are eligible")
+    high = ranked.loc[ranked["list_rank"] <= n_high].assign(arm="high")
+    pool_start = n - math.floor(n * low_pool_quantile)  # ranks > pool_start form the bottom part
+    pool = ranked.loc[(ranked["list_rank"] > max(pool_start, n_high))]
+    if len(pool) < n_low:
+        raise MimamoriError(f"review: the low pool (bottom {low_pool_quantile:.0%} of {n} eligible, "
+                            f"outside the high arm) has {len(pool)} children, fewer than n_low={n_low}")
+    rng = np.random.default_rng(seed)
+    low = pool.iloc[np.sort(rng.choice(len(pool), size=n_low, replace=False))].assign(arm="low")
+    sample = pd.concat([high, low], ignore_index=True)
+    sample = sample.iloc[rng.permutation(len(sample))].reset_index(drop=True)
+    sample["sample_order"] = np.arange(1, len(sample) + 1)
+    return sample
+
+
+def age_band(age: pd.Series) -> pd.Series:
+    """Age bands for count tables (never single years: keeps small cells rarer)."""
+    return pd.cut(pd.to_numeric(age, errors="coerce"), bins=AGE_BINS, labels=AGE_LABELS, right=False)
+
+
+def counts_by(frame: pd.DataFrame, by: str | list[str], name: str = "children") -> pd.DataFrame:
+    """Number of children per group (for show_table(counts=...) to suppress small cells)."""
+    by = [by] if isinstance(by, str) else by
+    out = frame.groupby(by, observed=True, dropna=False).size().rename(name).reset_index()
+    return out.sort_values(by).reset_index(drop=True)
+
+
+def reason_frequencies(frame: pd.DataFrame) -> pd.DataFrame:
+    """How often each reason code appears first, and anywhere in reasons 1-3."""
+    cols = [c for c in ("reason_1", "reason_2", "reason_3") if c in frame.columns]
+    if not cols:
+        return pd.DataFrame(columns=["reason", "as_first", "any_of_three"])
+    first = frame["reason_1"].dropna().astype(str)
+    first = first[first != ""].value_counts()
+    anyof = pd.Series(frame.loc[:, cols].to_numpy().ravel()).dropna().astype(str)
+    anyof = anyof[anyof != ""].value_counts()
+    out = pd.DataFrame({"as_first": first, "any_of_three": anyof}).fillna(0).astype(int)
+    out.index.name = "reason"
+    return out.sort_values(["any_of_three", "as_first"], ascending=False).reset_index()
+
+
+# ------------------------------------------------------------------------------- simulation
+TRUTH_COLUMNS = ("oracle_p", "p_true")
+SIMULATED_DETAILS = {
+    "family_concern_detail": ("家族の世話をしている様子がある（模擬）", "家庭の経済状況が心配（模擬）",
+                              "保護者の体調が悪いと聞いている（模擬）"),
+    "child_complaint_detail": ("疲れていると話す（模擬）", "家の手伝いで宿題ができないと話す（模擬）"),
+}
+
+
+def truth_probability(sample: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per sampled child, the probability used to decide who truly needs support, and its source.
+
+    Preference: the generator's true probability (``oracle_p`` from the models stage, or
+    ``p_true`` joined from data/raw/_truth) > the observed label (0/1) > the model's calibrated
+    probability.
+    """
+    p = pd.Series(np.nan, index=sample.index)
+    source = pd.Series("", index=sample.index, dtype=object)
+    for col in TRUTH_COLUMNS:
+        if col in sample.columns:
+            has = p.isna() & sample[col].notna()
+            p[has], source[has] = sample.loc[has, col].astype(float), "true_probability"
+    label = pd.to_numeric(sample["label"], errors="coerce")
+    use = p.isna() & label.notna()
+    p[use], source[use] = label[use].astype(float), "label"
+    use = p.isna()
+    p[use], source[use] = pd.to_numeric(sample.loc[use, "probability"], errors="coerce").fillna(0.0), "model_probability"
+    return p.clip(0, 1), source
+
+
+def simulate_answers(
+    sample: pd.DataFrame, p_need: pd.Series, seed: int,
+    sensitivity: float = 0.8, false_positive_rate: float = 0.02, response_rate: float = 0.4,
+) -> pd.DataFrame:
+    """Reviewer answers for the schools that reply: one row per child of a replying school.
+
+    Each school replies with ``response_rate`` (at least one does, so there is something to
+    read back); a child truly needs support with probability ``p_need``; a reviewer sees a true
+    case with ``sensitivity`` and flags others with ``false_positive_rate``.
+    """
+    rng = np.random.default_rng(seed)
+    schools = np.array(sorted(sample["school_code"].astype(str).unique()))
+    draws = rng.random(len(schools))
+    replying = set(schools[draws < response_rate]) or {schools[int(np.argmin(draws))]}
+    true_need = rng.random(len(sample)) < p_need.to_numpy()
+    seen = rng.random(len(sample))
+    flagged = np.where(true_need, seen < sensitivity, seen < false_positive_rate)
+    which = rng.random(len(sample))  # family only / complaint only / both
+    family = flagged & (which < 0.8)
+    complaint = flagged & (which >= 0.6)
+    pick_f = rng.integers(0, len(SIMULATED_DETAILS["family_concern_detail"]), len(sample))
+    pick_c = rng.integers(0, len(SIMULATED_DETAILS["child_complaint_detail"]), len(sample))
+    out = sample.loc[:, ["child_id", "school_code", "grade", "sample_order"]].copy()
+    out["true_need"] = true_need
+    out["family_concern"] = np.where(family, YES, NO)
+    out["child_complaint"] = np.where(complaint, YES, NO)
+    out["family_concern_detail"] = np.where(family, np.array(SIMULATED_DETAILS["family_concern_detail"])[pick_f], "")
+    out["child_complaint_detail"] = np.where(complaint, np.array(SIMULATED_DETAILS["child_complaint_detail"])[pick_c], "")
+    out["other"] = ""
+    return out.loc[out["school_code"].astype(str).isin(replying)].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------ re-identify
+def reidentify(frame: pd.DataFrame, correspondence: pd.DataFrame, id_column: str = "child_id") -> pd.DataFrame:
+    """Add the real resident code next to each pseudonym (domain ``resident``); every one must match."""
+    need = {"domain", "pseudonym", "code"}
+    if not need <= set(correspondence.columns):
+        raise MimamoriError(f"correspondence.parquet: missing column(s) {sorted(need - set(correspondence.columns))}")
+    table = correspondence.loc[correspondence["domain"] == "resident", ["pseudonym", "code"]]
+    if table["pseudonym"].duplicated().any():
+        raise MimamoriError("correspondence.parquet: a resident pseudonym maps to more than one code")
+    out = frame.merge(table.rename(columns={"pseudonym": id_column, "code": "resident_code"}),
+                      on=id_column, how="left", validate="many_to_one")
+    lost = out["resident_code"].isna()
+    if lost.any():
+        raise MimamoriError(f"correspondence.parquet: {int(lost.sum())} pseudonym(s) of the list have no "
+                            f"resident code (first {out.loc[lost, id_column].iloc[0]!r}); was the key changed?")
+    cols = list(out.columns)
+    cols.insert(cols.index(id_column) + 1, cols.pop(cols.index("resident_code")))
+    return out.loc[:, cols]
+
+
+# ------------------------------------------------------------------------------ verdicts
+def analyse_verdicts(
+    verdicts: pd.DataFrame, sample: pd.DataFrame, earlier_rounds: list[dict], round_name: str,
+    items: pd.DataFrame | None = None, item_labels: dict[str, str] | None = None,
+    alpha: float = 0.05, ci_method: str = "wilson",
+) -> dict:
+    """Rates per arm with CIs, Fisher's test, item prevalence and the comparison across rounds.
+
+    ``verdicts`` is the validated frame (one row per child, ``needs_support``); ``sample`` the
+    analyst's copy with ``arm``; ``items`` optional panel features keyed by child_id.
+    """
+    joined = verdicts.merge(sample.loc[:, ["child_id", "arm", "school_code", "grade", "age", "list_rank"]],
+                            on="child_id", how="left", validate="one_to_one")
+    rates = arm_rates(joined, alpha, ci_method)
+    drawn = sample["arm"].value_counts()
+    rates.insert(1, "drawn", [int(drawn.get(a, 0)) for a in rates["arm"]])
+    rates["not_returned"] = rates["drawn"] - rates["reviewed"]
+    hi, lo = rates.set_index("arm").loc["high"], rates.set_index("arm").loc["low"]
+    fisher_two = fisher_high_low(int(hi.positive), int(hi.reviewed), int(lo.positive), int(lo.reviewed))
+    fisher_greater = fisher_high_low(int(hi.positive), int(hi.reviewed), int(lo.positive), int(lo.reviewed),
+                                     alternative="greater")
+    current = {"round": round_name, "high_reviewed": int(hi.reviewed), "high_positive": int(hi.positive),
+               "low_reviewed": int(lo.reviewed), "low_positive": int(lo.positive)}
+    rounds = compare_rounds(pd.DataFrame([*earlier_rounds, current]), alpha, ci_method)
+    prevalence = item_prevalence(joined, [], item_labels)
+    if items is not None and len(items.columns) > 1:
+        with_items = joined.merge(items, on="child_id", how="left", validate="one_to_one")
+        prevalence = item_prevalence(with_items, [c for c in items.columns if c != "child_id"], item_labels)
+    return {"joined": joined, "arm_rates": rates, "rounds": rounds, "item_prevalence": prevalence,
+            "fisher_p_two_sided": fisher_two, "fisher_p_greater": fisher_greater}
+
+
+def item_columns(available: list[str], cfg_review: dict) -> list[str]:
+    """Panel features compared between needs-support and not: configured list, else the prefix."""
+    listed = cfg_review.get("prevalence_items")
+    if listed:
+        return [c for c in listed if c in available]
+    prefix = cfg_review.get("prevalence_item_prefix", "yc_")
+    skip = set(cfg_review.get("prevalence_skip", ["yc_rule_score"]))
+    return [c for c in available if c.startswith(prefix) and c not in skip]
+
+
+# ------------------------------------------------------------------------------------ CLI
+def _seed(cfg: dict) -> int:
+    return int(cfg["run"].get("seed", 0))
+
+
+def run_draw(cfg: dict) -> dict[str, int]:
+    paths = review_paths(cfg)
+    rc, run = cfg["review"], cfg["run"]
+    scores = load_scores(paths["scores"])
+    year = scoring_year(scores, cfg)
+    scores_year = scores.loc[scores["fiscal_year"] == year]
+    frame = attach_info(scores_year, load_panel_info(paths["panel"], year))
+    ranked, exclusions = eligible_ranking(
+        frame, seed=_seed(cfg) + SEED_TIEBREAK, exclude_known=rc.get("exclude_known", True),
+        exclude_age_below=rc.get("exclude_age_below"),
+        exclude_school_codes=tuple(rc.get("exclude_school_codes", ["OUT"])),
+        exclude_missing_school=rc.get("exclude_missing_school", True))
+    capacity = capacity_list(ranked, int(run["capacity"]))
+    sample = blinded_sample(ranked, int(rc["n_high"]), int(rc["n_low"]), float(rc["low_pool_quantile"]),
+                            seed=_seed(cfg) + SEED_SAMPLE)
+    pw = rc.get("power", {})
+    power = power_table(float(pw.get("expected_high_rate", 0.2)), float(pw.get("expected_low_rate", 0.05)),
+                        int(rc["n_high"]), int(rc["n_low"]), float(pw.get("alpha", 0.05)),
+                        float(pw.get("power", 0.8)), pw.get("expected_response_rate"))
+    keep = [c for c in (*SCORE_COLUMNS, "age", "school_age", "grade", "school_code", "school_district", "sex",
+                        "oracle_p", "tiebreak", "list_rank") if c in ranked.columns]
+    outputs = [
+        write_parquet(capacity.loc[:, keep], paths["capacity_list"]),
+        write_staff_workbook(capacity, paths["staff_list"]),
+        write_parquet(sample.loc[:, [*keep, "arm", "sample_order"]], paths["sample"]),
+        write_csv(power, paths["power"]),
+        write_csv(exclusions, paths["exclusions"]),
+    ]
+    for old in paths["sheets"].glob("review_*.xlsx"):
+        old.unlink()  # a new draw replaces every school's workbook
+    for school, part in tqdm(sample.groupby("school_code", sort=True), desc="reviewer workbooks",
+                             disable=None):
+        outputs.append(write_reviewer_workbook(reviewer_frame(part.sort_values("sample_order")),
+                                               paths["sheets"] / f"review_{school}.xlsx", str(school)))
+    summary = {
+        "target": rc["target"], "scoring_year": year, "scored": int(len(scores_year)),
+        "excluded": dict(zip(exclusions["exclusion"], exclusions["children"].astype(int), strict=True)),
+        "eligible": int(len(ranked)), "capacity": int(run["capacity"]), "capacity_listed": int(len(capacity)),
+        "n_high": int(rc["n_high"]), "n_low": int(rc["n_low"]), "low_pool_quantile": float(rc["low_pool_quantile"]),
+        "schools": int(sample["school_code"].nunique()), "seed": _seed(cfg),
+        "tied_scores_in_list": int(ranked["score"].duplicated(keep=False).head(int(run["capacity"])).sum()),
+        "power_settings": pw,
+    }
+    outputs.append(write_json(summary, paths["draw_summary"]))
+    append_audit(paths["root"], "review draw", cfg, [paths["scores"], paths["panel"]], outputs,
+                 {"scored": len(scores_year), "eligible": len(ranked), "capacity_list": len(capacity),
+                  "sample": len(sample)})
+    print(f"review draw: FY{year}: {len(ranked)} eligible of {len(scores_year)} scored; "
+          f"list of {len(capacity)}; sample {rc['n_high']}+{rc['n_low']} over {summary['schools']} schools")
+    return {"capacity_list": len(capacity), "sample": len(sample)}
+
+
+def _read_sample(paths: dict[str, Path]) -> pd.DataFrame:
+    if not paths["sample"].exists():
+        raise MimamoriError(f"{paths['sample']}: not found (run `python -m helpers review draw` first)")
+    return pd.read_parquet(paths["sample"])
+
+
+def _truth_for(sample: pd.DataFrame, paths: dict[str, Path], target: str) -> pd.DataFrame | None:
+    """The generator's true probability per sampled child, joined through the correspondence table."""
+    if not (paths["truth"].exists() and paths["correspondence"].exists()):
+        return None
+    truth = pd.read_parquet(paths["truth"])
+    truth = truth.loc[truth["target"] == target, ["resident_code", "fiscal_year", "p"]]
+    linked = reidentify(sample.loc[:, ["child_id", "fiscal_year"]], pd.read_parquet(paths["correspondence"]))
+    linked = linked.merge(truth.rename(columns={"p": "p_true"}),
+                          on=["resident_code", "fiscal_year"], how="left")
+    return linked.loc[:, ["child_id", "p_true"]]
+
+
+def run_simulate(cfg: dict) -> dict[str, int]:
+    if not cfg["run"].get("synthetic", False):
+        raise MimamoriError("review simulate: refused: run.synthetic is false; simulated verdicts are "
+                            "only for the synthetic city (put the schools' returned sheets in review/verdicts/)")
+    paths = review_paths(cfg)
+    sample = _read_sample(paths)
+    sim = cfg["review"].get("simulated_reviewers", {})
+    truth = None if "oracle_p" in sample.columns else _truth_for(sample, paths, cfg["review"]["target"])
+    if truth is not None:
+        sample = sample.merge(truth, on="child_id", how="left")
+    p_need, source = truth_probability(sample)
+    answers = simulate_answers(sample, p_need, _seed(cfg) + SEED_SIMULATE,
+                               float(sim.get("sensitivity", 0.8)), float(sim.get("false_positive_rate", 0.02)),
+                               float(sim.get("response_rate", 0.4)))
+    for old in paths["verdicts_in"].glob("review_*.xlsx"):
+        old.unlink()  # synthetic only: the previous simulation is replaced, never mixed in
+    outputs = []
+    for school, part in answers.groupby("school_code", sort=True):
+        frame = reviewer_frame(part.sort_values("sample_order"))
+        for key in ("family_concern", "family_concern_detail", "child_complaint", "child_complaint_detail", "other"):
+            frame[key] = part.sort_values("sample_order")[key].to_numpy()
+        outputs.append(write_reviewer_workbook(frame, paths["verdicts_in"] / f"review_{school}.xlsx", str(school)))
+    append_audit(paths["root"], "review simulate", cfg, [paths["sample"]], outputs,
+                 {"children_answered": len(answers), "schools_answered": len(outputs)})
+    print(f"review simulate: {len(outputs)} school(s) replied for {len(answers)} children "
+          f"(truth from {', '.join(sorted(set(source)))})")
+    return {"answered": len(answers)}
+
+
+def _item_frame(cfg: dict, paths: dict[str, Path], year: int) -> tuple[pd.DataFrame | None, dict[str, str]]:
+    import pyarrow.parquet as pq
+
+    if not paths["panel"].exists():
+        return None, {}
+    cols = item_columns(pq.read_schema(paths["panel"]).names, cfg["review"])
+    if not cols:
+        return None, {}
+    items = pd.read_parquet(paths["panel"], columns=["child_id", *cols], filters=[("fiscal_year", "==", year)])
+    labels: dict[str, str] = {}
+    if paths["catalogue"].exists():
+        cat = pd.read_csv(paths["catalogue"], dtype=str)
+        if {"name", "label_ja"} <= set(cat.columns):
+            labels = dict(zip(cat["name"], cat["label_ja"], strict=True))
+    return items, labels
+
+
+def run_verdicts(cfg: dict) -> dict[str, int]:
+    paths = review_paths(cfg)
+    sample = _read_sample(paths)
+    files = sorted(p for p in paths["verdicts_in"].glob("*") if p.suffix.lower() in (".xlsx", ".csv")
+                   and not p.name.startswith((".", "~$")))
+    if not files:
+        raise MimamoriError(f"{paths['verdicts_in']}: no returned sheets (.xlsx or .csv) found")
+    sheets = [s for f in tqdm(files, desc="verdict sheets", disable=None) for s in read_verdict_file(f)]
+    verdicts, duplicates = validate_verdicts(sheets, set(sample["child_id"].astype(str)))
+    year = int(sample["fiscal_year"].iloc[0])
+    items, labels = _item_frame(cfg, paths, year)
+    rc = cfg["review"]
+    result = analyse_verdicts(verdicts, sample, rc.get("earlier_rounds", []), f"FY{year} 今回（this round）",
+                              items, labels, ci_method=rc.get("ci_method", "wilson"))
+    joined = result["joined"]
+    outputs = [
+        write_parquet(joined, paths["verdicts"]),
+        write_csv(result["arm_rates"], paths["arm_rates"]),
+        write_csv(result["item_prevalence"], paths["item_prevalence"]),
+        write_csv(result["rounds"], paths["rounds"]),
+    ]
+    summary = {
+        "definition": NEEDS_SUPPORT_DEFINITION, "scoring_year": year, "files": [f.name for f in files],
+        "sheets": len(sheets), "children_returned": int(len(verdicts)), "duplicates": duplicates,
+        "fisher_p_two_sided": result["fisher_p_two_sided"], "fisher_p_greater": result["fisher_p_greater"],
+        "ci_method": rc.get("ci_method", "wilson"),
+    }
+    outputs.append(write_json(summary, paths["results"]))
+    append_audit(paths["root"], "review verdicts", cfg, files + [paths["sample"]], outputs,
+                 {"children_returned": len(verdicts), "duplicates": len(duplicates)})
+    for line in duplicates:
+        print(f"review verdicts: note: {line}")
+    rates = result["arm_rates"].set_index("arm")
+    print(f"review verdicts: {len(verdicts)} children from {len(files)} file(s); needs support "
+          f"high {rates.loc['high', 'positive']}/{rates.loc['high', 'reviewed']}, "
+          f"low {rates.loc['low', 'positive']}/{rates.loc['low', 'reviewed']}; "
+          f"Fisher p={result['fisher_p_two_sided']:.3g}")
+    return {"returned": len(verdicts)}
+
+
+def run_reidentify(cfg: dict, which: str) -> dict[str, int]:
+    paths = review_paths(cfg)
+    if not paths["correspondence"].exists():
+        raise MimamoriError(f"{paths['correspondence']}: no correspondence table, so the list cannot be "
+                            "re-identified (the municipality keeps it; set ingest.write_correspondence: true "
+                            "and rerun ingest where the key is held)")
+    if which == "capacity":
+        if not paths["capacity_list"].exists():
+            raise MimamoriError(f"{paths['capacity_list']}: not found (run `python -m helpers review draw` first)")
+        frame = pd.read_parquet(paths["capacity_list"])
+        keep = [c for c in ("list_rank", "child_id", "school_code", "grade", "score", "reason_1", "reason_2",
+                            "reason_3") if c in frame.columns]
+    else:  # the blinded sample, in its shuffled order and without arm or score
+        frame = _read_sample(paths).sort_values("sample_order")
+        keep = ["sample_order", "child_id", "school_code", "grade"]
+    out = reidentify(frame.loc[:, keep], pd.read_parquet(paths["correspondence"]))
+    target = paths["private"] / f"review_{which}_reidentified.csv"
+    write_csv(out, target)
+    append_audit(paths["root"], "review reidentify", cfg, [paths["correspondence"]], [target], {"rows": len(out)})
+    print(f"review reidentify: {len(out)} rows -> {target}")
+    return {"rows": len(out)}
+
+
+def main(cfg: dict, argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers review", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["draw", "simulate", "verdicts", "reidentify"])
+    parser.add_argument("--list", dest="which", choices=["sample", "capacity"], default="sample",
+                        help="reidentify: which list (default: the blinded sample)")
+    parser.add_argument("--target", default=None, help="override review.target")
+    args = parser.parse_args(argv)
+    if args.target:
+        cfg = {**cfg, "review": {**cfg["review"], "target": args.target}}
+    if args.action == "draw":
+        run_draw(cfg)
+    elif args.action == "simulate":
+        run_simulate(cfg)
+    elif args.action == "verdicts":
+        run_verdicts(cfg)
+    else:
+        run_reidentify(cfg, args.which)
+    return 0
