@@ -29,8 +29,8 @@ def test_precision_at_k_without_ties():
 
 def test_precision_at_k_with_ties_hand_computed():
     # k=4: one positive above the tie (0.9), two slots for the 4 tied (2 pos, 2 neg)
-    assert ev.hits_at_k(Y, S, 4, "worst") == 1          # tied negatives first
-    assert ev.hits_at_k(Y, S, 4, "best") == 3           # tied positives first
+    assert ev.hits_at_k(Y, S, 4, "worst") == 1  # tied negatives first
+    assert ev.hits_at_k(Y, S, 4, "best") == 3  # tied positives first
     assert ev.hits_at_k(Y, S, 4, "mean") == pytest.approx(1 + 2 * 2 / 4)
     assert ev.precision_at_k(Y, S, 4, "worst") == 0.25
     assert ev.precision_at_k(Y, S, 4, "best") == 0.75
@@ -106,7 +106,14 @@ def test_headline_metrics_fields():
     y = (rng.random(1000) < 0.05).astype(int)
     s = y + rng.normal(size=1000)
     h = ev.headline_metrics(y, s, 50, prob=1 / (1 + np.exp(-s)), n_boot=30, n_orderings=5)
-    for key in ("precision_at_k", "recall_at_k", "lift_at_k", "average_precision", "roc_auc", "brier"):
+    for key in (
+        "precision_at_k",
+        "recall_at_k",
+        "lift_at_k",
+        "average_precision",
+        "roc_auc",
+        "brier",
+    ):
         assert set(h[key]) >= {"value", "ci_low", "ci_high"}
     assert h["precision_worst"] <= h["precision_mean"] <= h["precision_best"]
     assert h["events"] == y.sum()
@@ -114,10 +121,11 @@ def test_headline_metrics_fields():
 
 def test_fairness_table_flags_small_groups_and_ratios():
     n = 400
-    df = pd.DataFrame({"sex": ["1"] * 300 + ["2"] * 100,
-                       "label": [1] * 30 + [0] * 270 + [1] * 5 + [0] * 95})
+    df = pd.DataFrame(
+        {"sex": ["1"] * 300 + ["2"] * 100, "label": [1] * 30 + [0] * 270 + [1] * 5 + [0] * 95}
+    )
     top = np.zeros(n, bool)
-    top[:20] = True     # 20 selected in group 1, all true
+    top[:20] = True  # 20 selected in group 1, all true
     top[300:302] = True  # 2 selected in group 2, both true
     f = ev.fairness_table(df, "sex", top, (0.8, 1.25), min_group_events=10)
     g1, g2 = f.set_index("group").loc["1"], f.set_index("group").loc["2"]
@@ -141,9 +149,14 @@ def test_crosstab_topk_and_missed_cases():
 
 def test_stability_and_subsets():
     rng = np.random.default_rng(3)
-    df = pd.DataFrame({"child_id": [f"c{i}" for i in range(200)], "score": rng.random(200),
-                       "label": (rng.random(200) < 0.2).astype(int),
-                       "district": ["N"] * 150 + ["S"] * 50})
+    df = pd.DataFrame(
+        {
+            "child_id": [f"c{i}" for i in range(200)],
+            "score": rng.random(200),
+            "label": (rng.random(200) < 0.2).astype(int),
+            "district": ["N"] * 150 + ["S"] * 50,
+        }
+    )
     df["same"] = df["score"] * 2
     st = ev.list_stability(df, "score", ["same"], 20, seed=0)
     assert st.loc[0, "jaccard_top_k"] == 1.0 and st.loc[0, "spearman"] == pytest.approx(1.0)
@@ -159,7 +172,9 @@ def test_plots_return_axes():
     matplotlib.use("Agg")
     folds, test = ev.temporal_splits(range(2017, 2023), 3)
     assert ev.plot_splits(folds, test, range(2017, 2023)) is not None
-    tab = pd.DataFrame({"list": ["a", "b"], "value": [0.2, 0.1], "ci_low": [0.1, 0.0], "ci_high": [0.3, 0.2]})
+    tab = pd.DataFrame(
+        {"list": ["a", "b"], "value": [0.2, 0.1], "ci_low": [0.1, 0.0], "ci_high": [0.3, 0.2]}
+    )
     assert ev.plot_headline(tab, 100) is not None
     curve = ev.precision_curve(Y, S, [1, 2, 4])
     assert ev.plot_precision_curve({"m": curve}, 2) is not None
@@ -200,11 +215,22 @@ def test_count_text_suppresses_small_counts_for_running_text():
 
 def test_report_tables_from_metrics():
     h = {"value": 0.2, "ci_low": 0.1, "ci_high": 0.3}
-    one = {"precision_at_k": h, "recall_at_k": h, "lift_at_k": h, "average_precision": h,
-           "roc_auc": h, "precision_worst": 0.1, "precision_best": 0.3, "recall_worst": 0.1,
-           "recall_best": 0.4}
-    metrics = {"k": 100, "headline": {"model": one, "oracle": one},
-               "comparisons": {"model_vs_yc_rule_score": {"value": 5.0, "ci_low": 1.0, "ci_high": 9.0}}}
+    one = {
+        "precision_at_k": h,
+        "recall_at_k": h,
+        "lift_at_k": h,
+        "average_precision": h,
+        "roc_auc": h,
+        "precision_worst": 0.1,
+        "precision_best": 0.3,
+        "recall_worst": 0.1,
+        "recall_best": 0.4,
+    }
+    metrics = {
+        "k": 100,
+        "headline": {"model": one, "oracle": one},
+        "comparisons": {"model_vs_yc_rule_score": {"value": 5.0, "ci_low": 1.0, "ci_high": 9.0}},
+    }
     head = ev.headline_table(metrics)
     assert list(head["key"]) == ["model", "oracle"]
     assert ev.metrics_table(metrics).loc[0, "precision_at_k"] == "0.200 [0.100, 0.300]"

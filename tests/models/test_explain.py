@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from helpers.models import explain
-from helpers.models import stage as m
+from helpers.models import families as m
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +19,16 @@ def toy_fit():
     logit = -3 + 1.5 * X[:, 0] + np.where(X[:, 1] > 0.5, 1.0, 0.0) + np.nan_to_num(X[:, 2])
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     feats = ["f0", "f1", "f2", "f3"]
-    cand = {"n_estimators": 40, "learning_rate": 0.1, "num_leaves": 7, "min_child_samples": 20,
-            "reg_lambda": 1.0, "colsample_bytree": 1.0, "subsample": 1.0, "weighting": "balanced"}
+    cand = {
+        "n_estimators": 40,
+        "learning_rate": 0.1,
+        "num_leaves": 7,
+        "min_child_samples": 20,
+        "reg_lambda": 1.0,
+        "colsample_bytree": 1.0,
+        "subsample": 1.0,
+        "weighting": "balanced",
+    }
     booster = m.fit_lgbm(m.lgbm_dataset(X, y, 63, feats), cand, 0, 1)
     return X, y, feats, booster
 
@@ -46,8 +54,9 @@ def test_linear_contributions_add_up_to_decision_function(toy_fit):
     pipe = m.fit_logistic(X, y, {"C": 1.0, "weighting": "balanced"}, 0, 300)
     contrib = explain.linear_contributions(pipe, X, feats)
     assert list(contrib.columns) == feats
-    np.testing.assert_allclose(contrib.sum(axis=1) + pipe[-1].intercept_[0], pipe.decision_function(X),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        contrib.sum(axis=1) + pipe[-1].intercept_[0], pipe.decision_function(X), atol=1e-6
+    )
 
 
 def test_reason_codes_top_positive_only():

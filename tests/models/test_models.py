@@ -9,16 +9,35 @@ import pandas as pd
 import pytest
 
 from helpers import MimamoriError
-from helpers.models import stage as m
 from helpers.config import load_config
+from helpers.models import baselines as bl
+from helpers.models import data as d
+from helpers.models import families as fam
+from helpers.models import stage as m
+from helpers.models import tuning as tu
 
-YC_ITEMS = ["yc_independence_support_ever", "yc_member_75plus", "yc_care_need", "yc_handbook",
-            "yc_foreign_national", "yc_two_under5", "yc_public_assistance", "yc_single_parent_allowance",
-            "yc_school_aid", "yc_not_in_nursery", "yc_member_independence_support", "yc_sibling_special_class"]
+YC_ITEMS = [
+    "yc_independence_support_ever",
+    "yc_member_75plus",
+    "yc_care_need",
+    "yc_handbook",
+    "yc_foreign_national",
+    "yc_two_under5",
+    "yc_public_assistance",
+    "yc_single_parent_allowance",
+    "yc_school_aid",
+    "yc_not_in_nursery",
+    "yc_member_independence_support",
+    "yc_sibling_special_class",
+]
 
 
-def make_toy_panel(n_children: int = 1500, years=(2017, 2018, 2019, 2020, 2021), seed: int = 0,
-                   base_logit: float = -4.5) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def make_toy_panel(
+    n_children: int = 1500,
+    years=(2017, 2018, 2019, 2020, 2021),
+    seed: int = 0,
+    base_logit: float = -4.5,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(panel, catalogue, truth) following docs/architecture.md "data/panel".
 
     Planted signal (log-odds): public assistance +1.5, care need +1.0, an interaction
@@ -50,8 +69,14 @@ def make_toy_panel(n_children: int = 1500, years=(2017, 2018, 2019, 2020, 2021),
         df["school_code"] = rng.choice(["S01", "S02", "S03"], n)
         df["school_district"] = df["school_code"].map({"S01": "北", "S02": "北", "S03": "南"})
         inter = ((df["absence_days"] > 6) & (df["age"] >= 10)).astype(float)
-        logit = (base_logit + 1.5 * np.nan_to_num(items[:, 6]) + 1.0 * np.nan_to_num(items[:, 2])
-                 + 2.0 * inter + 0.7 * df["weight_3y"].isna() + 0.5 * df["consultations_3y"])
+        logit = (
+            base_logit
+            + 1.5 * np.nan_to_num(items[:, 6])
+            + 1.0 * np.nan_to_num(items[:, 2])
+            + 2.0 * inter
+            + 0.7 * df["weight_3y"].isna()
+            + 0.5 * df["consultations_3y"]
+        )
         p = 1 / (1 + np.exp(-logit))
         df["_p"] = p
         df["label_physical_abuse"] = (rng.random(n) < p).astype(float)
@@ -62,35 +87,87 @@ def make_toy_panel(n_children: int = 1500, years=(2017, 2018, 2019, 2020, 2021),
         df["known_young_carer"] = 0
         frames.append(df)
     panel = pd.concat(frames, ignore_index=True)
-    truth = pd.concat([
-        panel[["child_id", "fiscal_year", "_p"]].rename(columns={"_p": "p"}).assign(target="physical_abuse"),
-        panel[["child_id", "fiscal_year", "_p_yc"]].rename(columns={"_p_yc": "p"}).assign(target="young_carer"),
-    ], ignore_index=True)
+    truth = pd.concat(
+        [
+            panel[["child_id", "fiscal_year", "_p"]]
+            .rename(columns={"_p": "p"})
+            .assign(target="physical_abuse"),
+            panel[["child_id", "fiscal_year", "_p_yc"]]
+            .rename(columns={"_p_yc": "p"})
+            .assign(target="young_carer"),
+        ],
+        ignore_index=True,
+    )
     panel = panel.drop(columns=["_p", "_p_yc"])
-    feats = YC_ITEMS + ["yc_rule_score", "absence_days", "weight_3y", "consultations_3y", "noise_a", "noise_b"]
+    feats = YC_ITEMS + [
+        "yc_rule_score",
+        "absence_days",
+        "weight_3y",
+        "consultations_3y",
+        "noise_a",
+        "noise_b",
+    ]
     types = {c: "binary" for c in YC_ITEMS + ["noise_b"]}
     types.update({"yc_rule_score": "count", "consultations_3y": "count", "absence_days": "count"})
-    rows = [{"name": f, "label_ja": f"項目_{f}", "description": f, "source_tables": "toy", "window": "1",
-             "type": types.get(f, "numeric"), "role": "feature", "missing_treatment": "keep"} for f in feats]
-    rows += [{"name": c, "label_ja": c, "description": c, "source_tables": "toy", "window": "",
-              "type": "numeric", "role": "info", "missing_treatment": "keep"}
-             for c in ["age", "sex", "nationality", "single_parent", "school_code", "school_district"]]
+    rows = [
+        {
+            "name": f,
+            "label_ja": f"項目_{f}",
+            "description": f,
+            "source_tables": "toy",
+            "window": "1",
+            "type": types.get(f, "numeric"),
+            "role": "feature",
+            "missing_treatment": "keep",
+        }
+        for f in feats
+    ]
+    rows += [
+        {
+            "name": c,
+            "label_ja": c,
+            "description": c,
+            "source_tables": "toy",
+            "window": "",
+            "type": "numeric",
+            "role": "info",
+            "missing_treatment": "keep",
+        }
+        for c in ["age", "sex", "nationality", "single_parent", "school_code", "school_district"]
+    ]
     return panel, pd.DataFrame(rows), truth
 
 
 def toy_cfg(tmp_path, **models_over) -> dict:
-    over = {"run": {"data_dir": str(tmp_path), "capacity": 30, "seed": 7},
-            "models": {"tuning": {"n_trials": 2, "time_budget_s": 1000, "n_folds": 2},
-                       "bootstrap": {"n": 30}, "tie_orderings": 5,
-                       "reference_tree": {"min_samples_leaf": 20, "min_samples_split": 60},
-                       "lightgbm_defaults": {"n_estimators": 30, "learning_rate": 0.1, "num_leaves": 7,
-                                             "min_child_samples": 20, "reg_lambda": 1.0,
-                                             "colsample_bytree": 1.0, "subsample": 1.0,
-                                             "weighting": "sqrt"},
-                       "lightgbm_space": {"n_estimators": [30], "learning_rate": [0.1],
-                                          "num_leaves": [7, 15], "min_child_samples": [20],
-                                          "reg_lambda": [1.0], "colsample_bytree": [0.8],
-                                          "subsample": [0.7, 1.0], "weighting": ["balanced", "none"]}}}
+    over = {
+        "run": {"data_dir": str(tmp_path), "capacity": 30, "seed": 7},
+        "models": {
+            "tuning": {"n_trials": 2, "time_budget_s": 1000, "n_folds": 2},
+            "bootstrap": {"n": 30},
+            "tie_orderings": 5,
+            "reference_tree": {"min_samples_leaf": 20, "min_samples_split": 60},
+            "lightgbm_defaults": {
+                "n_estimators": 30,
+                "learning_rate": 0.1,
+                "num_leaves": 7,
+                "min_child_samples": 20,
+                "reg_lambda": 1.0,
+                "colsample_bytree": 1.0,
+                "subsample": 1.0,
+                "weighting": "sqrt",
+            },
+            "lightgbm_space": {
+                "n_estimators": [30],
+                "learning_rate": [0.1],
+                "num_leaves": [7, 15],
+                "min_child_samples": [20],
+                "reg_lambda": [1.0],
+                "colsample_bytree": [0.8],
+                "subsample": [0.7, 1.0],
+                "weighting": ["balanced", "none"],
+            },
+        },
+    }
     over["models"].update(models_over)
     return load_config(profile="", overrides=over)
 
@@ -111,9 +188,19 @@ def fitted(toy, tmp_path_factory):
 
 def test_fit_target_writes_artifacts_and_metrics(fitted):
     metrics, out, _ = fitted
-    for name in ["metrics.json", "params.json", "scores.parquet", "tuning.parquet", "segment_table.csv",
-                 "model_lightgbm.txt", "model_logistic.joblib", "shap_values.parquet", "fairness.csv",
-                 "crosstab_topk.csv", "single_variable.csv"]:
+    for name in [
+        "metrics.json",
+        "params.json",
+        "scores.parquet",
+        "tuning.parquet",
+        "segment_table.csv",
+        "model_lightgbm.txt",
+        "model_logistic.joblib",
+        "shap_values.parquet",
+        "fairness.csv",
+        "crosstab_topk.csv",
+        "single_variable.csv",
+    ]:
         assert (out / name).exists(), name
     on_disk = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert on_disk["test_year"] == 2021 and on_disk["train_years"] == [2017, 2018, 2019, 2020]
@@ -131,7 +218,9 @@ def test_fit_target_writes_artifacts_and_metrics(fitted):
     assert sorted(scores.loc[~known, "rank"].astype(int)) == list(range(1, (~known).sum() + 1))
     top = scores.nsmallest(30, "rank")
     assert top["reason_1"].notna().all() and top["reason_1"].str.startswith("項目_").all()
-    assert np.allclose(scores["risk_ratio"], scores["probability"] / metrics["test"]["train_base_rate"])
+    assert np.allclose(
+        scores["risk_ratio"], scores["probability"] / metrics["test"]["train_base_rate"]
+    )
 
 
 def test_tuning_keeps_every_candidate_fold_score(fitted):
@@ -148,12 +237,17 @@ def test_segment_table_sums_to_population(toy, fitted):
     panel, _, _ = toy
     _, out, _ = fitted
     seg = pd.read_csv(out / "segment_table.csv")
-    train = panel[panel["fiscal_year"].between(2017, 2020) & panel["label_physical_abuse"].notna()
-                  & (panel["known_physical_abuse"] == 0)]
+    train = panel[
+        panel["fiscal_year"].between(2017, 2020)
+        & panel["label_physical_abuse"].notna()
+        & (panel["known_physical_abuse"] == 0)
+    ]
     assert seg["child_years"].sum() == len(train)
     assert seg["positives"].sum() == train["label_physical_abuse"].sum()
-    assert seg["test_child_years"].sum() == ((panel["fiscal_year"] == 2021)
-                                             & (panel["known_physical_abuse"] == 0)).sum()
+    assert (
+        seg["test_child_years"].sum()
+        == ((panel["fiscal_year"] == 2021) & (panel["known_physical_abuse"] == 0)).sum()
+    )
     assert seg["rule"].str.len().gt(0).all()
     rate = seg["positives"].sum() / seg["child_years"].sum()
     assert np.allclose(seg["risk_ratio"], seg["rate"] / rate)
@@ -170,71 +264,82 @@ def test_full_fit_is_deterministic(toy, tmp_path):
     ta = pd.read_parquet(tmp_path / "a" / "tuning.parquet")
     tb = pd.read_parquet(tmp_path / "b" / "tuning.parquet")
     pd.testing.assert_frame_equal(ta, tb)
-    assert (tmp_path / "a" / "model_lightgbm.txt").read_text() == (tmp_path / "b" / "model_lightgbm.txt").read_text()
+    assert (tmp_path / "a" / "model_lightgbm.txt").read_text() == (
+        tmp_path / "b" / "model_lightgbm.txt"
+    ).read_text()
 
 
 def test_class_weighting_changes_the_fit(toy):
     panel, cat, _ = toy
-    feats = m.check_inputs(panel, cat, "physical_abuse")
+    feats = d.check_inputs(panel, cat, "physical_abuse")
     sub = panel[panel["label_physical_abuse"].notna()]
-    X, y = m.feature_matrix(sub, feats), sub["label_physical_abuse"].to_numpy(int)
+    X, y = d.feature_matrix(sub, feats), sub["label_physical_abuse"].to_numpy(int)
     assert y.mean() < 0.1  # imbalanced
-    base = {"n_estimators": 30, "learning_rate": 0.1, "num_leaves": 7, "min_child_samples": 20,
-            "reg_lambda": 1.0, "colsample_bytree": 1.0, "subsample": 1.0}
-    data = m.lgbm_dataset(X, y, 63, feats)
-    p_none = m.fit_lgbm(data, {**base, "weighting": "none"}, 0, 1).predict(X)
-    p_bal = m.fit_lgbm(data, {**base, "weighting": "balanced"}, 0, 1).predict(X)
+    base = {
+        "n_estimators": 30,
+        "learning_rate": 0.1,
+        "num_leaves": 7,
+        "min_child_samples": 20,
+        "reg_lambda": 1.0,
+        "colsample_bytree": 1.0,
+        "subsample": 1.0,
+    }
+    data = fam.lgbm_dataset(X, y, 63, feats)
+    p_none = fam.fit_lgbm(data, {**base, "weighting": "none"}, 0, 1).predict(X)
+    p_bal = fam.fit_lgbm(data, {**base, "weighting": "balanced"}, 0, 1).predict(X)
     # unweighted predictions sit near the base rate; weighted ones are pushed towards 0.5
     assert abs(p_none.mean() - y.mean()) < 0.02
     assert p_bal.mean() > 3 * p_none.mean()
-    lr_none = m.fit_logistic(X, y, {"C": 1.0, "weighting": "none"}, 0, 300)
-    lr_bal = m.fit_logistic(X, y, {"C": 1.0, "weighting": "balanced"}, 0, 300)
+    lr_none = fam.fit_logistic(X, y, {"C": 1.0, "weighting": "none"}, 0, 300)
+    lr_bal = fam.fit_logistic(X, y, {"C": 1.0, "weighting": "balanced"}, 0, 300)
     assert lr_bal.predict_proba(X)[:, 1].mean() > 3 * lr_none.predict_proba(X)[:, 1].mean()
     assert not np.allclose(lr_none[-1].coef_, lr_bal[-1].coef_)
 
 
 def test_best_single_variable_is_chosen_on_training_years_only(toy):
     panel, cat, _ = toy
-    feats = m.check_inputs(panel, cat, "physical_abuse")
-    binary = m.binary_features(cat, feats)
+    feats = d.check_inputs(panel, cat, "physical_abuse")
+    binary = d.binary_features(cat, feats)
     lab = panel[panel["label_physical_abuse"].notna()].copy()
     # plant a perfect predictor that exists only in the test year: it must not be chosen
     lab["noise_b"] = np.where(lab["fiscal_year"] == 2021, lab["label_physical_abuse"], 0.0)
-    table = m.best_single_variable(lab, binary, "label_physical_abuse", [2017, 2018, 2019, 2020], 30)
+    table = bl.best_single_variable(
+        lab, binary, "label_physical_abuse", [2017, 2018, 2019, 2020], 30
+    )
     assert table["feature"].iloc[0] != "noise_b"
     assert table["feature"].iloc[0] in {"yc_public_assistance", "yc_care_need"}
 
 
 def test_sample_candidates_deterministic_and_defaults_first():
     space = {"a": [1, 2, 3], "b": ["x", "y"]}
-    c1 = m.sample_candidates(space, {"a": 9, "b": "z"}, 4, seed=3)
-    assert c1 == m.sample_candidates(space, {"a": 9, "b": "z"}, 4, seed=3)
+    c1 = tu.sample_candidates(space, {"a": 9, "b": "z"}, 4, seed=3)
+    assert c1 == tu.sample_candidates(space, {"a": 9, "b": "z"}, 4, seed=3)
     assert c1[0] == {"a": 9, "b": "z"} and len(c1) == 4
     assert len({str(c) for c in c1}) == 4
 
 
 def test_calibration_choice_and_probabilities():
-    assert m.choose_calibration(20, 500) == "platt"
-    assert m.choose_calibration(800, 500) == "isotonic"
+    assert fam.choose_calibration(20, 500) == "platt"
+    assert fam.choose_calibration(800, 500) == "isotonic"
     rng = np.random.default_rng(0)
     s = rng.normal(size=5000)
     y = (rng.random(5000) < 1 / (1 + np.exp(-(s - 3)))).astype(int)
-    p = m.Calibrator("platt").fit(s, y).predict(s)
+    p = fam.Calibrator("platt").fit(s, y).predict(s)
     assert abs(p.mean() - y.mean()) < 0.01 and np.all(np.diff(p[np.argsort(s)]) >= 0)
 
 
 def test_bad_inputs_raise_clear_errors(toy):
     panel, cat, _ = toy
     with pytest.raises(MimamoriError, match="label_neglect"):
-        m.check_inputs(panel, cat, "neglect")
+        d.check_inputs(panel, cat, "neglect")
     bad = panel.copy()
     bad.loc[5, "label_physical_abuse"] = 2
     with pytest.raises(MimamoriError, match="row 5, column label_physical_abuse"):
-        m.check_inputs(bad, cat, "physical_abuse")
+        d.check_inputs(bad, cat, "physical_abuse")
     bad = panel.copy()
     bad["noise_a"] = "x"
     with pytest.raises(MimamoriError, match="noise_a"):
-        m.feature_matrix(bad, ["noise_a"])
+        d.feature_matrix(bad, ["noise_a"])
 
 
 def test_main_cli_writes_stamp_last_and_audit(toy, tmp_path):
@@ -243,7 +348,7 @@ def test_main_cli_writes_stamp_last_and_audit(toy, tmp_path):
     panel.to_parquet(tmp_path / "panel" / "panel.parquet")
     cat.to_csv(tmp_path / "panel" / "feature_catalogue.csv", index=False)
     cfg = toy_cfg(tmp_path)
-    cfg["run"]["synthetic"] = False
+    cfg = cfg.with_overrides({"run": {"synthetic": False}})
     assert m.main(cfg, ["--target", "young_carer"]) == 0
     out = tmp_path / "models" / "young_carer"
     stamp = (out / "metrics.json").stat().st_mtime_ns
@@ -273,7 +378,7 @@ def test_notebook_03_runs_on_written_artifacts(toy, tmp_path, monkeypatch):
     m.fit_target(panel, cat, cfg, "physical_abuse", tmp_path / "models" / "physical_abuse", truth)
     source = (REPO_ROOT / "notebooks" / "03_model.py").read_text(encoding="utf-8")
     source = source.replace('profile = "tiny"', 'profile = ""', 1)
-    source = source.replace('data_dir = ""', f'data_dir = {str(tmp_path)!r}', 1)
+    source = source.replace('data_dir = ""', f"data_dir = {str(tmp_path)!r}", 1)
     monkeypatch.setenv("MIMAMORI_DATA", str(tmp_path))
     exec(compile(source, "03_model.py", "exec"), {"__name__": "__main__"})
 
@@ -287,9 +392,12 @@ def test_test_year_labels_never_reach_tuning_or_the_model(toy, fitted, tmp_path)
     rng = np.random.default_rng(0)
     scrambled.loc[test, "label_physical_abuse"] = (rng.random(test.sum()) < 0.5).astype(float)
     m.fit_target(scrambled, cat, cfg, "physical_abuse", tmp_path / "s", truth_probs=truth)
-    assert (tmp_path / "s" / "model_lightgbm.txt").read_text() == (out / "model_lightgbm.txt").read_text()
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "s" / "tuning.parquet"),
-                                  pd.read_parquet(out / "tuning.parquet"))
+    assert (tmp_path / "s" / "model_lightgbm.txt").read_text() == (
+        out / "model_lightgbm.txt"
+    ).read_text()
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "s" / "tuning.parquet"), pd.read_parquet(out / "tuning.parquet")
+    )
     a = pd.read_parquet(tmp_path / "s" / "scores.parquet")
     b = pd.read_parquet(out / "scores.parquet")
     np.testing.assert_array_equal(a["score"], b["score"])

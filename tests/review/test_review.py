@@ -18,19 +18,7 @@ from statsmodels.stats.proportion import proportion_confint, proportion_effectsi
 
 from helpers import MimamoriError
 from helpers.config import load_config
-from helpers.review.stage import (
-    analyse_verdicts,
-    blinded_sample,
-    capacity_list,
-    counts_by,
-    eligible_ranking,
-    main,
-    reason_frequencies,
-    reidentify,
-    review_paths,
-    simulate_answers,
-    truth_probability,
-)
+from helpers.ingest.masking import DEMO_KEY, pseudonym
 from helpers.review.report import (
     arm_rates_display,
     plot_hit_rates,
@@ -43,6 +31,19 @@ from helpers.review.sheets import (
     REVIEWER_COLUMNS,
     read_verdict_file,
     validate_verdicts,
+)
+from helpers.review.stage import (
+    analyse_verdicts,
+    blinded_sample,
+    capacity_list,
+    counts_by,
+    eligible_ranking,
+    main,
+    reason_frequencies,
+    reidentify,
+    review_paths,
+    simulate_answers,
+    truth_probability,
 )
 from helpers.review.stats import (
     arm_rates,
@@ -67,10 +68,15 @@ REFERENCE_ROUNDS = [
 
 
 # --------------------------------------------------------------------------- fixture frames
+def resident_codes(n: int) -> list[str]:
+    """The fixture city's real resident codes (its pseudonyms are their keyed hashes)."""
+    return [f"{200000 + i}" for i in range(n)]
+
+
 def make_city(n: int = 300, seed: int = 7, year: int = 2023) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(scores, panel) conforming to the contract: ties in the score, preschoolers, OUT schools."""
     rng = np.random.default_rng(seed)
-    ids = [f"{i:016x}" for i in rng.choice(16**8, size=n, replace=False)]
+    ids = [pseudonym(c, DEMO_KEY, "resident") for c in resident_codes(n)]
     age = rng.integers(0, 16, n)
     school = np.where(age < 6, None, rng.choice(["S01", "S02", "S03", "S04", "S05", "OUT"], n,
                                                   p=[0.2, 0.2, 0.2, 0.2, 0.15, 0.05]))
@@ -305,7 +311,7 @@ def test_draw_writes_blinded_reviewer_sheets(city_cfg):
 
 def test_simulate_refuses_on_real_data(city_cfg):
     main(city_cfg, ["draw"])
-    city_cfg["run"]["synthetic"] = False
+    city_cfg = city_cfg.with_overrides({"run": {"synthetic": False}})
     with pytest.raises(MimamoriError, match="refused: run.synthetic is false"):
         main(city_cfg, ["simulate"])
 
@@ -465,19 +471,20 @@ def test_cli_errors_are_one_line(city_cfg, monkeypatch, capsys, tmp_path):
     assert "scores.parquet: not found" in capsys.readouterr().err
 
 
-def test_simulate_uses_true_probability_through_correspondence(city_cfg, capsys):
+def test_simulate_uses_true_probability_through_the_oracle(city_cfg, capsys):
+    """The generator's truth is keyed by real resident codes; helpers.oracle re-keys it to the
+    pseudonyms (no correspondence table needed: that stays with the municipality)."""
     main(city_cfg, ["draw"])
     paths = review_paths(city_cfg)
     sample = pd.read_parquet(paths["sample"])
-    codes = [f"{200000 + i}" for i in range(len(sample))]
-    paths["private"].mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"domain": "resident", "pseudonym": sample["child_id"], "code": codes}).to_parquet(
-        paths["correspondence"], index=False)
+    code_of = {pseudonym(c, DEMO_KEY, "resident"): c for c in resident_codes(300)}
+    codes = sample["child_id"].map(code_of)
+    assert codes.notna().all()
     paths["truth"].parent.mkdir(parents=True)
     pd.DataFrame({"resident_code": codes, "fiscal_year": 2023, "target": "young_carer", "p": 1.0}).to_parquet(
         paths["truth"], index=False)
-    city_cfg["review"]["simulated_reviewers"] = {"sensitivity": 1.0, "false_positive_rate": 0.0,
-                                                 "response_rate": 1.0}
+    city_cfg = city_cfg.with_overrides({"review": {"simulated_reviewers": {
+        "sensitivity": 1.0, "false_positive_rate": 0.0, "response_rate": 1.0}}})
     main(city_cfg, ["simulate"])
     assert "truth from true_probability" in capsys.readouterr().out
     main(city_cfg, ["verdicts"])
@@ -565,7 +572,7 @@ def test_review_paths_target_override_leaves_config_alone():
 
     cfg = load_config(profile="")
     default = cfg["review"]["target"]
-    other = next(t for t in cfg["models"]["targets"] if t != default)
+    other = next(t for t in cfg.run.targets if t != default)
     assert review_paths(cfg, other)["scores"].parent.name == other
     assert review_paths(cfg)["scores"].parent.name == default
     assert cfg["review"]["target"] == default

@@ -60,7 +60,9 @@ def _as_arrays(y, score) -> tuple[np.ndarray, np.ndarray]:
     if np.isnan(score).any():
         raise MimamoriError("scores contain NaN; rank missing scores explicitly before evaluating")
     if np.isnan(y).any():
-        raise MimamoriError("labels contain NaN; evaluate only child-years whose outcome is observed")
+        raise MimamoriError(
+            "labels contain NaN; evaluate only child-years whose outcome is observed"
+        )
     return y, score
 
 
@@ -158,11 +160,28 @@ def brier(y, prob) -> float:
     return float(brier_score_loss(np.asarray(y), np.clip(np.asarray(prob, dtype=float), 0, 1)))
 
 
+def missing_last(score) -> np.ndarray:
+    """Scores where a missing value (NaN or -inf) sits just below the lowest known score.
+
+    The one rule for "no score": such child-years rank last, tied with each other, whatever
+    the scale of the score (log-odds, a count, a probability). All missing: every value is 0.
+    """
+    s = np.array(score, dtype=float)
+    bad = np.isnan(s) | np.isneginf(s)
+    if bad.any():
+        known = s[~bad]
+        s[bad] = float(np.min(known)) - 1.0 if len(known) else 0.0
+    return s
+
+
 def rank_with_tiebreak(score, seed: int) -> np.ndarray:
-    """1-based ranks by descending score, ties broken by a seeded random number (as the reference)."""
+    """1-based ranks by descending score, ties broken by a seeded random number (as the reference).
+
+    Missing scores rank last (``missing_last``).
+    """
     score = np.asarray(score, dtype=float)
     tb = np.random.default_rng(seed).random(len(score))
-    order = np.lexsort((tb, -np.nan_to_num(score, nan=-np.inf)))
+    order = np.lexsort((tb, -missing_last(score)))
     ranks = np.empty(len(score), dtype=np.int64)
     ranks[order] = np.arange(1, len(score) + 1)
     return ranks
@@ -217,9 +236,14 @@ def paired_hits_difference(
         w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
         diffs.append(hits(ra, w) - hits(rb, w))
     lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2]) if diffs else (np.nan, np.nan)
-    return {"value": float(hits(ra, ones) - hits(rb, ones)), "ci_low": float(lo),
-            "ci_high": float(hi), "n_boot": int(n_boot), "hits_a": float(hits(ra, ones)),
-            "hits_b": float(hits(rb, ones))}
+    return {
+        "value": float(hits(ra, ones) - hits(rb, ones)),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "n_boot": int(n_boot),
+        "hits_a": float(hits(ra, ones)),
+        "hits_b": float(hits(rb, ones)),
+    }
 
 
 class SortedRanking:
@@ -254,9 +278,11 @@ class SortedRanking:
         before_w = cum_w[g] - gw[g]
         before_p = cum_p[g] - pw[g]
         hits = before_p + (kk - before_w) * (pw[g] / gw[g] if gw[g] else 0.0)
-        out = {"precision_at_k": hits / kk if kk else np.nan,
-               "recall_at_k": hits / P if P else np.nan,
-               "lift_at_k": (hits / kk) / (P / W) if P and kk else np.nan}
+        out = {
+            "precision_at_k": hits / kk if kk else np.nan,
+            "recall_at_k": hits / P if P else np.nan,
+            "lift_at_k": (hits / kk) / (P / W) if P and kk else np.nan,
+        }
         if P and N:
             cum_n = np.cumsum(nw)
             n_below = N - cum_n
@@ -271,7 +297,13 @@ class SortedRanking:
 
 
 def headline_metrics(
-    y, score, k: int, prob=None, n_boot: int = 500, alpha: float = 0.05, seed: int = 0,
+    y,
+    score,
+    k: int,
+    prob=None,
+    n_boot: int = 500,
+    alpha: float = 0.05,
+    seed: int = 0,
     n_orderings: int = 50,
 ) -> dict:
     """Every headline figure for one ranking, each with a bootstrap CI, plus tie variants.
@@ -286,22 +318,34 @@ def headline_metrics(
     ranking = SortedRanking(y, score, prob)
     point = ranking.metrics(np.ones(n), k)
     rng = np.random.default_rng(seed)
-    reps = [ranking.metrics(np.bincount(rng.integers(0, n, n), minlength=n), k)
-            for _ in range(int(n_boot))]
+    reps = [
+        ranking.metrics(np.bincount(rng.integers(0, n, n), minlength=n), k)
+        for _ in range(int(n_boot))
+    ]
     for key, value in point.items():
         vals = np.array([r[key] for r in reps], dtype=float)
         vals = vals[~np.isnan(vals)]
-        lo, hi = (np.quantile(vals, [alpha / 2, 1 - alpha / 2]) if len(vals) else (np.nan, np.nan))
-        out[key] = {"value": float(value), "ci_low": float(lo), "ci_high": float(hi),
-                    "n_boot": int(n_boot)}
+        lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2]) if len(vals) else (np.nan, np.nan)
+        out[key] = {
+            "value": float(value),
+            "ci_low": float(lo),
+            "ci_high": float(hi),
+            "n_boot": int(n_boot),
+        }
     return out
 
 
 # --------------------------------------------------------------------------- curves
 def precision_curve(y, score, ks: Sequence[int]) -> pd.DataFrame:
     """Precision and recall at each k (mean over tie orderings), for the precision-vs-k plot."""
-    rows = [{"k": int(k), "precision": precision_at_k(y, score, k, "mean"),
-             "recall": recall_at_k(y, score, k, "mean")} for k in ks]
+    rows = [
+        {
+            "k": int(k),
+            "precision": precision_at_k(y, score, k, "mean"),
+            "recall": recall_at_k(y, score, k, "mean"),
+        }
+        for k in ks
+    ]
     return pd.DataFrame(rows)
 
 
@@ -309,8 +353,11 @@ def calibration_table(y, prob, n_bins: int = 10) -> pd.DataFrame:
     """Mean predicted vs observed rate in quantile bins of the predicted probability."""
     df = pd.DataFrame({"y": np.asarray(y, dtype=float), "p": np.asarray(prob, dtype=float)})
     df["bin"] = pd.qcut(df["p"].rank(method="first"), n_bins, labels=False, duplicates="drop")
-    out = df.groupby("bin").agg(n=("y", "size"), events=("y", "sum"), predicted=("p", "mean"),
-                                observed=("y", "mean")).reset_index()
+    out = (
+        df.groupby("bin")
+        .agg(n=("y", "size"), events=("y", "sum"), predicted=("p", "mean"), observed=("y", "mean"))
+        .reset_index()
+    )
     out["events"] = out["events"].astype(int)
     return out
 
@@ -322,7 +369,9 @@ def topk_mask(score, k: int, seed: int) -> np.ndarray:
 
 
 def crosstab_topk(
-    frame: pd.DataFrame, in_top: np.ndarray, columns: Sequence[str],
+    frame: pd.DataFrame,
+    in_top: np.ndarray,
+    columns: Sequence[str],
     labels: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Each feature's mean (prevalence for binary) in the top k vs the rest, with Welch's t-test."""
@@ -336,14 +385,20 @@ def crosstab_topk(
     t = (ma - mb) / se
     dof = (va / na + vb / nb) ** 2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
     p = 2 * stats.t.sf(np.abs(t), dof)
-    out = pd.DataFrame({
-        "feature": list(columns),
-        "label_ja": [(labels or {}).get(c, c) for c in columns],
-        "mean_top": ma.values, "mean_rest": mb.values,
-        "ratio": (ma / mb.replace(0, np.nan)).values, "difference": (ma - mb).values,
-        "n_top": na.values.astype(int), "n_rest": nb.values.astype(int),
-        "welch_t": t.values, "p_value": p.values if hasattr(p, "values") else p,
-    })
+    out = pd.DataFrame(
+        {
+            "feature": list(columns),
+            "label_ja": [(labels or {}).get(c, c) for c in columns],
+            "mean_top": ma.values,
+            "mean_rest": mb.values,
+            "ratio": (ma / mb.replace(0, np.nan)).values,
+            "difference": (ma - mb).values,
+            "n_top": na.values.astype(int),
+            "n_rest": nb.values.astype(int),
+            "welch_t": t.values,
+            "p_value": p.values if hasattr(p, "values") else p,
+        }
+    )
     out["abs_t"] = out["welch_t"].abs()
     return out.sort_values("abs_t", ascending=False).drop(columns="abs_t").reset_index(drop=True)
 
@@ -363,24 +418,36 @@ def list_stability(
     for col in baseline_cols:
         s = scores[col].to_numpy(float)
         rho = stats.spearmanr(scores[model_col], s, nan_policy="omit").statistic
-        rows.append({"compared_with": col, "jaccard_top_k": jaccard(top_model, topk_mask(s, k, seed)),
-                     "overlap_top_k": int((top_model & topk_mask(s, k, seed)).sum()),
-                     "spearman": float(rho)})
+        rows.append(
+            {
+                "compared_with": col,
+                "jaccard_top_k": jaccard(top_model, topk_mask(s, k, seed)),
+                "overlap_top_k": int((top_model & topk_mask(s, k, seed)).sum()),
+                "spearman": float(rho),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def year_to_year_overlap(prev: pd.DataFrame, curr: pd.DataFrame, score_col: str, k: int,
-                         seed: int) -> dict:
+def year_to_year_overlap(
+    prev: pd.DataFrame, curr: pd.DataFrame, score_col: str, k: int, seed: int
+) -> dict:
     """How many children of last year's top-k list are on this year's (Jaccard on child_id)."""
     ids_prev = set(prev.loc[topk_mask(prev[score_col].to_numpy(float), k, seed), "child_id"])
     ids_curr = set(curr.loc[topk_mask(curr[score_col].to_numpy(float), k, seed), "child_id"])
     union = ids_prev | ids_curr
-    return {"overlap": len(ids_prev & ids_curr),
-            "jaccard": len(ids_prev & ids_curr) / len(union) if union else float("nan")}
+    return {
+        "overlap": len(ids_prev & ids_curr),
+        "jaccard": len(ids_prev & ids_curr) / len(union) if union else float("nan"),
+    }
 
 
 def subset_precision(
-    scores: pd.DataFrame, group_col: str, score_cols: Sequence[str], k: int, label_col: str = "label"
+    scores: pd.DataFrame,
+    group_col: str,
+    score_cols: Sequence[str],
+    k: int,
+    label_col: str = "label",
 ) -> pd.DataFrame:
     """Precision re-thresholded within each subset, each with its proportional share of capacity."""
     n_all = len(scores)
@@ -390,27 +457,43 @@ def subset_precision(
         row = {group_col: g, "n": len(part), "events": int(part[label_col].sum()), "k_group": k_g}
         for col in score_cols:
             row[f"precision_{col}"] = precision_at_k(
-                part[label_col].to_numpy(float), part[col].to_numpy(float), k_g, "mean")
+                part[label_col].to_numpy(float), part[col].to_numpy(float), k_g, "mean"
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def fairness_table(
-    scores: pd.DataFrame, group_col: str, in_top: np.ndarray, tolerance: Sequence[float] = (0.8, 1.25),
-    min_group_events: int = 10, label_col: str = "label",
+    scores: pd.DataFrame,
+    group_col: str,
+    in_top: np.ndarray,
+    tolerance: Sequence[float] = (0.8, 1.25),
+    min_group_events: int = 10,
+    label_col: str = "label",
 ) -> pd.DataFrame:
     """Selection rate, precision, FPR and FNR per group, with disparity ratios vs the largest group.
 
     Groups with fewer than ``min_group_events`` true cases are flagged and not judged: their
     ratios are too noisy to call a disparity.
     """
-    df = pd.DataFrame({"group": scores[group_col].astype("string").fillna("不明").to_numpy(),
-                       "y": scores[label_col].to_numpy(float), "sel": np.asarray(in_top, bool)})
+    df = pd.DataFrame(
+        {
+            "group": scores[group_col].astype("string").fillna("不明").to_numpy(),
+            "y": scores[label_col].to_numpy(float),
+            "sel": np.asarray(in_top, bool),
+        }
+    )
     df["tp"] = df["y"].eq(1) & df["sel"]
     df["fp"] = df["y"].eq(0) & df["sel"]
     df["fn"] = df["y"].eq(1) & ~df["sel"]
-    g = df.groupby("group").agg(n=("y", "size"), events=("y", "sum"), selected=("sel", "sum"),
-                                tp=("tp", "sum"), fp=("fp", "sum"), fn=("fn", "sum"))
+    g = df.groupby("group").agg(
+        n=("y", "size"),
+        events=("y", "sum"),
+        selected=("sel", "sum"),
+        tp=("tp", "sum"),
+        fp=("fp", "sum"),
+        fn=("fn", "sum"),
+    )
     g["events"] = g["events"].astype(int)
     g["selection_rate"] = g["selected"] / g["n"]
     g["precision"] = g["tp"] / g["selected"].replace(0, np.nan)
@@ -430,22 +513,31 @@ def fairness_table(
         else:
             ratios = row[["selection_rate_ratio", "precision_ratio", "fpr_ratio", "fnr_ratio"]]
             ok = ratios.dropna().between(lo, hi).all()
-            verdicts.append("許容範囲内（within tolerance）" if ok else "要確認（outside tolerance）")
+            verdicts.append(
+                "許容範囲内（within tolerance）" if ok else "要確認（outside tolerance）"
+            )
     g["verdict"] = verdicts
     g.insert(0, "attribute", group_col)
     return g.reset_index()
 
 
-def missed_cases(scores: pd.DataFrame, in_top: np.ndarray, rank_col: str = "rank",
-                 label_col: str = "label") -> dict:
+def missed_cases(
+    scores: pd.DataFrame, in_top: np.ndarray, rank_col: str = "rank", label_col: str = "label"
+) -> dict:
     """The true cases left out of the top k: how many, and where they ranked."""
     pos = scores[label_col].to_numpy(float) == 1
     missed = pos & ~np.asarray(in_top, bool)
     ranks = scores.loc[missed, rank_col].to_numpy(float)
     q = np.quantile(ranks, [0.25, 0.5, 0.75]).tolist() if len(ranks) else [np.nan] * 3
-    return {"events": int(pos.sum()), "caught": int((pos & np.asarray(in_top, bool)).sum()),
-            "missed": int(missed.sum()), "missed_rank_q25": q[0], "missed_rank_median": q[1],
-            "missed_rank_q75": q[2], "n_ranked": int(len(scores))}
+    return {
+        "events": int(pos.sum()),
+        "caught": int((pos & np.asarray(in_top, bool)).sum()),
+        "missed": int(missed.sum()),
+        "missed_rank_q25": q[0],
+        "missed_rank_median": q[1],
+        "missed_rank_q75": q[2],
+        "n_ranked": int(len(scores)),
+    }
 
 
 # --------------------------------------------------------------------------- plots
@@ -466,17 +558,28 @@ def plot_splits(folds: list[tuple[list[int], int]], test_year: int, years: Seque
     colors = {"train": "#4c72b0", "valid": "#dd8452", "test": "#c44e52", "unused": "#dddddd"}
     for i, (name, tr, v) in enumerate(rows):
         for y in years:
-            kind = ("train" if y in tr else "test" if (y == v and name.startswith("最終"))
-                    else "valid" if y == v else "unused")
+            kind = (
+                "train"
+                if y in tr
+                else "test"
+                if (y == v and name.startswith("最終"))
+                else "valid"
+                if y == v
+                else "unused"
+            )
             ax.barh(i, 0.9, left=y - 0.45, color=colors[kind])
     ax.set_yticks(range(len(rows)), [r[0] for r in rows])
     ax.set_xticks(years)
     ax.invert_yaxis()
     from matplotlib.patches import Patch
 
-    ax.legend([Patch(color=c) for c in colors.values()],
-              ["学習（train）", "検証（validate）", "テスト（test）", "未使用（unused）"],
-              loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    ax.legend(
+        [Patch(color=c) for c in colors.values()],
+        ["学習（train）", "検証（validate）", "テスト（test）", "未使用（unused）"],
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize=8,
+    )
     ax.set_xlabel("年度（fiscal year）")
     ax.set_title("時系列分割（temporal splits）")
     return ax
@@ -489,7 +592,9 @@ def plot_headline(table: pd.DataFrame, k: int, ax=None):
     v = table["value"].to_numpy(float)
     err = np.vstack([v - table["ci_low"].to_numpy(float), table["ci_high"].to_numpy(float) - v])
     ax.bar(x, v, color="#4c72b0")
-    ax.errorbar(x, v, yerr=np.nan_to_num(np.clip(err, 0, None)), fmt="none", color="black", capsize=4)
+    ax.errorbar(
+        x, v, yerr=np.nan_to_num(np.clip(err, 0, None)), fmt="none", color="black", capsize=4
+    )
     ax.set_xticks(x, table["list"], rotation=15, ha="right")
     ax.set_ylabel(f"上位{k}人の適合率（precision@{k}）")
     ax.set_title("上位k人に含まれる真の事例の割合（95% CI）")
@@ -541,9 +646,13 @@ def plot_calibration(table: pd.DataFrame, ax=None):
 def plot_tuning(tuning: pd.DataFrame, ax=None):
     """Each candidate's mean validation precision@k vs its fold-to-fold std, chosen ones marked."""
     ax = _ax(ax)
-    summ = tuning.groupby(["family", "candidate"]).agg(
-        mean=("precision_at_k", "mean"), std=("precision_at_k", "std"),
-        chosen=("chosen", "max")).reset_index()
+    summ = (
+        tuning.groupby(["family", "candidate"])
+        .agg(
+            mean=("precision_at_k", "mean"), std=("precision_at_k", "std"), chosen=("chosen", "max")
+        )
+        .reset_index()
+    )
     for fam, part in summ.groupby("family"):
         ax.scatter(part["std"], part["mean"], label=fam, alpha=0.7)
         ch = part[part["chosen"]]
@@ -557,15 +666,20 @@ def plot_tuning(tuning: pd.DataFrame, ax=None):
 
 # --------------------------------------------------------------------------- report tables
 LIST_LABELS = {
-    "model": "モデル（model）", "lightgbm": "LightGBM", "logistic": "ロジスティック回帰（logistic）",
+    "model": "モデル（model）",
+    "lightgbm": "LightGBM",
+    "logistic": "ロジスティック回帰（logistic）",
     "best_single_variable": "最良の単一変数（best single variable）",
     "yc_rule_score": "ヤングケアラー該当数（rule score）",
-    "reference_tree": "参照決定木（reference tree）", "oracle": "真の確率（oracle, synthetic）",
+    "reference_tree": "参照決定木（reference tree）",
+    "oracle": "真の確率（oracle, synthetic）",
 }
 
 
-def headline_table(metrics: dict, names: Sequence[str] = ("model", "best_single_variable",
-                                                          "yc_rule_score", "oracle")) -> pd.DataFrame:
+def headline_table(
+    metrics: dict,
+    names: Sequence[str] = ("model", "best_single_variable", "yc_rule_score", "oracle"),
+) -> pd.DataFrame:
     """Precision@k with its 95% CI (and the tie range) for the headline lists, from metrics.json."""
     rows = []
     for name in names:
@@ -573,22 +687,38 @@ def headline_table(metrics: dict, names: Sequence[str] = ("model", "best_single_
         if h is None:
             continue
         p = h["precision_at_k"]
-        rows.append({"list": LIST_LABELS.get(name, name), "key": name, "value": p["value"],
-                     "ci_low": p["ci_low"], "ci_high": p["ci_high"],
-                     "worst_case": h["precision_worst"], "best_case": h["precision_best"],
-                     "lift": h["lift_at_k"]["value"]})
+        rows.append(
+            {
+                "list": LIST_LABELS.get(name, name),
+                "key": name,
+                "value": p["value"],
+                "ci_low": p["ci_low"],
+                "ci_high": p["ci_high"],
+                "worst_case": h["precision_worst"],
+                "best_case": h["precision_best"],
+                "lift": h["lift_at_k"]["value"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def metrics_table(metrics: dict) -> pd.DataFrame:
     """Every list's test-year metrics as 'value [low, high]' strings, one row per list."""
+
     def fmt(d: dict) -> str:
         return f"{d['value']:.3f} [{d['ci_low']:.3f}, {d['ci_high']:.3f}]"
 
     rows = []
     for name, h in metrics["headline"].items():
         row = {"list": LIST_LABELS.get(name, name)}
-        for key in ("precision_at_k", "recall_at_k", "lift_at_k", "average_precision", "roc_auc", "brier"):
+        for key in (
+            "precision_at_k",
+            "recall_at_k",
+            "lift_at_k",
+            "average_precision",
+            "roc_auc",
+            "brier",
+        ):
             row[key] = fmt(h[key]) if key in h else ""
         row["precision_worst/best"] = f"{h['precision_worst']:.3f} / {h['precision_best']:.3f}"
         row["recall_worst/best"] = f"{h['recall_worst']:.3f} / {h['recall_best']:.3f}"
@@ -602,11 +732,21 @@ def comparison_table(metrics: dict) -> pd.DataFrame:
     rows = []
     for name, d in metrics.get("comparisons", {}).items():
         base = name.removeprefix("model_vs_")
-        rows.append({"compared_with": LIST_LABELS.get(base, base), "precision_difference": d["value"] / k,
-                     "ci_low": d["ci_low"] / k, "ci_high": d["ci_high"] / k,
-                     "judgement": ("モデルが上回る（model better）" if d["ci_low"] > 0 else
-                                   "モデルが下回る（model worse）" if d["ci_high"] < 0 else
-                                   "差は不確か（CI includes 0）")})
+        rows.append(
+            {
+                "compared_with": LIST_LABELS.get(base, base),
+                "precision_difference": d["value"] / k,
+                "ci_low": d["ci_low"] / k,
+                "ci_high": d["ci_high"] / k,
+                "judgement": (
+                    "モデルが上回る（model better）"
+                    if d["ci_low"] > 0
+                    else "モデルが下回る（model worse）"
+                    if d["ci_high"] < 0
+                    else "差は不確か（CI includes 0）"
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -13,15 +13,17 @@ import pandas as pd
 SHAP_NOTE = "SHAP値は重み付きモデルの対数オッズ（log-odds of the class-weighted model）"
 
 
-def tree_shap(booster, X: np.ndarray, features: list[str], method: str = "tree_explainer"
-              ) -> tuple[pd.DataFrame, float]:
+def tree_shap(
+    booster, X: np.ndarray, features: list[str], method: str = "tree_explainer"
+) -> tuple[pd.DataFrame, float]:
     """TreeSHAP values (rows x features) and the base value; rows add up to the raw score.
 
     ``method="lightgbm"`` uses LightGBM's built-in TreeSHAP (same algorithm, multithreaded).
     """
     if method == "lightgbm":
         contrib = booster.predict(X, pred_contrib=True)
-        return pd.DataFrame(contrib[:, :-1], columns=features), float(contrib[0, -1]) if len(contrib) else 0.0
+        base = float(contrib[0, -1]) if len(contrib) else 0.0
+        return pd.DataFrame(contrib[:, :-1], columns=features), base
     import shap
 
     explainer = shap.TreeExplainer(booster)
@@ -67,12 +69,33 @@ def reason_codes(contrib: pd.DataFrame, labels: dict[str, str], n: int = 3) -> p
     return pd.DataFrame(out)
 
 
+def reason_frequencies(frame: pd.DataFrame) -> pd.DataFrame:
+    """How often each reason code appears first, and anywhere in reasons 1-3."""
+    cols = [c for c in ("reason_1", "reason_2", "reason_3") if c in frame.columns]
+    if not cols:
+        return pd.DataFrame(columns=["reason", "as_first", "any_of_three"])
+    first = frame["reason_1"].dropna().astype(str)
+    first = first[first != ""].value_counts()
+    anyof = pd.Series(frame.loc[:, cols].to_numpy().ravel()).dropna().astype(str)
+    anyof = anyof[anyof != ""].value_counts()
+    out = pd.DataFrame({"as_first": first, "any_of_three": anyof}).fillna(0).astype(int)
+    out.index.name = "reason"
+    return out.sort_values(["any_of_three", "as_first"], ascending=False).reset_index()
+
+
 def global_importance(shap_values: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
     """Mean |SHAP| per feature, largest first."""
     imp = shap_values.abs().mean()
-    out = pd.DataFrame({"feature": imp.index, "label_ja": [labels.get(c, c) for c in imp.index],
-                        "mean_abs_shap": imp.values})
-    return out.sort_values("mean_abs_shap", ascending=False, kind="mergesort").reset_index(drop=True)
+    out = pd.DataFrame(
+        {
+            "feature": imp.index,
+            "label_ja": [labels.get(c, c) for c in imp.index],
+            "mean_abs_shap": imp.values,
+        }
+    )
+    return out.sort_values("mean_abs_shap", ascending=False, kind="mergesort").reset_index(
+        drop=True
+    )
 
 
 def _ax(ax, size=(7, 4)):
@@ -93,8 +116,15 @@ def plot_importance(importance: pd.DataFrame, top: int = 15, ax=None):
     return ax
 
 
-def plot_beeswarm(shap_values: pd.DataFrame, X: pd.DataFrame, labels: dict[str, str],
-                  top: int = 12, seed: int = 0, max_points: int = 3000, ax=None):
+def plot_beeswarm(
+    shap_values: pd.DataFrame,
+    X: pd.DataFrame,
+    labels: dict[str, str],
+    top: int = 12,
+    seed: int = 0,
+    max_points: int = 3000,
+    ax=None,
+):
     """SHAP value per child for the top features, coloured by the feature's (ranked) value."""
     ax = _ax(ax, (7, 5))
     order = shap_values.abs().mean().sort_values(ascending=False).index[:top]
@@ -113,8 +143,9 @@ def plot_beeswarm(shap_values: pd.DataFrame, X: pd.DataFrame, labels: dict[str, 
     return ax
 
 
-def plot_dependence(shap_values: pd.DataFrame, X: pd.DataFrame, feature: str,
-                    labels: dict[str, str], ax=None):
+def plot_dependence(
+    shap_values: pd.DataFrame, X: pd.DataFrame, feature: str, labels: dict[str, str], ax=None
+):
     """SHAP value against the feature's value (missing values drawn at the left edge)."""
     ax = _ax(ax, (5, 3.5))
     xv = X[feature].to_numpy(float)
@@ -123,8 +154,14 @@ def plot_dependence(shap_values: pd.DataFrame, X: pd.DataFrame, feature: str,
     ax.scatter(xv[ok], sv[ok], s=4, alpha=0.4, label="値あり（known）")
     if (~ok).any():
         left = np.nanmin(xv) - 1 if ok.any() else 0
-        ax.scatter(np.full((~ok).sum(), left), sv[~ok], s=4, alpha=0.4, color="grey",
-                   label="不明（missing）")
+        ax.scatter(
+            np.full((~ok).sum(), left),
+            sv[~ok],
+            s=4,
+            alpha=0.4,
+            color="grey",
+            label="不明（missing）",
+        )
         ax.legend(fontsize=7)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel(f"{labels.get(feature, feature)}（{feature}）")
@@ -132,13 +169,15 @@ def plot_dependence(shap_values: pd.DataFrame, X: pd.DataFrame, feature: str,
     return ax
 
 
-def plot_dependence_grid(shap_values: pd.DataFrame, X: pd.DataFrame, features: list[str],
-                         labels: dict[str, str]):
+def plot_dependence_grid(
+    shap_values: pd.DataFrame, X: pd.DataFrame, features: list[str], labels: dict[str, str]
+):
     """One dependence plot per feature side by side; returns the Figure."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, max(len(features), 1), figsize=(4 * max(len(features), 1), 3.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(len(features), 1), figsize=(4 * max(len(features), 1), 3.2), squeeze=False
+    )
     for ax, f in zip(axes[0], features, strict=False):
         plot_dependence(shap_values, X, f, labels, ax=ax)
     return fig

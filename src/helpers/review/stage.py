@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from helpers import MimamoriError
+from helpers import MimamoriError, oracle
 from helpers.config import data_dir
 from helpers.io import append_audit, write_csv, write_json, write_parquet
+from helpers.models.explain import reason_frequencies  # noqa: F401 - the list report uses it
 from helpers.review.sheets import (
     NO,
     YES,
@@ -236,20 +237,6 @@ def counts_by(frame: pd.DataFrame, by: str | list[str], name: str = "children") 
     return out.sort_values(by).reset_index(drop=True)
 
 
-def reason_frequencies(frame: pd.DataFrame) -> pd.DataFrame:
-    """How often each reason code appears first, and anywhere in reasons 1-3."""
-    cols = [c for c in ("reason_1", "reason_2", "reason_3") if c in frame.columns]
-    if not cols:
-        return pd.DataFrame(columns=["reason", "as_first", "any_of_three"])
-    first = frame["reason_1"].dropna().astype(str)
-    first = first[first != ""].value_counts()
-    anyof = pd.Series(frame.loc[:, cols].to_numpy().ravel()).dropna().astype(str)
-    anyof = anyof[anyof != ""].value_counts()
-    out = pd.DataFrame({"as_first": first, "any_of_three": anyof}).fillna(0).astype(int)
-    out.index.name = "reason"
-    return out.sort_values(["any_of_three", "as_first"], ascending=False).reset_index()
-
-
 # ------------------------------------------------------------------------------- simulation
 TRUTH_COLUMNS = ("oracle_p", "p_true")
 SIMULATED_DETAILS = {
@@ -420,7 +407,7 @@ def run_draw(cfg: dict) -> dict[str, int]:
         "n_high": int(rc["n_high"]), "n_low": int(rc["n_low"]), "low_pool_quantile": float(rc["low_pool_quantile"]),
         "schools": int(sample["school_code"].nunique()), "seed": _seed(cfg),
         "tied_scores_in_list": int(ranked["score"].duplicated(keep=False).head(int(run["capacity"])).sum()),
-        "power_settings": pw,
+        "power_settings": cfg.review.power.as_dict(),
     }
     outputs.append(write_json(summary, paths["draw_summary"]))
     append_audit(paths["root"], "review draw", cfg, [paths["scores"], paths["panel"]], outputs,
@@ -437,18 +424,6 @@ def _read_sample(paths: dict[str, Path]) -> pd.DataFrame:
     return pd.read_parquet(paths["sample"])
 
 
-def _truth_for(sample: pd.DataFrame, paths: dict[str, Path], target: str) -> pd.DataFrame | None:
-    """The generator's true probability per sampled child, joined through the correspondence table."""
-    if not (paths["truth"].exists() and paths["correspondence"].exists()):
-        return None
-    truth = pd.read_parquet(paths["truth"])
-    truth = truth.loc[truth["target"] == target, ["resident_code", "fiscal_year", "p"]]
-    linked = reidentify(sample.loc[:, ["child_id", "fiscal_year"]], pd.read_parquet(paths["correspondence"]))
-    linked = linked.merge(truth.rename(columns={"p": "p_true"}),
-                          on=["resident_code", "fiscal_year"], how="left")
-    return linked.loc[:, ["child_id", "p_true"]]
-
-
 def run_simulate(cfg: dict) -> dict[str, int]:
     if not cfg["run"].get("synthetic", False):
         raise MimamoriError("review simulate: refused: run.synthetic is false; simulated verdicts are "
@@ -456,9 +431,8 @@ def run_simulate(cfg: dict) -> dict[str, int]:
     paths = review_paths(cfg)
     sample = _read_sample(paths)
     sim = cfg["review"].get("simulated_reviewers", {})
-    truth = None if "oracle_p" in sample.columns else _truth_for(sample, paths, cfg["review"]["target"])
-    if truth is not None:
-        sample = sample.merge(truth, on="child_id", how="left")
+    if "oracle_p" not in sample.columns:  # synthetic city: the generator's truth, if written
+        sample = oracle.attach(sample, oracle.load_truth(cfg), cfg["review"]["target"], "p_true")
     p_need, source = truth_probability(sample)
     answers = simulate_answers(sample, p_need, _seed(cfg) + SEED_SIMULATE,
                                float(sim.get("sensitivity", 0.8)), float(sim.get("false_positive_rate", 0.02)),
@@ -566,7 +540,7 @@ def main(cfg: dict, argv: list[str]) -> int:
     parser.add_argument("--target", default=None, help="override review.target")
     args = parser.parse_args(argv)
     if args.target:
-        cfg = {**cfg, "review": {**cfg["review"], "target": args.target}}
+        cfg = cfg.with_overrides({"review": {"target": args.target}})
     if args.action == "draw":
         run_draw(cfg)
     elif args.action == "simulate":
