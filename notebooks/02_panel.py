@@ -35,7 +35,7 @@ panel_dir = cfg_data_dir(cfg) / "panel"
 panel = pd.read_parquet(panel_dir / "panel.parquet")
 catalogue = pd.read_csv(panel_dir / "feature_catalogue.csv")
 leakage = json.loads((panel_dir / "leakage_check.json").read_text(encoding="utf-8"))
-targets = cfg["panel"]["targets"]
+targets = cfg.run.targets
 threshold = cfg["reports"]["small_cell_threshold"] if cfg["reports"]["suppress_small_cells"] else None
 
 # %% [markdown]

@@ -98,11 +98,11 @@ def test_cache_reused_when_unchanged_and_invalidated_when_size_config_changes(tm
 
     bench.run_size(bench.BenchSize("S", 400), cfg, tmp_path, stages, "young_carer")
     assert runs.read_text() == "2", "a new n_children must regenerate the city"
-    changed = {**cfg, "synth": {**cfg["synth"], "defect_rate": 0.01}}
+    changed = cfg.with_overrides({"synth": {"defect_rate": 0.01}})
     bench.run_size(bench.BenchSize("S", 400), changed, tmp_path, stages, "young_carer")
     assert runs.read_text() == "3", "a changed synth setting must regenerate the city"
     # a model-only setting does not touch the generated city
-    tuned = {**changed, "models": {**changed["models"], "bootstrap": {"n": 7}}}
+    tuned = changed.with_overrides({"models": {"bootstrap": {"n": 7}}})
     bench.run_size(bench.BenchSize("S", 400), tuned, tmp_path, stages, "young_carer")
     assert runs.read_text() == "3"
     bench.run_size(bench.BenchSize("S", 400), tuned, tmp_path, stages, "young_carer", force=True)

@@ -17,8 +17,8 @@ def test_deep_merge_nested_and_replaces_scalars():
 def test_load_config_has_every_section():
     cfg = load_config(profile="")
     for section in ("run", "synth", "ingest", "panel", "models", "review", "reports"):
-        assert isinstance(cfg[section], dict)
-    assert cfg["run"]["capacity"] == 100
+        assert set(cfg[section]) == set(getattr(cfg, section).as_dict())
+    assert cfg.run.capacity == 100 and cfg["run"]["capacity"] == 100
 
 
 def test_tiny_profile_overrides_only_what_it_names():

@@ -34,9 +34,10 @@ from tqdm import tqdm
 from helpers import MimamoriError
 from helpers.config import (
     REPO_ROOT,
-    SECTIONS,
+    Settings,
     config_hash,
     deep_merge,
+    stable_hash,
     reports_dir,
     resolve,
 )
@@ -264,7 +265,7 @@ def parse_sizes(text: str) -> list[BenchSize]:
     return sizes
 
 
-def materialise_config(cfg: dict, overrides: dict, config_dir: str | Path) -> Path:
+def materialise_config(cfg: Settings, overrides: dict, config_dir: str | Path) -> Path:
     """Write ``cfg`` with ``overrides`` merged as one YAML file per section into ``config_dir``.
 
     The child stages then load exactly these settings via ``--config-dir`` (no profile: the
@@ -272,8 +273,8 @@ def materialise_config(cfg: dict, overrides: dict, config_dir: str | Path) -> Pa
     """
     config_dir = Path(config_dir)
     config_dir.mkdir(parents=True, exist_ok=True)
-    merged = deep_merge({k: cfg.get(k) or {} for k in SECTIONS}, overrides)
-    for section in SECTIONS:
+    merged = cfg.with_overrides(overrides).as_dict()
+    for section in merged:
         text = (
             "# Written by helpers.bench from the project settings plus this size's overrides.\n"
             + yaml.safe_dump(merged[section], allow_unicode=True, sort_keys=True)
@@ -292,7 +293,7 @@ def _source_hashes(paths: Sequence[Path]) -> dict[str, str]:
     return out
 
 
-def raw_cache_key(cfg: dict) -> str:
+def raw_cache_key(cfg: Settings) -> str:
     """What the generated city depends on: run+synth settings, the generator and the schemas."""
     from helpers.schema import SCHEMA_DIR
 
@@ -300,7 +301,7 @@ def raw_cache_key(cfg: dict) -> str:
         "config": config_hash(cfg, RAW_SECTIONS),
         "code": _source_hashes([HELPERS_DIR / "synth", SCHEMA_DIR]),
     }
-    return config_hash({"run": parts}, ("run",))
+    return stable_hash(parts)
 
 
 def raw_cache_valid(size_dir: Path, key: str) -> bool:
@@ -567,12 +568,12 @@ def _stage_argv(spec: StageSpec, size_dir: Path) -> list[str]:
     ]
 
 
-def _floor(kind: str, size_dir: Path, cfg: dict) -> dict[str, Any] | None:
+def _floor(kind: str, size_dir: Path, cfg: Settings) -> dict[str, Any] | None:
     if kind == "raw":
         raw = size_dir / "raw"
         if not raw.is_dir():
             return None
-        return read_raw_floor(raw, (cfg.get("ingest") or {}).get("encoding") or {})
+        return read_raw_floor(raw, cfg.ingest.encoding)
     if kind == "mart":
         files = sorted((size_dir / "mart").glob("*.parquet"))
         return read_parquet_floor(files) if files else None
@@ -584,7 +585,7 @@ def _floor(kind: str, size_dir: Path, cfg: dict) -> dict[str, Any] | None:
 
 def run_size(
     size: BenchSize,
-    cfg: dict,
+    cfg: Settings,
     cache_dir: str | Path,
     stages: Sequence[StageSpec],
     target: str,
@@ -600,7 +601,7 @@ def run_size(
     size_dir.mkdir(parents=True, exist_ok=True)
     overrides = size.overrides({"run": {"data_dir": str(size_dir), "reports_dir": str(size_dir / "reports")}})
     materialise_config(cfg, overrides, size_dir / "config")
-    size_cfg = deep_merge({k: cfg.get(k) or {} for k in SECTIONS}, overrides)
+    size_cfg = cfg.with_overrides(overrides)
     key = raw_cache_key(size_cfg)
     cache = _read_json(size_dir / CACHE_FILE)
     reuse_raw = not force and raw_cache_valid(size_dir, key)
@@ -673,7 +674,7 @@ def run_size(
         return {
             "name": size.name,
             "n_children": size.n_children,
-            "fiscal_years": len((size_cfg.get("run") or {}).get("fiscal_years") or []),
+            "fiscal_years": len(size_cfg.run.fiscal_years),
             "target": target,
             "overrides": size.overrides(),
             "config_hash": config_hash(size_cfg),
@@ -720,7 +721,7 @@ def machine_info() -> dict[str, Any]:
     except AttributeError:
         usable = os.cpu_count()
     return {
-        "hostname_hash": config_hash({"run": {"h": platform.node()}}, ("run",))[:8],
+        "hostname_hash": stable_hash(platform.node())[:8],
         "platform": platform.platform(),
         "cpu_model": cpu_model,
         "cpu_count": os.cpu_count(),
@@ -962,14 +963,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(cfg: dict, argv: list[str]) -> int:
+def main(cfg: Settings, argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     sizes = parse_sizes(args.sizes)
     wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = sorted(set(wanted) - set(STAGE_NAMES))
     if unknown:
         raise MimamoriError(f"bench --stages: unknown {unknown} (known: {', '.join(STAGE_NAMES)})")
-    target = args.target or (cfg.get("review") or {}).get("target") or (cfg.get("models") or {}).get("targets", [None])[0]
+    target = args.target or cfg.review.target
     if not target:
         raise MimamoriError("bench: no target (set --target or review.target in config/review.yaml)")
     stages = [s for s in default_stages(target) if s.name in wanted]

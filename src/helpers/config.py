@@ -1,18 +1,31 @@
-"""Run settings: one YAML file per stage under config/, merged into one mapping.
+"""Run settings as types: one frozen dataclass per file under config/, defaults in one place.
 
-Sections are the file stems (run, synth, ingest, panel, models, review, reports). A profile
-(config/profiles/<name>.yaml, chosen by ``profile=`` or MIMAMORI_PROFILE) overrides them
-section by section, so the tiny test city runs the same code with smaller numbers.
+Sections are the file stems (run, synth, ingest, panel, models, review, reports, runs). A profile
+(config/profiles/<name>.yaml, chosen by ``profile=`` or MIMAMORI_PROFILE) overrides them key by
+key, so the tiny test city runs the same code with smaller numbers. Every file is checked
+against the dataclasses below before anything runs: an unknown (misspelt) key or a value of the
+wrong type is a :class:`MimamoriError` naming the file and the key (the CLI exits 2).
+
+Stage code reads settings by attribute (``cfg.models.tuning.n_folds``); the defaults here are
+the only defaults (the YAML files list the same values with comments). To add a setting, add a
+typed field here and the key, with a comment, to ``config/<section>.yaml``. Settings never
+change in place: ``cfg.with_overrides({"models": {"tuning": {"n_trials": 2}}})`` returns a new
+object (tests use it, or ``load_config(overrides=...)``).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import os
+import types
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
 
 import yaml
 
@@ -20,9 +33,390 @@ from helpers import MimamoriError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_DIR = REPO_ROOT / "config"
-SECTIONS = ("run", "synth", "ingest", "panel", "models", "review", "reports")
 
 
+class _Section(Mapping[str, Any]):
+    """Read-only mapping view of a settings dataclass (``cfg["run"]["seed"]``) for display code.
+
+    Stage code reads attributes (``cfg.run.seed``); the mapping view serves code that shows or
+    hashes settings as data.
+    """
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._names():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def _names(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self)]  # type: ignore[arg-type]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload,no-any-return]
+
+
+# ----------------------------------------------------------------------------------------- run
+@dataclass(frozen=True)
+class RunSettings(_Section):
+    seed: int = 20240401
+    synthetic: bool = True
+    fiscal_years: list[int] = field(default_factory=lambda: list(range(2017, 2024)))
+    targets: list[str] = field(default_factory=lambda: ["physical_abuse", "young_carer"])
+    capacity: int = 100
+    export_date: str | None = None
+    data_dir: str = "data"
+    reports_dir: str = "reports"
+
+
+# --------------------------------------------------------------------------------------- synth
+@dataclass(frozen=True)
+class Messiness(_Section):
+    fullwidth_digits: float = 0.05
+    fullwidth_space: float = 0.03
+    cell_linebreak: float = 0.01
+    era_dates: bool = True
+
+
+@dataclass(frozen=True)
+class SynthSettings(_Section):
+    n_children: int = 25000
+    age_max: int = 17
+    defect_rate: float = 0.005
+    messiness: Messiness = field(default_factory=Messiness)
+    targets: dict[str, float] = field(
+        default_factory=lambda: {"physical_abuse": 0.0025, "young_carer": 0.015}
+    )
+    young_carer_ages: list[int] = field(default_factory=lambda: [10, 15])
+    rates: dict[str, float] = field(default_factory=dict)
+    dialect: str = "default"
+
+
+# -------------------------------------------------------------------------------------- ingest
+@dataclass(frozen=True)
+class IngestSettings(_Section):
+    encoding: dict[str, str] = field(default_factory=dict)
+    header_map: dict[str, dict[str, str]] = field(default_factory=dict)
+    value_map: dict[str, dict[str, str]] = field(default_factory=dict)
+    skip_rows: dict[str, int] = field(default_factory=dict)
+    footer_rows: dict[str, int] = field(default_factory=dict)
+    key_file: str | None = None
+    topcode_percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])
+    write_correspondence: bool = False
+    required_tables: list[str] = field(default_factory=lambda: ["residents"])
+
+
+# --------------------------------------------------------------------------------------- panel
+@dataclass(frozen=True)
+class PanelSettings(_Section):
+    as_of_month_day: list[int] = field(default_factory=lambda: [4, 1])
+    age_min: int = 0
+    age_max: int = 15
+    outcome_window_years: int = 1
+    windows: list[int] = field(default_factory=lambda: [1, 3])
+    checkup_due_months: dict[str, list[int]] = field(
+        default_factory=lambda: {"m1": [1, 2], "m4": [4, 3], "y1m6": [18, 6], "y3": [36, 12]}
+    )
+    leakage_check_fiscal_year: int | None = None
+
+
+# -------------------------------------------------------------------------------------- models
+@dataclass(frozen=True)
+class TuningSettings(_Section):
+    n_folds: int = 3
+    n_trials: int = 6
+    time_budget_s: float | None = None
+    variance_penalty: float = 0.5
+    min_valid_events: int = 100
+    families: list[Literal["lightgbm", "logistic"]] = field(
+        default_factory=lambda: ["lightgbm", "logistic"]
+    )
+
+
+@dataclass(frozen=True)
+class CalibrationSettings(_Section):
+    isotonic_min_events: int = 500
+
+
+@dataclass(frozen=True)
+class ReferenceTreeSettings(_Section):
+    max_depth: int = 3
+    criterion: Literal["entropy", "gini", "log_loss"] = "entropy"
+    min_samples_leaf: int = 448
+    min_samples_split: int = 1642
+
+
+@dataclass(frozen=True)
+class BootstrapSettings(_Section):
+    n: int = 500
+    alpha: float = 0.05
+
+
+@dataclass(frozen=True)
+class FairnessSettings(_Section):
+    groups: list[str] = field(default_factory=lambda: ["sex", "nationality", "single_parent"])
+    tolerance: list[float] = field(default_factory=lambda: [0.8, 1.25])
+    min_group_events: int = 10
+
+
+def _lgb_space() -> dict[str, list[Any]]:
+    return {
+        "n_estimators": [80, 120, 200],
+        "learning_rate": [0.05, 0.1, 0.15],
+        "num_leaves": [7, 15, 31],
+        "min_child_samples": [20, 50, 100, 200],
+        "reg_lambda": [0.0, 1.0, 10.0],
+        "colsample_bytree": [0.5, 0.8, 1.0],
+        "subsample": [0.7, 1.0],
+        "weighting": ["balanced", "sqrt", "none"],
+    }
+
+
+def _lgb_defaults() -> dict[str, Any]:
+    return {
+        "n_estimators": 120,
+        "learning_rate": 0.1,
+        "num_leaves": 15,
+        "min_child_samples": 50,
+        "reg_lambda": 1.0,
+        "colsample_bytree": 0.8,
+        "subsample": 1.0,
+        "weighting": "sqrt",
+    }
+
+
+@dataclass(frozen=True)
+class ModelsSettings(_Section):
+    num_threads: int = 2
+    tuning: TuningSettings = field(default_factory=TuningSettings)
+    primary_model: Literal["auto", "lightgbm", "logistic"] = "auto"
+    lightgbm_space: dict[str, list[Any]] = field(default_factory=_lgb_space)
+    lightgbm_defaults: dict[str, Any] = field(default_factory=_lgb_defaults)
+    max_bin: int = 63
+    logistic_space: dict[str, list[Any]] = field(
+        default_factory=lambda: {"C": [0.001, 0.01, 0.1], "weighting": ["balanced", "sqrt", "none"]}
+    )
+    logistic_defaults: dict[str, Any] = field(
+        default_factory=lambda: {"C": 0.01, "weighting": "balanced"}
+    )
+    logistic_max_iter: int = 200
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
+    reference_tree: ReferenceTreeSettings = field(default_factory=ReferenceTreeSettings)
+    bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)
+    tie_orderings: int = 50
+    reasons: int = 3
+    dependence_top: int = 4
+    fairness: FairnessSettings = field(default_factory=FairnessSettings)
+    subset_column: str = "school_district"
+    shap_method: Literal["lightgbm", "tree_explainer"] = "lightgbm"
+
+
+# -------------------------------------------------------------------------------------- review
+@dataclass(frozen=True)
+class PowerSettings(_Section):
+    alpha: float = 0.05
+    power: float = 0.8
+    expected_high_rate: float = 0.20
+    expected_low_rate: float = 0.05
+    expected_response_rate: float = 0.4
+
+
+@dataclass(frozen=True)
+class SimulatedReviewers(_Section):
+    sensitivity: float = 0.8
+    false_positive_rate: float = 0.02
+    response_rate: float = 0.4
+
+
+@dataclass(frozen=True)
+class ReviewSettings(_Section):
+    target: str = "young_carer"
+    scoring_year: int | None = None
+    exclude_known: bool = True
+    exclude_age_below: int = 6
+    exclude_school_codes: list[str] = field(default_factory=lambda: ["OUT"])
+    exclude_missing_school: bool = True
+    n_high: int = 80
+    n_low: int = 20
+    low_pool_quantile: float = 0.5
+    ci_method: Literal["wilson", "exact"] = "wilson"
+    power: PowerSettings = field(default_factory=PowerSettings)
+    simulated_reviewers: SimulatedReviewers = field(default_factory=SimulatedReviewers)
+    prevalence_item_prefix: str = "yc_"
+    prevalence_skip: list[str] = field(default_factory=lambda: ["yc_rule_score"])
+    prevalence_items: list[str] | None = None
+    earlier_rounds: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------- reports
+@dataclass(frozen=True)
+class ReportsSettings(_Section):
+    small_cell_threshold: int = 9
+    suppress_small_cells: bool = True
+    secondary_suppression: bool = True
+    notebooks: list[str] = field(
+        default_factory=lambda: [
+            "00_city_overview",
+            "01_data_quality",
+            "02_panel",
+            "03_model",
+            "04_review_list",
+            "05_review_results",
+            "06_annual_statistics",
+        ]
+    )
+
+
+SECTION_TYPES: dict[str, type] = {
+    "run": RunSettings,
+    "synth": SynthSettings,
+    "ingest": IngestSettings,
+    "panel": PanelSettings,
+    "models": ModelsSettings,
+    "review": ReviewSettings,
+    "reports": ReportsSettings,
+}
+SECTIONS = tuple(SECTION_TYPES)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All run settings; ``profile`` and ``config_dir`` say where they came from."""
+
+    run: RunSettings
+    synth: SynthSettings
+    ingest: IngestSettings
+    panel: PanelSettings
+    models: ModelsSettings
+    review: ReviewSettings
+    reports: ReportsSettings
+    profile: str | None = None
+    config_dir: str = str(DEFAULT_CONFIG_DIR)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in SECTIONS and key not in ("profile", "config_dir"):
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in SECTIONS or key in ("profile", "config_dir")
+
+    def get(self, key: str, default: Any = None) -> Any:  # MIGRATION SHIM: removed when done
+        return getattr(self, key) if key in self else default
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings of every section as plain data (manifests, hashes, the settings block)."""
+        return {s: getattr(self, s).as_dict() for s in SECTIONS}
+
+    def with_overrides(self, overrides: dict[str, Any], origin: str = "overrides") -> Settings:
+        """A new Settings with ``overrides`` (same shape as a profile) applied and re-validated."""
+        _check_tree(overrides, origin)
+        return _build(deep_merge(self.raw, overrides), self.profile, self.config_dir)
+
+
+# ------------------------------------------------------------------------------- validation
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _fail(origin: str, key: str, message: str) -> MimamoriError:
+    return MimamoriError(f"{origin}: key '{key}': {message}")
+
+
+def _check_value(value: Any, tp: Any, origin: str, key: str) -> None:
+    """Raise MimamoriError unless ``value`` fits the annotation ``tp``."""
+    kind, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return
+    if kind in (typing.Union, types.UnionType):
+        for alt in args:
+            try:
+                _check_value(value, alt, origin, key)
+                return
+            except MimamoriError:
+                continue
+        raise _fail(origin, key, f"expected {_type_name(tp)}, got {value!r}")
+    if kind is Literal:
+        if value not in args:
+            raise _fail(origin, key, f"expected one of {list(args)}, got {value!r}")
+    elif dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise _fail(origin, key, f"expected a mapping, got {value!r}")
+        _check_mapping(value, tp, origin, key)  # type: ignore[arg-type]
+    elif kind is list:
+        if not isinstance(value, list):
+            raise _fail(origin, key, f"expected a list, got {value!r}")
+        for i, item in enumerate(value):
+            _check_value(item, args[0], origin, f"{key}[{i}]")
+    elif kind is dict:
+        if not isinstance(value, dict):
+            raise _fail(origin, key, f"expected a mapping, got {value!r}")
+        for k, v in value.items():
+            _check_value(k, args[0], origin, f"{key} (name {k!r})")
+            _check_value(v, args[1], origin, f"{key}.{k}")
+    elif not _is_scalar(value, tp):
+        raise _fail(origin, key, f"expected {_type_name(tp)}, got {value!r}")
+
+
+def _is_scalar(value: Any, tp: Any) -> bool:
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if tp is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, tp)
+
+
+def _check_mapping(data: dict[str, Any], cls: type, origin: str, prefix: str = "") -> None:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise _fail(origin, path, f"not a setting (known here: {', '.join(names)})")
+        _check_value(value, hints[key], origin, path)
+
+
+def _check_tree(tree: dict[str, Any], origin: str) -> None:
+    """Check a whole overrides/profile tree ``{section: {...}}``."""
+    for section, body in (tree or {}).items():
+        if section not in SECTION_TYPES:
+            raise MimamoriError(f"{origin}: section {section!r} is not a settings file "
+                                f"(known: {', '.join(SECTIONS)})")
+        if not isinstance(body, dict):
+            raise MimamoriError(f"{origin}: section {section!r} must be a mapping")
+        _check_mapping(body, SECTION_TYPES[section], origin, section)
+
+
+def _construct(cls: type, data: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value, tp = data[f.name], hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            value = _construct(tp, value)  # type: ignore[arg-type]
+        elif tp is float and isinstance(value, int):
+            value = float(value)
+        kwargs[f.name] = copy.deepcopy(value)
+    return cls(**kwargs)
+
+
+def _build(raw: dict[str, Any], profile: str | None, config_dir: str) -> Settings:
+    sections = {s: _construct(SECTION_TYPES[s], raw.get(s) or {}) for s in SECTIONS}
+    return Settings(**sections, profile=profile, config_dir=config_dir, raw=raw)
+
+
+# ----------------------------------------------------------------------------------- loading
 def deep_merge(base: dict, override: dict) -> dict:
     """Merge ``override`` into a copy of ``base``; nested dicts merge, everything else replaces."""
     out = copy.deepcopy(base)
@@ -44,39 +438,53 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def load_config(
     config_dir: str | Path | None = None,
     profile: str | None = None,
     overrides: dict | None = None,
-) -> dict[str, Any]:
-    """Load every stage's settings, apply a profile and explicit overrides.
+) -> Settings:
+    """Load and validate every stage's settings, apply a profile and explicit overrides.
 
     ``overrides`` uses the same shape as a profile: ``{"synth": {"n_children": 500}}``.
-    The data directory can also be moved with MIMAMORI_DATA (tests point it at a tmp dir).
+    The data and reports folders can also be moved with MIMAMORI_DATA / MIMAMORI_REPORTS.
     """
     config_dir = Path(config_dir) if config_dir else DEFAULT_CONFIG_DIR
     if not config_dir.is_dir():
         raise MimamoriError(f"config directory {config_dir} not found")
-    cfg: dict[str, Any] = {}
+    raw: dict[str, Any] = {}
     for section in SECTIONS:
         path = config_dir / f"{section}.yaml"
-        cfg[section] = _read_yaml(path) if path.exists() else {}
+        body = _read_yaml(path) if path.exists() else {}
+        _check_mapping(body, SECTION_TYPES[section], _shown(path))
+        raw[section] = body
+    unknown = sorted(p.name for p in config_dir.glob("*.yaml") if p.stem not in SECTION_TYPES)
+    if unknown:
+        raise MimamoriError(f"{_shown(config_dir)}: {unknown} are not settings files "
+                            f"(known: {', '.join(s + '.yaml' for s in SECTIONS)})")
     profile = profile if profile is not None else os.environ.get("MIMAMORI_PROFILE") or None
     if profile:
         ppath = config_dir / "profiles" / f"{profile}.yaml"
         if not ppath.exists():
             known = sorted(p.stem for p in (config_dir / "profiles").glob("*.yaml"))
             raise MimamoriError(f"profile {profile!r} not found in {ppath.parent} (known: {known})")
-        cfg = deep_merge(cfg, _read_yaml(ppath))
+        body = _read_yaml(ppath)
+        _check_tree(body, _shown(ppath))
+        raw = deep_merge(raw, body)
     # environment (make exports these) beats the files; explicit overrides beat both
     for env, key in (("MIMAMORI_DATA", "data_dir"), ("MIMAMORI_REPORTS", "reports_dir")):
         if os.environ.get(env):
-            cfg["run"][key] = os.environ[env]
+            raw["run"][key] = os.environ[env]
     if overrides:
-        cfg = deep_merge(cfg, overrides)
-    cfg["profile"] = profile
-    cfg["config_dir"] = str(config_dir.resolve())
-    return cfg
+        _check_tree(overrides, "overrides")
+        raw = deep_merge(raw, overrides)
+    return _build(raw, profile, str(config_dir.resolve()))
 
 
 def resolve(path: str | Path) -> Path:
@@ -85,16 +493,30 @@ def resolve(path: str | Path) -> Path:
     return p if p.is_absolute() else REPO_ROOT / p
 
 
-def data_dir(cfg: dict) -> Path:
-    return resolve(cfg["run"].get("data_dir", "data"))
+def data_dir(cfg: Settings) -> Path:
+    return resolve(cfg.run.data_dir)
 
 
-def reports_dir(cfg: dict) -> Path:
-    return resolve(cfg["run"].get("reports_dir", "reports"))
+def reports_dir(cfg: Settings) -> Path:
+    return resolve(cfg.run.reports_dir)
 
 
-def config_hash(cfg: dict, sections: tuple[str, ...] | None = None) -> str:
-    """Stable short hash of (some sections of) the settings, for manifests and the audit log."""
-    part = {k: cfg.get(k) for k in (sections or SECTIONS)}  # paths excluded: same settings, same hash
-    blob = json.dumps(part, sort_keys=True, ensure_ascii=False, default=str)
+def config_hash(cfg: Settings, sections: tuple[str, ...] | None = None) -> str:
+    """Stable short hash of (some sections of) the settings, for manifests and the audit log.
+
+    Paths are not settings of the analysis: the same settings in another folder hash the same.
+    """
+    return stable_hash({k: _without_paths(k, getattr(cfg, k).as_dict())
+                        for k in (sections or SECTIONS)})
+
+
+def stable_hash(data: Any) -> str:
+    """Short hash of plain data (sorted keys): same data, same hash on every machine."""
+    blob = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def _without_paths(section: str, body: dict[str, Any]) -> dict[str, Any]:
+    if section != "run":
+        return body
+    return {k: v for k, v in body.items() if k not in ("data_dir", "reports_dir")}

@@ -22,7 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from helpers.config import REPO_ROOT, SECTIONS, config_hash
+from helpers.config import REPO_ROOT, Settings, config_hash
+from helpers.paths import audit_log_in
 
 MANIFEST_PACKAGES = (
     "numpy", "pandas", "pyarrow", "duckdb", "scipy", "scikit-learn", "lightgbm", "shap",
@@ -139,16 +140,16 @@ def package_versions(names: tuple[str, ...] = MANIFEST_PACKAGES) -> dict[str, st
     return out
 
 
-def run_manifest(cfg: dict, inputs: list[Path] | None = None, root: Path | None = None) -> dict:
+def run_manifest(cfg: Settings, inputs: list[Path] | None = None, root: Path | None = None) -> dict:
     """What a reviewer needs to reproduce a result: code, settings, versions, input hashes, seed."""
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
-        "profile": cfg.get("profile"),
-        "seed": cfg["run"].get("seed"),
-        "synthetic": cfg["run"].get("synthetic"),
+        "profile": cfg.profile,
+        "seed": cfg.run.seed,
+        "synthetic": cfg.run.synthetic,
         "config_hash": config_hash(cfg),
-        "config": {k: v for k, v in cfg.items() if k in SECTIONS},
+        "config": cfg.as_dict(),
         "packages": package_versions(),
         "inputs": hash_files(inputs or [], root=root),
     }
@@ -157,7 +158,7 @@ def run_manifest(cfg: dict, inputs: list[Path] | None = None, root: Path | None 
 def append_audit(
     data_root: Path,
     stage: str,
-    cfg: dict,
+    cfg: Settings,
     inputs: list[Path] | None = None,
     outputs: list[Path] | None = None,
     rows: dict[str, int] | None = None,
@@ -177,6 +178,6 @@ def append_audit(
         "rows": rows or {},
     }
     data_root.mkdir(parents=True, exist_ok=True)
-    with open(data_root / "audit.log", "a", encoding="utf-8") as fh:
+    with open(audit_log_in(data_root), "a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
     return entry

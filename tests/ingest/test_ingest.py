@@ -434,7 +434,7 @@ def test_corpus_file_errors(city, case):
     shutil.copy(src, city["raw"] / case["as"])
     cfg = city["cfg"]
     if case.get("encoding"):
-        cfg["ingest"]["encoding"] = {case["table"]: case["encoding"]}
+        cfg = cfg.with_overrides({"ingest": {"encoding": {case["table"]: case["encoding"]}}})
     with pytest.raises(MimamoriError) as err:
         ingest_all(cfg, city["raw"], city["mart"])
     msg = str(err.value)
@@ -456,15 +456,15 @@ def test_missing_required_table_stops_but_optional_is_reported(city):
 def test_configured_encoding_override(city):
     write_csv(city["raw"] / "住民記録_20240401.csv", RES_HEADER, RESIDENTS, "utf-8")
     cfg = city["cfg"]
-    cfg["ingest"]["encoding"] = {"residents": "utf-8"}
+    cfg = cfg.with_overrides({"ingest": {"encoding": {"residents": "utf-8"}}})
     report = ingest_all(cfg, city["raw"], city["mart"])
     assert report["tables"]["residents"]["files"][0]["encoding"] == "utf-8"
 
 
 def test_real_data_without_a_key_refuses_to_run(city):
-    city["cfg"]["run"]["synthetic"] = False
+    real = city["cfg"].with_overrides({"run": {"synthetic": False}})
     with pytest.raises(MimamoriError, match="MIMAMORI_KEY"):
-        ingest_all(city["cfg"], city["raw"], city["mart"])
+        ingest_all(real, city["raw"], city["mart"])
 
 
 # ----------------------------------------------------------------------------- validation unit

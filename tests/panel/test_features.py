@@ -18,7 +18,7 @@ CATALOGUE_COLUMNS = ["name", "label_ja", "description", "source_tables", "window
 
 @pytest.fixture(scope="module")
 def catalogue():
-    return F.feature_catalogue(load_config()["panel"])
+    return F.feature_catalogue(load_config())
 
 
 def test_catalogue_has_the_contract_columns_and_japanese_labels(catalogue):
@@ -32,7 +32,7 @@ def test_catalogue_has_the_contract_columns_and_japanese_labels(catalogue):
             "nationality", "single_parent", "history_incomplete"} <= info
     feats = catalogue[catalogue["role"] == "feature"]
     assert set(feats["type"]) <= {"binary", "count", "numeric"}
-    for t in load_config()["panel"]["targets"]:
+    for t in load_config().run.targets:
         assert f"label_{t}" in set(catalogue["name"]) and f"known_{t}" in set(catalogue["name"])
 
 
@@ -46,17 +46,17 @@ def test_young_carer_items_are_twelve_named_binary_features(catalogue):
 
 def test_catalogue_follows_the_configured_windows():
     cfg = fixture_cfg()
-    cfg["panel"]["windows"] = [2]
-    names = set(F.feature_catalogue(cfg["panel"])["name"])
+    cfg = cfg.with_overrides({"panel": {"windows": [2]}})
+    names = set(F.feature_catalogue(cfg)["name"])
     assert "cons_neglect_2fy" in names and "cons_neglect_1fy" not in names
     year = P.build_year(make_fixture_mart(), 2022, cfg)
-    assert list(year.columns) == F.feature_catalogue(cfg["panel"])["name"].tolist()
+    assert list(year.columns) == F.feature_catalogue(cfg)["name"].tolist()
 
 
 def test_feature_columns_are_numeric_in_the_panel():
     cfg = fixture_cfg()
     year = P.build_year(make_fixture_mart(), 2022, cfg)
-    cat = F.feature_catalogue(cfg["panel"])
+    cat = F.feature_catalogue(cfg)
     for name in cat.loc[cat["role"].isin(["feature", "label", "known"]), "name"]:
         assert year[name].dtype == "float64", name
 
@@ -163,7 +163,7 @@ def test_missingness_table_reports_share_and_treatment():
 def test_prevalence_and_size_tables():
     cfg = fixture_cfg()
     pnl, cat = P.build_panel(make_fixture_mart(), cfg)
-    size = F.panel_size_table(pnl, cfg["panel"]["targets"])
+    size = F.panel_size_table(pnl, cfg.run.targets)
     assert size["child_years"].sum() == len(pnl)
     assert size.loc[size["fiscal_year"] == 2021, "label_physical_abuse_positive"].item() == 1
     prev = F.feature_prevalence(pnl, cat, ["yc_public_assistance"])

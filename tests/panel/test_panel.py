@@ -19,6 +19,7 @@ from helpers import MimamoriError
 from helpers.panel import features as F
 from helpers.panel import stage as P
 from helpers.config import load_config
+from helpers.paths import paths
 from helpers.schema import load_schemas
 
 DTYPES = {"code": "string", "enum": "string", "string": "string", "text": "string",
@@ -375,14 +376,14 @@ def test_attendance_links_only_through_earlier_register_rows(mart):
 
 def test_label_is_nan_when_the_window_runs_past_the_data(mart):
     cfg = fixture_cfg((2021, 2022))
-    cfg["panel"]["outcome_window_years"] = 2
+    cfg = cfg.with_overrides({"panel": {"outcome_window_years": 2}})
     pnl, _ = P.build_panel(mart, cfg)
     assert pnl.loc[pnl["fiscal_year"] == 2022, "label_physical_abuse"].isna().all()
     assert pnl.loc[pnl["fiscal_year"] == 2021, "label_physical_abuse"].notna().all()
 
 
 def test_post_outcome_table_never_feeds_a_feature(mart, panel):
-    cat = F.feature_catalogue(fixture_cfg()["panel"])
+    cat = F.feature_catalogue(fixture_cfg())
     feats = cat[cat["role"] == "feature"]
     assert not feats["source_tables"].str.contains("case_conference").any()
     # many registrations before the as-of date change no feature
@@ -406,7 +407,7 @@ def test_post_outcome_exclusion_is_generic(mart, monkeypatch):
                                                     role="post_outcome")
     assert "nursery_enrolment" not in P.predictor_tables(mart, fake)
     with pytest.raises(MimamoriError, match="post-outcome"):
-        F.check_registry_roles(F.feature_registry(fixture_cfg()["panel"]), fake)
+        F.check_registry_roles(F.feature_registry(fixture_cfg()), fake)
 
 
 DATED_TABLES = {  # table -> (resident/household key field, a date field or fiscal_year)
@@ -476,7 +477,7 @@ def test_records_on_or_after_the_as_of_date_change_no_feature(records, mart, bas
         if not candidate.duplicated(list(load_schemas()[table].primary_key)).any():
             grown[table] = candidate
     after = P.build_year(grown, FY, cfg).set_index("child_id")
-    feats = F.feature_catalogue(cfg["panel"]).query("role == 'feature'")["name"].tolist()
+    feats = F.feature_catalogue(cfg).query("role == 'feature'")["name"].tolist()
     assert base_year.index.equals(after.index)
     pd.testing.assert_frame_equal(base_year[feats], after[feats])
 
@@ -516,17 +517,17 @@ def test_cli_writes_every_output_and_an_audit_line(tmp_path, mart, panel):
     for t, df in mart.items():
         df.to_parquet(mart_dir / f"{t}.parquet", index=False)
     cfg = fixture_cfg()
-    cfg["run"]["data_dir"] = str(tmp_path)
+    cfg = cfg.with_overrides({"run": {"data_dir": str(tmp_path)}})
     assert P.main(cfg, []) == 0
-    out = tmp_path / "panel"
-    written = pd.read_parquet(out / "panel.parquet")
+    out = paths(cfg)
+    written = pd.read_parquet(out.panel)
     floats = [c for c in written.columns if written[c].dtype == "float64"]
     pd.testing.assert_frame_equal(written[floats], panel[floats].reset_index(drop=True))
     assert written["child_id"].tolist() == panel["child_id"].tolist()
-    cat = pd.read_csv(out / "feature_catalogue.csv")
+    cat = pd.read_csv(out.feature_catalogue)
     assert cat["name"].tolist() == written.columns.tolist()
-    miss = pd.read_csv(out / "missingness.csv")
+    miss = pd.read_csv(out.missingness)
     assert set(miss["fiscal_year"]) == {2020, 2021, 2022}
     assert miss["treatment"].notna().all()
-    assert json.loads((out / "leakage_check.json").read_text())["passed"]
-    assert '"stage": "panel"' in (tmp_path / "audit.log").read_text()
+    assert json.loads(out.leakage_check.read_text())["passed"]
+    assert '"stage": "panel"' in out.audit_log.read_text()

@@ -72,7 +72,7 @@ def test_wide_tables_are_capped_by_columns(cfg):
 
 
 def test_suppression_off_still_marks_and_warns_first(cfg):
-    cfg["reports"]["suppress_small_cells"] = False
+    cfg = cfg.with_overrides({"reports": {"suppress_small_cells": False}})
     html = rp.table_html(pd.DataFrame({"n": [3]}), "t", cfg, counts=["n"])
     assert "data-suppressed='0'" in html and ">3<" in html
     header = rp.header_html("題", cfg, {"a": 1})
@@ -278,8 +278,8 @@ def test_scan_catches_small_counts_without_raw(tmp_path, capsys):
     findings = rp.scan_reports(reports, tmp_path / "missing_raw", 9)
     assert [(f.file, f.kind, f.masked) for f in findings] == [
         ("sub/bad.html", "unsuppressed small count", "7")]
-    cfg = {"run": {"data_dir": str(tmp_path / "nodata"), "reports_dir": str(reports)},
-           "reports": {"small_cell_threshold": 9}}
+    cfg = load_config(profile="", overrides={
+        "run": {"data_dir": str(tmp_path / "nodata"), "reports_dir": str(reports)}})
     assert rp.check_reports_main(cfg, []) == 1
     out = capsys.readouterr().out
     assert "small counts only" in out and "sub/bad.html" in out
@@ -303,8 +303,8 @@ def test_check_reports_masks_hits(tmp_path, capsys):
     reports = tmp_path / "reports"
     reports.mkdir()
     (reports / "r.html").write_text("<p>山田花子</p>", encoding="utf-8")
-    cfg = {"run": {"data_dir": str(data), "reports_dir": str(reports)},
-           "reports": {"small_cell_threshold": 9}, "ingest": {}}
+    cfg = load_config(profile="", overrides={
+        "run": {"data_dir": str(data), "reports_dir": str(reports)}})
     assert rp.check_reports_main(cfg, []) == 1
     out = capsys.readouterr().out
     assert "山田***" in out and "山田花子" not in out

@@ -318,7 +318,7 @@ def test_grade_follows_the_april_2_cohort():
 
 def test_main_with_real_data_checks_exports(tmp_path, capsys):
     cfg = make_cfg(tmp_path, 300)
-    cfg["run"]["synthetic"] = False
+    cfg = cfg.with_overrides({"run": {"synthetic": False}})
     raw = tmp_path / "raw"
     raw.mkdir()
     with pytest.raises(MimamoriError, match="住民記録"):

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import MimamoriError
+from helpers.config import PanelSettings, Settings
 from helpers.schema import load_schemas
 
 # ---------------------------------------------------------------------------------------------
@@ -65,9 +66,9 @@ def _spec(name, label_ja, description, tables, window, type_, role="feature",
     return FeatureSpec(name, label_ja, description, tuple(tables), window, type_, role, missing)
 
 
-def window_names(panel_cfg: dict) -> list[str]:
+def window_names(panel_cfg: PanelSettings) -> list[str]:
     """Look-back windows as column suffixes: ``1fy``, ``3fy``, ..., ``ever``."""
-    return [f"{int(w)}fy" for w in panel_cfg.get("windows", [1, 3])] + ["ever"]
+    return [f"{int(w)}fy" for w in panel_cfg.windows] + ["ever"]
 
 
 def _enum(table: str, field: str) -> list[tuple[str, str]]:
@@ -143,9 +144,9 @@ def missing_indicators(frame: pd.DataFrame) -> pd.DataFrame:
                          for name, *_, source in MISSING_INDICATORS}, index=frame.index)
 
 
-def feature_registry(panel_cfg: dict) -> list[FeatureSpec]:
+def feature_registry(cfg: Settings) -> list[FeatureSpec]:
     """Every column of the panel, in order. The catalogue and the panel come from this list."""
-    wins = window_names(panel_cfg)
+    wins = window_names(cfg.panel)
     out: list[FeatureSpec] = [
         _spec("child_id", "児童ID（仮名）[child pseudonym]", "Resident pseudonym of the child",
               "residents", "as_of", "id", "id", "never_missing"),
@@ -356,11 +357,11 @@ def feature_registry(panel_cfg: dict) -> list[FeatureSpec]:
               tuple(sorted({t for *_, ts in YC_ITEMS for t in ts})), "as_of", "count",
               missing="never_missing"),
     ]
-    for target in panel_cfg.get("targets", []):
+    for target in cfg.run.targets:
         out.append(_spec(f"label_{target}", f"目的変数: {target} [label]",
                          f"{target} first recorded within the outcome window starting at the "
                          "as-of date (incidence: 0 for rows already known)", "consultations",
-                         f"next_{panel_cfg.get('outcome_window_years', 1)}fy", "binary", "label",
+                         f"next_{cfg.panel.outcome_window_years}fy", "binary", "label",
                          "nan_window_unobserved"))
         out.append(_spec(f"known_{target}", f"既知: {target} [known before as-of]",
                          f"{target} recorded before the as-of date", "consultations", "ever",
@@ -388,14 +389,9 @@ def check_registry_roles(registry: list[FeatureSpec], schemas=None) -> None:
             )
 
 
-def feature_catalogue(panel_cfg: dict | None = None) -> pd.DataFrame:
+def feature_catalogue(cfg: Settings) -> pd.DataFrame:
     """The catalogue as a table (one row per panel column), generated from the registry."""
-    from helpers.config import load_config
-
-    panel_cfg = panel_cfg if panel_cfg is not None else load_config()["panel"]
-    if "panel" in panel_cfg:  # the whole settings mapping was passed
-        panel_cfg = panel_cfg["panel"]
-    registry = feature_registry(panel_cfg)
+    registry = feature_registry(cfg)
     check_registry_roles(registry)
     rows = []
     for spec in registry:
@@ -470,7 +466,6 @@ def _per_child(index: pd.Index, values: pd.Series, fill: float | None = None) ->
 CHECKUP_RESULT_ORDER = {"normal": 0.0, "observe": 1.0, "refer": 2.0, "treat": 3.0}
 CARE_LEVEL_ORDER = {"support_1": 1, "support_2": 2, "care_1": 3, "care_2": 4, "care_3": 5,
                     "care_4": 6, "care_5": 7}
-DEFAULT_CHECKUP_DUE = {"m1": [1, 2], "m4": [4, 3], "y1m6": [18, 6], "y3": [36, 12]}
 
 
 def coverage_start(df: pd.DataFrame, date_col: str, on: pd.Timestamp) -> pd.Timestamp:
@@ -513,7 +508,7 @@ def zero_if_observed(counts: pd.Series, observed: pd.Series) -> pd.Series:
 
 
 def child_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], on: pd.Timestamp,
-                   fiscal_year: int, panel_cfg: dict) -> pd.DataFrame:
+                   fiscal_year: int, panel_cfg: PanelSettings) -> pd.DataFrame:
     """Features of the child itself. ``spine`` is indexed by child_id with residents' columns."""
     idx = spine.index
     out: dict[str, pd.Series] = {}
@@ -541,7 +536,7 @@ def child_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], on: pd.
     chk = chk[chk["resident_code"].isin(idx) & (chk["checkup_date"] < on)]
     chk = chk.sort_values("checkup_date").drop_duplicates(["resident_code", "checkup_type"],
                                                           keep="last")
-    due_cfg = panel_cfg.get("checkup_due_months", DEFAULT_CHECKUP_DUE)
+    due_cfg = panel_cfg.checkup_due_months
     missed_cols = []
     for code, _label in _enum("health_checkups", "checkup_type"):
         rows = chk[chk["checkup_type"] == code].set_index("resident_code").reindex(idx)
@@ -552,7 +547,9 @@ def child_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], on: pd.
         out[f"chk_{code}_q_mother_cigarettes"] = rows["q_mother_cigarettes"].astype("float64")
         out[f"chk_{code}_result"] = rows["result"].map(CHECKUP_RESULT_ORDER).astype("float64")
         attended = rows["checkup_date"].notna()
-        due_m, grace_m = due_cfg.get(code, DEFAULT_CHECKUP_DUE[code])
+        if code not in due_cfg:
+            raise MimamoriError(f"config/panel.yaml: checkup_due_months has no entry for {code!r}")
+        due_m, grace_m = due_cfg[code]
         due = spine["birth_date"] + pd.DateOffset(months=int(due_m))
         overdue = (spine["birth_date"] + pd.DateOffset(months=int(due_m) + int(grace_m))) < on
         resident_at_due = spine["move_in_date"].isna() | (spine["move_in_date"] <= due)
@@ -630,7 +627,7 @@ def absence_last_fy(tables: dict[str, pd.DataFrame], idx: pd.Index, fiscal_year:
 
 
 def consultation_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame],
-                          on: pd.Timestamp, panel_cfg: dict) -> pd.DataFrame:
+                          on: pd.Timestamp, panel_cfg: PanelSettings) -> pd.DataFrame:
     """Counts per consultation type and window, months since last, poor progress records."""
     idx = spine.index
     out: dict[str, pd.Series] = {}
@@ -639,7 +636,7 @@ def consultation_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame],
     prog = tables["progress_records"]
     prog = prog[prog["resident_code"].isin(idx) & (prog["record_date"] < on)]
     prog = prog[prog["assessment"] == "poor"]
-    windows = [(f"{int(w)}fy", on - pd.DateOffset(years=int(w))) for w in panel_cfg.get("windows", [1, 3])]
+    windows = [(f"{int(w)}fy", on - pd.DateOffset(years=int(w))) for w in panel_cfg.windows]
     windows.append(("ever", None))
     types = [c for c, _ in _enum("consultations", "consultation_type")] + ["any"]
     cons_from = coverage_start(tables["consultations"], "received_date", on)

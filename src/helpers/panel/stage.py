@@ -6,7 +6,7 @@ before it, labels come from the outcome window that starts on it, and tables who
 is ``post_outcome`` may only mark a child as already known. The panel is built one fiscal year
 at a time and streamed into a parquet writer, so memory stays bounded by one year.
 
-``python -m helpers panel [--mart-dir D] [--panel-dir D]`` writes data/panel/panel.parquet,
+``python -m helpers panel`` writes data/panel/panel.parquet,
 feature_catalogue.csv, missingness.csv and leakage_check.json.
 """
 
@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 
 from helpers import MimamoriError
 from helpers.panel import features as F
-from helpers.config import data_dir
+from helpers.config import PanelSettings, Settings
+from helpers.paths import Paths, mart_file, paths
 from helpers.io import append_audit, atomic_path, write_csv, write_json
 from helpers.schema import load_schemas
 
@@ -46,7 +47,7 @@ def load_mart(mart_dir: Path, tables: list[str] | None = None) -> dict[str, pd.D
     for name in names:
         if name not in schemas:
             raise MimamoriError(f"unknown mart table {name!r}; known: {sorted(schemas)}")
-        path = mart_dir / f"{name}.parquet"
+        path = mart_file(mart_dir, name)
         if not path.exists():
             raise MimamoriError(f"{path}: not found (run `python -m helpers ingest` first)")
         df = pd.read_parquet(path)
@@ -120,18 +121,18 @@ def decode(codes: pd.Series, decoder: pd.Index) -> pd.Series:
 # Spine and labels
 # ---------------------------------------------------------------------------------------------
 
-def as_of_date(fiscal_year: int, panel_cfg: dict) -> pd.Timestamp:
-    month, day = panel_cfg.get("as_of_month_day", [4, 1])
+def as_of_date(fiscal_year: int, panel_cfg: PanelSettings) -> pd.Timestamp:
+    month, day = panel_cfg.as_of_month_day
     return pd.Timestamp(year=int(fiscal_year), month=int(month), day=int(day))
 
 
-def resident_spine(residents: pd.DataFrame, fiscal_year: int, panel_cfg: dict) -> pd.DataFrame:
+def resident_spine(residents: pd.DataFrame, fiscal_year: int, panel_cfg: PanelSettings) -> pd.DataFrame:
     """Children resident on the as-of date and aged age_min..age_max; index = child_id."""
     on = as_of_date(fiscal_year, panel_cfg)
     res = residents.drop_duplicates("resident_code")
     res = res[F.resident_on(res, on)]
     age = F.age_on(res["birth_date"], on)
-    keep = (age >= panel_cfg.get("age_min", 0)) & (age <= panel_cfg.get("age_max", 15))
+    keep = (age >= panel_cfg.age_min) & (age <= panel_cfg.age_max)
     spine = res[keep.to_numpy()].set_index("resident_code").sort_index()
     spine.index.name = "child_id"
     return spine
@@ -150,24 +151,23 @@ def outcome_dates(tables: dict[str, pd.DataFrame], target: str) -> pd.Series:
         known = {c for c, _ in F._enum("consultations", "consultation_type")}
         if target not in known:
             raise MimamoriError(
-                f"config/panel.yaml: targets: {target!r} is neither young_carer nor a "
+                f"config/run.yaml: targets: {target!r} is neither young_carer nor a "
                 f"consultation_type code ({sorted(known)})")
         hit = cons["consultation_type"] == target
     return cons.loc[hit].groupby("resident_code")["received_date"].min()
 
 
 def label_columns(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], fiscal_year: int,
-                  cfg: dict) -> pd.DataFrame:
+                  cfg: Settings) -> pd.DataFrame:
     """``label_<t>``: first recorded within [as-of, as-of + n years) (NaN if that window runs
     past the last fiscal year); ``known_<t>``: recorded before the as-of date."""
-    panel_cfg = cfg["panel"]
-    on = as_of_date(fiscal_year, panel_cfg)
-    n_years = int(panel_cfg.get("outcome_window_years", 1))
-    last_fy = max(int(y) for y in cfg["run"]["fiscal_years"])
+    on = as_of_date(fiscal_year, cfg.panel)
+    n_years = cfg.panel.outcome_window_years
+    last_fy = max(cfg.run.fiscal_years)
     window_end = on + pd.DateOffset(years=n_years)
     observed = fiscal_year + n_years - 1 <= last_fy
     out = pd.DataFrame(index=spine.index)
-    for target in panel_cfg.get("targets", []):
+    for target in cfg.run.targets:
         first = outcome_dates(tables, target).reindex(spine.index)
         label = ((first >= on) & (first < window_end)).astype("float64")
         out[f"label_{target}"] = label if observed else np.nan
@@ -185,7 +185,7 @@ def label_columns(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], fiscal_y
 # One fiscal year
 # ---------------------------------------------------------------------------------------------
 
-def build_year(mart: dict[str, pd.DataFrame], fiscal_year: int, cfg: dict,
+def build_year(mart: dict[str, pd.DataFrame], fiscal_year: int, cfg: Settings,
                registry: list[F.FeatureSpec] | None = None,
                state_cache: dict | None = None,
                decoders: dict[str, pd.Index] | None = None) -> pd.DataFrame:
@@ -194,8 +194,8 @@ def build_year(mart: dict[str, pd.DataFrame], fiscal_year: int, cfg: dict,
     ``mart`` holds pseudonym strings, or Int64 key codes when ``decoders`` is given (the
     streaming builder encodes once for all years).
     """
-    panel_cfg = cfg["panel"]
-    registry = registry or F.feature_registry(panel_cfg)
+    panel_cfg = cfg.panel
+    registry = registry or F.feature_registry(cfg)
     if decoders is None:
         mart, decoders = encode_keys(mart)
     tables = predictor_tables(mart)
@@ -277,14 +277,14 @@ def conform(frame: pd.DataFrame, registry: list[F.FeatureSpec]) -> pd.DataFrame:
     return frame.astype(kinds)
 
 
-def iter_panel_years(mart: dict[str, pd.DataFrame], cfg: dict, progress: bool = True,
+def iter_panel_years(mart: dict[str, pd.DataFrame], cfg: Settings, progress: bool = True,
                      decoders: dict[str, pd.Index] | None = None) -> Iterator[pd.DataFrame]:
     """One frame per fiscal year (``mart`` already key-encoded when ``decoders`` is given)."""
-    registry = F.feature_registry(cfg["panel"])
+    registry = F.feature_registry(cfg)
     F.check_registry_roles(registry)
     cache: dict = {}
     encoded, decoders = (mart, decoders) if decoders is not None else encode_keys(mart)
-    years = [int(y) for y in cfg["run"]["fiscal_years"]]
+    years = list(cfg.run.fiscal_years)
     for fy in tqdm(years, desc="panel (fiscal years)", disable=not progress):
         yield build_year(encoded, fy, cfg, registry, cache, decoders)
 
@@ -299,12 +299,12 @@ def _as_mart(mart: dict[str, pd.DataFrame] | Path | str) -> dict[str, pd.DataFra
     return {t: check_mart_table(df, t) for t, df in mart.items()}
 
 
-def build_panel(mart: dict[str, pd.DataFrame] | Path, cfg: dict,
+def build_panel(mart: dict[str, pd.DataFrame] | Path, cfg: Settings,
                 progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The whole panel in memory (tests, notebooks, small cities) and its catalogue."""
     mart = _as_mart(mart)
     frames = list(iter_panel_years(mart, cfg, progress=progress))
-    catalogue = F.feature_catalogue(cfg["panel"])
+    catalogue = F.feature_catalogue(cfg)
     return pd.concat(frames, ignore_index=True), catalogue
 
 
@@ -335,7 +335,7 @@ def truncate_mart(mart: dict[str, pd.DataFrame], on: pd.Timestamp,
     return out, removed
 
 
-def leakage_check(mart: dict[str, pd.DataFrame], cfg: dict,
+def leakage_check(mart: dict[str, pd.DataFrame], cfg: Settings,
                   fiscal_year: int | None = None,
                   decoders: dict[str, pd.Index] | None = None) -> dict:
     """Rebuild one fiscal year from the mart cut at its as-of date and compare every feature.
@@ -343,11 +343,11 @@ def leakage_check(mart: dict[str, pd.DataFrame], cfg: dict,
     Passing means no record dated on or after the as-of date influences a feature; the
     registry check means no post_outcome table feeds a feature.
     """
-    years = [int(y) for y in cfg["run"]["fiscal_years"]]
+    years = list(cfg.run.fiscal_years)
     fy = int(fiscal_year if fiscal_year is not None
-             else cfg["panel"].get("leakage_check_fiscal_year") or years[len(years) // 2])
-    registry = F.feature_registry(cfg["panel"])
-    on = as_of_date(fy, cfg["panel"])
+             else cfg.panel.leakage_check_fiscal_year or years[len(years) // 2])
+    registry = F.feature_registry(cfg)
+    on = as_of_date(fy, cfg.panel)
     if decoders is None:
         mart, decoders = encode_keys(mart)
     full = build_year(mart, fy, cfg, registry, decoders=decoders).set_index("child_id")
@@ -383,15 +383,14 @@ def leakage_check(mart: dict[str, pd.DataFrame], cfg: dict,
 # Stage entry point
 # ---------------------------------------------------------------------------------------------
 
-def write_panel(mart: dict[str, pd.DataFrame], cfg: dict, panel_dir: Path,
+def write_panel(mart: dict[str, pd.DataFrame], cfg: Settings, P: Paths,
                 progress: bool = True, decoders: dict[str, pd.Index] | None = None) -> dict:
     """Stream the panel year by year into panel.parquet; write catalogue and missingness."""
-    registry = F.feature_registry(cfg["panel"])
-    catalogue = F.feature_catalogue(cfg["panel"])
+    registry = F.feature_registry(cfg)
+    catalogue = F.feature_catalogue(cfg)
     schema = arrow_schema(registry)
     miss_parts, rows_per_year = [], {}
-    panel_path = panel_dir / "panel.parquet"
-    with atomic_path(panel_path) as tmp:
+    with atomic_path(P.panel) as tmp:
         writer = pq.ParquetWriter(tmp, schema)
         try:
             for frame in iter_panel_years(mart, cfg, progress=progress, decoders=decoders):
@@ -408,36 +407,32 @@ def write_panel(mart: dict[str, pd.DataFrame], cfg: dict, panel_dir: Path,
     missingness = (pd.concat(miss_parts, ignore_index=True)
                    .sort_values(["name", "fiscal_year"]).reset_index(drop=True)
                    if miss_parts else pd.DataFrame())
-    write_csv(catalogue, panel_dir / "feature_catalogue.csv")
-    write_csv(missingness, panel_dir / "missingness.csv")
+    write_csv(catalogue, P.feature_catalogue)
+    write_csv(missingness, P.missingness)
     return {"rows_per_year": rows_per_year, "rows": int(sum(rows_per_year.values()))}
 
 
-def main(cfg: dict, argv: list[str]) -> int:
+def main(cfg: Settings, argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers panel", description=__doc__.splitlines()[0])
-    parser.add_argument("--mart-dir", default=None, help="default: <data>/mart")
-    parser.add_argument("--panel-dir", default=None, help="default: <data>/panel")
     parser.add_argument("--no-leakage-check", action="store_true",
                         help="skip the rebuild of one year from the cut mart")
     args = parser.parse_args(argv)
-    root = data_dir(cfg)
-    mart_dir = Path(args.mart_dir) if args.mart_dir else root / "mart"
-    panel_dir = Path(args.panel_dir) if args.panel_dir else root / "panel"
+    P = paths(cfg)
     started = time.perf_counter()
     # encode the pseudonyms once and drop the string copy: memory stays near one mart
-    mart, decoders = encode_keys(load_mart(mart_dir))
-    summary = write_panel(mart, cfg, panel_dir, decoders=decoders)
-    outputs = [panel_dir / n for n in ("panel.parquet", "feature_catalogue.csv", "missingness.csv")]
+    mart, decoders = encode_keys(load_mart(P.mart))
+    summary = write_panel(mart, cfg, P, decoders=decoders)
+    outputs = [P.panel, P.feature_catalogue, P.missingness]
     if not args.no_leakage_check:
         check = leakage_check(mart, cfg, decoders=decoders)
-        write_json(check, panel_dir / "leakage_check.json")
-        outputs.append(panel_dir / "leakage_check.json")
+        write_json(check, P.leakage_check)
+        outputs.append(P.leakage_check)
         if not check["passed"]:
-            raise MimamoriError(f"{panel_dir / 'leakage_check.json'}: leakage check failed "
+            raise MimamoriError(f"{P.leakage_check}: leakage check failed "
                                 f"(features changed: {check['features_changed']})")
-    append_audit(root, "panel", cfg, inputs=[mart_dir], outputs=outputs,
+    append_audit(P.data, "panel", cfg, inputs=[P.mart], outputs=outputs,
                  rows={"panel": summary["rows"],
                        **{f"fy{k}": v for k, v in summary["rows_per_year"].items()}})
     print(f"panel: {summary['rows']:,} child-years in {time.perf_counter() - started:.1f}s "
-          f"-> {panel_dir / 'panel.parquet'}")
+          f"-> {P.panel}")
     return 0

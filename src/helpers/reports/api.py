@@ -117,11 +117,11 @@ def _esc(value: Any) -> str:
 
 
 def _suppression_on(cfg: dict) -> bool:
-    return bool(cfg.get("reports", {}).get("suppress_small_cells", True))
+    return cfg.reports.suppress_small_cells
 
 
 def _threshold(cfg: dict) -> int:
-    return int(cfg.get("reports", {}).get("small_cell_threshold", 9))
+    return cfg.reports.small_cell_threshold
 
 
 def data_provenance(cfg: dict) -> dict[str, Any]:
@@ -130,7 +130,7 @@ def data_provenance(cfg: dict) -> dict[str, Any]:
     Read from data/mart/_ingest_report.json when ingest has run, else from run.synthetic.
     """
     report_path = cfg_data_dir(cfg) / "mart" / "_ingest_report.json"
-    synthetic = bool(cfg.get("run", {}).get("synthetic", True))
+    synthetic = cfg.run.synthetic
     key_source = None
     if report_path.exists():
         try:
@@ -178,21 +178,21 @@ def header_html(title: str, cfg: dict, params: Mapping[str, Any] | None = None,
         f"data-run-date='{_esc(run_date)}' data-provenance='{_esc(prov['text'])}'>"
         f"<h1>{_esc(title)}</h1></header>")
     parts.append(f"<div class='mm-notice'><p>{_esc(NOTICE_JA)}</p><p>{_esc(NOTICE_EN)}</p></div>")
-    run = cfg.get("run", {})
+    run = cfg.run
     parts.append(_dl({
         "作成日時（run date）": run_date,
         "データ（data）": prov["text"],
         "小さな件数の秘匿（suppression）": (f"有効: 1〜{threshold}件は <{threshold + 1} と表示"
                                          f"（on: counts 1–{threshold} shown as <{threshold + 1}）"
                                          if suppressed else "無効（OFF）"),
-        "設定（settings）": (f"profile={cfg.get('profile') or '-'}, seed={run.get('seed')}, "
-                          f"fiscal years={run.get('fiscal_years')}, capacity="
-                          f"{run.get('capacity')}, config hash={config_hash(cfg)}"),
+        "設定（settings）": (f"profile={cfg.profile or '-'}, seed={run.seed}, "
+                          f"fiscal years={run.fiscal_years}, capacity="
+                          f"{run.capacity}, config hash={config_hash(cfg)}"),
     }))
     if params:
         parts.append("<details class='mm-details' open><summary>パラメータ（parameters）</summary>"
                      + _dl({k: v for k, v in params.items()}) + "</details>")
-    compact = {k: v for k, v in cfg.items() if k != "profile"}
+    compact = cfg.as_dict()
     parts.append("<details class='mm-details'><summary>使用した設定（settings used）</summary><pre>"
                  + _esc(json.dumps(compact, ensure_ascii=False, default=str, sort_keys=True,
                                    separators=(",", ": ")))
@@ -210,9 +210,8 @@ def open_report(
     """Load settings, set the Japanese plot font and show the report header; return cfg."""
     from helpers.reports.plotting import use_japanese_font
 
-    cfg = load_config(config_dir or None, profile=profile or None)
-    if data_dir:
-        cfg["run"]["data_dir"] = str(Path(data_dir).resolve())
+    moved = {"run": {"data_dir": str(Path(data_dir).resolve())}} if data_dir else None
+    cfg = load_config(config_dir or None, profile=profile or None, overrides=moved)
     use_japanese_font()
     with contextlib.suppress(ImportError, ValueError):
         from matplotlib_inline.backend_inline import set_matplotlib_formats
@@ -286,7 +285,7 @@ def table_html(
     lone suppressed cell could be recovered from a column total; see helpers.suppression.
     """
     if secondary is None:
-        secondary = bool(cfg.get("reports", {}).get("secondary_suppression", True))
+        secondary = cfg.reports.secondary_suppression
     if isinstance(df, pd.Series):
         df = df.to_frame()
     if not isinstance(df, pd.DataFrame):
@@ -559,7 +558,7 @@ def render_report(
         raise MimamoriError(f"{source}: notebook not found (known: {known})")
     if name in PER_TARGET_NOTEBOOKS and not target:
         raise MimamoriError(f"{name} is rendered once per target; pass --target "
-                            f"(one of {cfg.get('models', {}).get('targets')})")
+                            f"(one of {cfg.run.targets})")
     stem = _output_stem(name, target)
     out_html = cfg_reports_dir(cfg) / f"{stem}.html"
     check_kernel()
@@ -573,9 +572,9 @@ def render_report(
         nbformat.write(nb, str(tmp))
 
     params: dict[str, Any] = {
-        "profile": cfg.get("profile") or "",
+        "profile": cfg.profile or "",
         "data_dir": str(cfg_data_dir(cfg).resolve()),
-        "config_dir": str(Path(config_dir or cfg.get("config_dir") or REPO_ROOT / "config")
+        "config_dir": str(Path(config_dir or cfg.config_dir)
                           .resolve()),
     }
     if target:
@@ -672,8 +671,8 @@ def write_index(reports_dir: str | Path) -> Path:
 def report_jobs(cfg: dict, only: str | None = None, target: str | None = None
                 ) -> list[tuple[str, str | None]]:
     """(notebook, target) pairs to render: 03_model once per target."""
-    names = [only] if only else list(cfg.get("reports", {}).get("notebooks", []))
-    targets = list(cfg.get("models", {}).get("targets", []))
+    names = [only] if only else list(cfg.reports.notebooks)
+    targets = list(cfg.run.targets)
     if target and target not in targets:
         raise MimamoriError(f"--target {target!r}: not in models.targets {targets}")
     if target and not (only and only in PER_TARGET_NOTEBOOKS):
@@ -1041,7 +1040,7 @@ def check_reports_main(cfg: dict, argv: list[str]) -> int:
     start = time.perf_counter()
     index = None
     if raw.is_dir():
-        index = load_pii_index(raw, header_map=cfg.get("ingest", {}).get("header_map"))
+        index = load_pii_index(raw, header_map=cfg.ingest.header_map)
         print(f"check-reports: {len(index.codes):,} codes and {index.n_strings:,} names/"
               f"addresses from {raw}")
     else:
