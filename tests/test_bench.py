@@ -13,6 +13,8 @@ import pytest
 
 from helpers import MimamoriError, bench
 from helpers.config import load_config
+from helpers.exports import detect_encoding, table_of
+from helpers.schema import load_schemas
 
 
 def _cfg() -> dict:
@@ -161,11 +163,12 @@ def test_read_raw_floor_reads_cp932_utf8_bom_linebreaks_and_xlsx(tmp_path):
     wb.save(tmp_path / "c.xlsx")
     floor = bench.read_raw_floor(tmp_path)
     assert floor["files"] == 3 and floor["rows"] == 2 + 1 + 3
-    assert bench._csv_encoding(tmp_path / "a.csv") == "cp932"
-    assert bench._csv_encoding(tmp_path / "b.csv") == "utf8"
+    # the same encoding and file -> table rules as ingest (helpers.exports)
+    assert detect_encoding(tmp_path / "a.csv") == "cp932"
+    assert detect_encoding(tmp_path / "b.csv") == "utf-8-sig"
     # a configured per-table encoding (config/ingest.yaml) wins over detection
     (tmp_path / "residents_x.csv").write_bytes("a\n1\n".encode("cp932"))
-    assert bench._table_of("住民記録_20240401.csv") == "residents"
+    assert table_of("住民記録_20240401.csv", load_schemas()) == ["residents"]
     assert bench.read_raw_floor(tmp_path, {"residents": "utf-8"})["rows"] == 2 + 1 + 3 + 1
 
 

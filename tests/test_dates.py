@@ -72,7 +72,9 @@ def test_every_export_form_parses(text, expected):
         ("6050401", "not a recognised date form"),
         ("X5.4.1", "not a recognised date form"),
         ("令和5年4月", "not a recognised date form"),
-        ("2023-04-01 13:45", "not a recognised date form"),
+        ("2023-04-01 25", "not a recognised date form"),
+        ("9999/12/31", "an open-end sentinel in a field that is not an end date"),
+        ("2300/01/01", "year outside 1678-2261"),
         ("不明", "not a recognised date form"),
         ("0", "not a recognised date form"),
     ],
@@ -144,3 +146,28 @@ def test_vectorised_parse_handles_many_rows_quickly():
     dates, errors = parse_dates(s)
     assert time.perf_counter() - t0 < 2.0
     assert errors.isna().sum() == len(s) - (s.str.startswith("R1.") & s.str.contains(r"^R1\.[1-4]\.")).sum()
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("平31.04.30", dt.date(2019, 4, 30)),  # one-kanji era
+        ("令元.5.1", dt.date(2019, 5, 1)),
+        ("昭64.1.7", dt.date(1989, 1, 7)),
+        ("2023-04-05 13:45:00", dt.date(2023, 4, 5)),  # an Excel date-time keeps its date
+        ("2023/4/5T08:00", dt.date(2023, 4, 5)),
+        ("令和5年4月1日 9:30", dt.date(2023, 4, 1)),
+    ],
+)
+def test_abbreviated_eras_and_times_of_day(text, expected):
+    assert parse_jp_date(text) == expected
+
+
+def test_open_end_sentinels_are_recognised_and_dates_are_not():
+    from helpers.dates import open_end_mask
+
+    sentinels = ["9999/12/31", "9999-99-99", "99999999", "0000/00/00", "00000000", "－", "-",
+                 "９９９９／１２／３１", "9999年12月31日"]
+    dates = ["2023/12/31", "R05.12.31", "", "不明", "9999/12/30"]
+    assert open_end_mask(pd.Series(sentinels)).all()
+    assert not open_end_mask(pd.Series(dates)).any()

@@ -58,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     except MimamoriError as exc:
         print(f"mimamori {args.stage}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"mimamori {args.stage}: interrupted; no partial output was kept", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # only a stage that replaces its outputs as a whole may say nothing partial was kept
+        kept = ("no partial output was kept" if getattr(exc, "outputs_clean", False) else
+                "this stage's outputs may be incomplete: run it again before using them")
+        print(f"mimamori {args.stage}: interrupted; {kept}", file=sys.stderr)
         return 130
 
 

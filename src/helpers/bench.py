@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import html
 import json
 import math
@@ -41,7 +40,9 @@ from helpers.config import (
     reports_dir,
     resolve,
 )
+from helpers.exports import detect_encoding, table_of
 from helpers.io import file_sha256, git_commit, package_versions, write_json, write_text
+from helpers.schema import load_schemas
 
 SIZE_CHILDREN = {"XS": 2_000, "S": 25_000, "M": 100_000, "L": 500_000}
 # A fixed, small tuning budget so model-training times compare across sizes.
@@ -318,37 +319,14 @@ def _read_json(path: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------- floors and counts
-def _csv_encoding(path: Path, configured: str | None = None) -> str:
-    """cp932 or utf-8 for pyarrow (pyarrow skips a UTF-8 BOM itself)."""
-    if configured:
-        return {"utf-8-sig": "utf8", "utf-8": "utf8", "utf8": "utf8"}.get(configured.lower(), configured)
-    with open(path, "rb") as fh:
-        head = fh.read(1 << 16)
-    if head.startswith(b"\xef\xbb\xbf"):
-        return "utf8"
-    try:
-        head.decode("utf-8")
-        return "utf8"
-    except UnicodeDecodeError as exc:
-        # a multi-byte character cut at the sample's end is still UTF-8
-        return "utf8" if exc.start >= len(head) - 3 else "cp932"
+PYARROW_ENCODING = {"utf-8-sig": "utf8", "utf-8": "utf8", "cp932": "cp932"}  # pyarrow skips a BOM
 
 
-@functools.cache
-def _schemas() -> dict:
-    from helpers.schema import load_schemas
-
-    return load_schemas()
-
-
-def _table_of(filename: str) -> str | None:
-    """The schema table whose ``files`` globs match an export's file name."""
-    import fnmatch
-
-    for name, schema in _schemas().items():
-        if any(fnmatch.fnmatch(filename, pattern) for pattern in schema.files):
-            return name
-    return None
+def _csv_encoding(path: Path, encodings: dict[str, str], schemas: dict) -> str:
+    """pyarrow's name for the encoding ingest reads this export with (helpers.exports)."""
+    tables = table_of(path.name, schemas)
+    configured = encodings.get(tables[0]) if tables else None
+    return PYARROW_ENCODING.get(detect_encoding(path, configured), "cp932")
 
 
 def read_raw_floor(raw_dir: str | Path, encodings: dict[str, str] | None = None) -> dict[str, Any]:
@@ -360,8 +338,9 @@ def read_raw_floor(raw_dir: str | Path, encodings: dict[str, str] | None = None)
 
     raw_dir = Path(raw_dir)
     files = sorted(p for p in raw_dir.iterdir() if p.is_file() and p.suffix.lower() in (".csv", ".xlsx"))
+    schemas = load_schemas()
     csv_encoding = {  # decided before the clock starts: ingest knows its encodings too
-        p: _csv_encoding(p, (encodings or {}).get(_table_of(p.name)))
+        p: _csv_encoding(p, encodings or {}, schemas)
         for p in files if p.suffix.lower() == ".csv"
     }
     start = time.perf_counter()

@@ -25,6 +25,7 @@ ERAS: tuple[tuple[str, str, int, dt.date], ...] = (
 _ERA_BY_KEY: dict[str, int] = {}
 for _i, (_kanji, _letter, _digit, _start) in enumerate(ERAS):
     _ERA_BY_KEY[_kanji] = _i
+    _ERA_BY_KEY[_kanji[0]] = _i  # 平31.04.30, 令元.5.1
     _ERA_BY_KEY[_letter] = _i
     _ERA_BY_KEY[str(_digit)] = _i
 _ERA_START = np.array([np.datetime64(e[3], "D") for e in ERAS])
@@ -34,7 +35,7 @@ _ERA_END = np.array(
 )
 
 _ERA_RE = re.compile(
-    r"^(?P<era>明治|大正|昭和|平成|令和|[MTSHR])\.?(?P<y>元|\d{1,2})(?:年|[./-])"
+    r"^(?P<era>明治|大正|昭和|平成|令和|[明大昭平令]|[MTSHR])\.?(?P<y>元|\d{1,2})(?:年|[./-])"
     r"(?P<m>\d{1,2})(?:月|[./-])(?P<d>\d{1,2})日?$"
 )
 _CODE7_RE = re.compile(r"^(?P<era>[1-5])(?P<y>\d{2})(?P<m>\d{2})(?P<d>\d{2})$")
@@ -55,10 +56,26 @@ _ANY_RE = re.compile("|".join(
 ))
 
 
+# a time of day after the date (an Excel date-time cell, a timestamp): the date is kept
+_TIME_RE = r"(?:T|\s+)\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*$"
+# what vendors write for "no end yet" in an end-date column (schema ``open_end: true``)
+OPEN_END_RE = re.compile(
+    r"^(?:9999\D?(?:12|99)\D?(?:31|99)日?|0{4}\D?0{1,2}\D?0{1,2}日?|9{7,8}|0{7,8}|[-‐―ー－]+)$"
+)
+
+
 def clean_date_text(series: pd.Series) -> pd.Series:
-    """NFKC (full-width digits, ㋿ → 令和), upper-case era letters, drop all whitespace."""
+    """NFKC (full-width digits, ㋿ → 令和), upper-case era letters, no time of day, no spaces."""
     s = series.astype("string").str.normalize("NFKC").str.upper()
+    s = s.str.replace(_TIME_RE, "", regex=True)
     return s.str.replace(r"\s+", "", regex=True)
+
+
+def open_end_mask(series: pd.Series) -> pd.Series:
+    """True where a cell holds an open-end sentinel (9999/12/31, 9999-99-99, 99999999,
+    0000/00/00, a dash) rather than a date."""
+    text = clean_date_text(pd.Series(series, copy=False))
+    return text.str.match(OPEN_END_RE).fillna(False).astype(bool)
 
 
 def _era_index(era: pd.Series) -> pd.Series:
@@ -118,6 +135,10 @@ def _parse_unique(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     dates[~ok] = pd.NaT
     impossible = ok & dates.isna()
     errors[impossible] = "no such calendar day"
+    outside = impossible & ((parts["year"] < 1678) | (parts["year"] > 2261))
+    errors[outside] = "year outside 1678-2261"
+    sentinel = text.str.match(OPEN_END_RE).fillna(False).astype(bool)
+    errors[sentinel & ~blank] = "an open-end sentinel in a field that is not an end date"
     dates[impossible] = pd.NaT
 
     # Era range: the date must fall inside its era (平成32年, 令和1年4月 are errors).

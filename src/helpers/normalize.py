@@ -8,6 +8,7 @@ guessed. Every function here works on whole pandas columns.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import numpy as np
@@ -48,18 +49,43 @@ def normalize_keys(series: pd.Series) -> pd.Series:
     return s.str.replace(r"\s+", "", regex=True).str.casefold()
 
 
+# 1ヶ月 / 1ケ月 / 1カ月 / 1ヵ月 / 1箇月 are one spelling of 1か月; 3〜4 / 3～4 / 3ー4 of 3-4
+_MONTH_KA = r"(?<=\d)[ヶケカヵ箇个](?=月)"
+_RANGE_DASH = r"(?<=\d)[~〜～‐‑–—―ー－-](?=\d)"
+
+
+def spelling_key(text: str) -> str:
+    """Matching form of an enum spelling: ``normalize_key`` plus the か / range-dash folds."""
+    return normalize_spellings(pd.Series([text], dtype="string")).iloc[0]
+
+
+def normalize_spellings(series: pd.Series) -> pd.Series:
+    """Vectorised ``spelling_key``."""
+    s = normalize_keys(series)
+    return s.str.replace(_MONTH_KA, "か", regex=True).str.replace(_RANGE_DASH, "-", regex=True)
+
+
 _GROUPED = r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$"
 _PLAIN = r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$"
 
 
-def parse_numbers(series: pd.Series, integer: bool = False) -> tuple[pd.Series, pd.Series]:
+_CURRENCY = r"^[¥\\$]\s*|\s*円$"
+
+
+def parse_numbers(series: pd.Series, integer: bool = False,
+                  unit: str | None = None) -> tuple[pd.Series, pd.Series]:
     """Text → float64 values and an error reason per cell (None when fine or blank).
 
-    Accepts full-width digits and correctly grouped thousands separators (1,234,567);
-    ``0`` stays zero, blank stays missing. With ``integer=True`` a fractional value is an
-    error (``12.0`` is accepted as 12).
+    Accepts full-width digits, correctly grouped thousands separators (1,234,567 /
+    １，２３４), a currency sign or 円 ("10,000円", "¥10,000") and the field's own ``unit``
+    written after the number ("14.2kg"); ``0`` stays zero, blank stays missing. With
+    ``integer=True`` a fractional value is an error (``12.0`` is accepted as 12).
     """
     s = normalize_cells(series).str.normalize("NFKC")
+    s = s.str.replace(_CURRENCY, "", regex=True)
+    if unit:
+        unit_re = re.escape(unicodedata.normalize("NFKC", unit))
+        s = s.str.replace(rf"(?<=\d)\s*{unit_re}$", "", regex=True)
     grouped = s.str.match(_GROUPED).fillna(False).astype(bool)
     s = s.where(~grouped, s.str.replace(",", "", regex=False))
     plain = s.str.match(_PLAIN).fillna(False).astype(bool)

@@ -20,8 +20,12 @@ FIELD_TYPES = {"code", "string", "text", "int", "float", "date", "bool", "enum"}
 MISSING_RULES = {"unknown", "none"}
 MASKING_RULES = {"hmac", "birth_month", "month", "topcode", "drop", "keep"}
 TABLE_ROLES = {"source", "post_outcome"}
-BOOL_TRUE = ("有", "あり", "はい", "○", "〇", "1", "true", "True", "TRUE", "Y", "y")
-BOOL_FALSE = ("無", "なし", "いいえ", "×", "0", "false", "False", "FALSE", "N", "n")
+# Yes/no spellings (matched after width and case folding); a value map in config/ingest.yaml
+# adds a vendor's own (value_map: {"table.field": {"要": true}}).
+BOOL_TRUE = ("有", "有り", "あり", "ある", "はい", "○", "〇", "◯", "●", "レ", "✓", "該当", "該当あり",
+             "対象", "1", "true", "yes", "y", "是")
+BOOL_FALSE = ("無", "無し", "なし", "ない", "いいえ", "×", "✕", "✗", "非該当", "該当なし", "対象外",
+              "0", "false", "no", "n", "否")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class Field:
     max: float | None = None
     pattern: str | None = None
     values: tuple[EnumValue, ...] = ()
+    open_end: bool = False  # a date that ends a period: 9999/12/31, 0000/00/00 ... = still open
 
     @property
     def headers(self) -> tuple[str, ...]:
@@ -83,6 +88,12 @@ class TableSchema:
                 return f
         raise KeyError(f"{self.table} has no field {name!r}")
 
+    def rejects_row(self, name: str) -> bool:
+        """Whether a bad value in this field rejects its row: a required field, a primary-key
+        field or a reference. Anywhere else a bad value only blanks the cell."""
+        f = self.field(name)
+        return f.required or name in self.primary_key or name in self.references
+
     @property
     def field_names(self) -> list[str]:
         return [f.name for f in self.fields]
@@ -110,6 +121,8 @@ def _parse_field(table: str, raw: dict) -> Field:
     )
     if raw["type"] == "enum" and not values:
         raise MimamoriError(f"{where}: enum without values")
+    if raw.get("open_end") and raw["type"] != "date":
+        raise MimamoriError(f"{where}: open_end applies to date fields only")
     return Field(
         name=raw["name"],
         title=raw["title"],
@@ -125,6 +138,7 @@ def _parse_field(table: str, raw: dict) -> Field:
         max=raw.get("max"),
         pattern=raw.get("pattern"),
         values=values,
+        open_end=bool(raw.get("open_end", False)),
     )
 
 

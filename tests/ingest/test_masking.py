@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from helpers import MimamoriError
-from helpers.config import REPO_ROOT
+from helpers.config import REPO_ROOT, load_config
 from helpers.ingest.masking import (
     DEMO_KEY,
     load_key,
@@ -49,25 +49,46 @@ def test_pseudonymise_matches_scalar_and_keeps_blanks():
 
 
 def _cfg(synthetic=True, key_file=None):
-    return {"run": {"synthetic": synthetic}, "ingest": {"key_file": key_file}}
+    return load_config(overrides={"run": {"synthetic": synthetic},
+                                  "ingest": {"key_file": key_file}})
+
+
+GOOD_KEY = "5f0c2b9e41d7a8c3e6f1029b7d4a5c8e"  # 32 characters
 
 
 def test_key_from_env_wins(monkeypatch):
-    monkeypatch.setenv("MIMAMORI_KEY", "a-long-enough-secret-key")
-    assert load_key(_cfg(synthetic=False)) == (b"a-long-enough-secret-key", "env")
+    monkeypatch.setenv("MIMAMORI_KEY", GOOD_KEY)
+    assert load_key(_cfg(synthetic=False)) == (GOOD_KEY.encode(), "env")
 
 
-def test_short_env_key_is_refused(monkeypatch):
-    monkeypatch.setenv("MIMAMORI_KEY", "short")
-    with pytest.raises(MimamoriError, match="shorter"):
-        load_key(_cfg())
+@pytest.mark.parametrize("bad, words", [
+    ("short", "shorter than 32"),
+    ("a-long-enough-secret-key", "shorter than 32"),  # 24 bytes: enough before, not now
+    ("x" * 40, "one character repeated"),
+    (DEMO_KEY.decode(), "public demo key"),
+])
+def test_weak_or_public_keys_are_refused_for_real_data(monkeypatch, tmp_path, bad, words):
+    monkeypatch.setenv("MIMAMORI_KEY", bad)
+    with pytest.raises(MimamoriError, match=words) as err:
+        load_key(_cfg(synthetic=False))
+    assert "secrets.token_hex(32)" in str(err.value)  # says how to make a key
+    monkeypatch.delenv("MIMAMORI_KEY")
+    kf = tmp_path / "city.key"
+    kf.write_text(bad + "\n")
+    with pytest.raises(MimamoriError, match=words):
+        load_key(_cfg(synthetic=False, key_file=str(kf)))
+
+
+def test_demo_key_by_value_is_fine_for_the_synthetic_city(monkeypatch):
+    monkeypatch.setenv("MIMAMORI_KEY", DEMO_KEY.decode())
+    assert load_key(_cfg(synthetic=True)) == (DEMO_KEY, "env")
 
 
 def test_key_file_outside_repo(monkeypatch, tmp_path):
     monkeypatch.delenv("MIMAMORI_KEY", raising=False)
     kf = tmp_path / "city.key"
-    kf.write_text("file-secret-0123456789\n")
-    assert load_key(_cfg(synthetic=False, key_file=str(kf))) == (b"file-secret-0123456789", "file")
+    kf.write_text(GOOD_KEY + "\n")
+    assert load_key(_cfg(synthetic=False, key_file=str(kf))) == (GOOD_KEY.encode(), "file")
 
 
 def test_key_file_inside_repo_is_refused(monkeypatch):

@@ -17,8 +17,8 @@ import pytest
 from helpers import MimamoriError
 from helpers.config import load_config
 from helpers.schema import BOOL_FALSE, BOOL_TRUE, load_schemas
-from helpers.synth.stage import generate_city, main
 from helpers.synth.population import calibrate_intercept, grade_in, sigmoid
+from helpers.synth.stage import generate_city, main
 
 SCHEMAS = load_schemas()
 
@@ -188,7 +188,18 @@ def test_every_table_has_one_export_with_the_schema_columns(city):
 
 def test_planted_defects_are_exactly_the_invalid_rows(city):
     defects = pd.read_csv(city["raw"] / "_truth" / "defects.csv", dtype={"column": str})
-    assert list(defects.columns) == ["file", "table", "source_row", "column", "defect", "reason"]
+    assert list(defects.columns) == ["file", "table", "source_row", "column", "defect", "reason",
+                                     "action"]
+    # what ingest must do: drop an exact copy, reject the row (required field, key, reference,
+    # key conflict) or only blank the cell (any other field)
+    for d in defects.itertuples(index=False):
+        if d.reason == "duplicate_exact":
+            assert d.action == "drop_duplicate"
+        elif d.reason in ("duplicate_conflict", "orphan_key"):
+            assert d.action == "reject_row"
+        else:
+            assert d.action == ("reject_row" if SCHEMAS[d.table].rejects_row(d.column)
+                                else "blank_cell"), d
     planted = set(zip(defects["table"], defects["source_row"].astype(int), defects["reason"], strict=True))
     found = city["parsed"]["found"]
     assert planted - found == set(), f"planted but not found: {sorted(planted - found)[:10]}"

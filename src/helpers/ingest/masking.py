@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import MimamoriError
-from helpers.config import REPO_ROOT, resolve
+from helpers.config import REPO_ROOT, Settings, resolve
 from helpers.schema import TableSchema
 
 DOMAINS = ("resident", "household", "student", "consultation")
@@ -32,11 +32,12 @@ FIELD_DOMAINS = {
     "consultation_id": "consultation",
 }
 DEMO_KEY = b"mimamori-demo-key: synthetic data only, not secret"
-MIN_KEY_BYTES = 16
+MIN_KEY_BYTES = 32
 KEY_HELP = (
-    "set a secret pseudonym key: export MIMAMORI_KEY=<at least 16 random characters> "
-    "or point ingest.key_file in config/ingest.yaml at a file outside the repository "
-    "(e.g. python -c 'import secrets; print(secrets.token_hex(32))' > ~/mimamori.key)"
+    "make a secret key once with `python -c 'import secrets; print(secrets.token_hex(32))' > "
+    "~/mimamori.key` (keep it outside this folder and away from the data), then either "
+    "`export MIMAMORI_KEY=$(cat ~/mimamori.key)` or set key_file: ~/mimamori.key in "
+    "config/ingest.yaml; the same key must be used for every run, or pseudonyms change"
 )
 
 
@@ -75,35 +76,45 @@ def field_domain(field_name: str) -> str:
     return FIELD_DOMAINS[field_name]
 
 
-def load_key(cfg: dict) -> tuple[bytes, str]:
+def check_key(key: bytes, where: str, synthetic: bool) -> bytes:
+    """Refuse a key that does not protect real codes: the public demo key (real data), fewer
+    than 32 bytes, or one character repeated."""
+    if key == DEMO_KEY and not synthetic:
+        raise MimamoriError(f"{where}: this is the public demo key, which is not secret; real "
+                            f"data (run.synthetic: false) needs the municipality's own key: "
+                            f"{KEY_HELP}")
+    if len(key) < MIN_KEY_BYTES:
+        raise MimamoriError(f"{where}: the key is {len(key)} bytes, shorter than "
+                            f"{MIN_KEY_BYTES}; {KEY_HELP}")
+    if len(set(key)) == 1:
+        raise MimamoriError(f"{where}: the key is one character repeated; {KEY_HELP}")
+    return key
+
+
+def load_key(cfg: Settings) -> tuple[bytes, str]:
     """The pseudonym key and where it came from: ``env`` | ``file`` | ``demo``.
 
-    The demo key is public, so it is only allowed for the synthetic city. A key file inside
-    the repository is refused: it would end up committed next to the data it protects.
+    The demo key is public, so it is only allowed for the synthetic city (also when given
+    through MIMAMORI_KEY or a key file). A key file inside the repository is refused: it
+    would end up committed next to the data it protects.
     """
+    synthetic = cfg.run.synthetic
     env = os.environ.get("MIMAMORI_KEY")
     if env:
-        key = env.strip().encode("utf-8")
-        if len(key) < MIN_KEY_BYTES:
-            raise MimamoriError(f"MIMAMORI_KEY is shorter than {MIN_KEY_BYTES} bytes; {KEY_HELP}")
-        return key, "env"
-    key_file = (cfg.get("ingest") or {}).get("key_file")
-    if key_file:
-        path = resolve(key_file).resolve()
+        return check_key(env.strip().encode("utf-8"), "MIMAMORI_KEY", synthetic), "env"
+    if cfg.ingest.key_file:
+        path = resolve(Path(cfg.ingest.key_file).expanduser()).resolve()
         if path.is_relative_to(REPO_ROOT.resolve()):
             raise MimamoriError(
                 f"{path}: the pseudonym key file is inside the repository; move it outside "
-                f"(e.g. ~/mimamori.key) and update ingest.key_file"
-            )
+                f"(e.g. ~/mimamori.key) and update ingest.key_file")
         if not path.is_file():
             raise MimamoriError(f"{path}: ingest.key_file not found; {KEY_HELP}")
-        key = path.read_bytes().strip()
-        if len(key) < MIN_KEY_BYTES:
-            raise MimamoriError(f"{path}: key shorter than {MIN_KEY_BYTES} bytes; {KEY_HELP}")
-        return key, "file"
-    if (cfg.get("run") or {}).get("synthetic"):
+        return check_key(path.read_bytes().strip(), str(path), synthetic), "file"
+    if synthetic:
         return DEMO_KEY, "demo"
-    raise MimamoriError(f"no pseudonym key for real data (run.synthetic is false); {KEY_HELP}")
+    raise MimamoriError(f"no pseudonym key for real data (run.synthetic is false): set "
+                        f"MIMAMORI_KEY or ingest.key_file; {KEY_HELP}")
 
 
 def mask_month(series: pd.Series) -> pd.Series:
@@ -219,6 +230,19 @@ def correspondence_table(df: pd.DataFrame, schema: TableSchema, key: bytes) -> p
     return pd.concat(parts, ignore_index=True)
 
 
-def private_dir(data_root: Path) -> Path:
-    """Where re-identifying material lives (never read by a report)."""
-    return Path(data_root) / "private"
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """Create (or tighten) the folder for re-identifying material: owner only (0700)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, PRIVATE_DIR_MODE)
+    return path
+
+
+def make_private(path: Path) -> Path:
+    """Owner-only permissions (0600) on a file under the private folder."""
+    os.chmod(path, PRIVATE_FILE_MODE)
+    return Path(path)

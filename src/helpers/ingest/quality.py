@@ -8,17 +8,19 @@ values or the raw exports), and returns counts that the report shows through
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from helpers import MimamoriError
+from helpers.paths import MartPaths
 from helpers.schema import TableSchema
 
 
 def load_report(mart_dir: str | Path) -> dict:
-    path = Path(mart_dir) / "_ingest_report.json"
+    path = MartPaths(Path(mart_dir)).report
     if not path.exists():
         raise MimamoriError(f"{path}: no ingest report; run `python -m helpers ingest` first")
     return json.loads(path.read_text(encoding="utf-8"))
@@ -28,14 +30,15 @@ def load_mart(mart_dir: str | Path, tables: list[str]) -> dict[str, pd.DataFrame
     """The mart tables that exist (absent optional tables are simply left out)."""
     out = {}
     for t in tables:
-        p = Path(mart_dir) / f"{t}.parquet"
+        p = MartPaths(Path(mart_dir)).table(t)
         if p.exists():
             out[t] = pd.read_parquet(p)
     return out
 
 
 def table_summary(report: dict) -> pd.DataFrame:
-    """One row per table: rows in/out/rejected, exact duplicates dropped, the commonest reason."""
+    """One row per table: rows in/out/rejected, exact duplicates dropped, the commonest reason,
+    and the bad cells of optional fields that were blanked (their rows kept)."""
     rows = []
     for table, t in sorted(report.get("tables", {}).items()):
         reasons = t.get("reasons", {})
@@ -45,6 +48,7 @@ def table_summary(report: dict) -> pd.DataFrame:
                      "duplicates_dropped": t["duplicates_dropped"],
                      "reject_rate": t["rows_rejected"] / t["rows_in"] if t["rows_in"] else np.nan,
                      "top_reason": top,
+                     "cells_blanked": int(sum(t.get("cell_warnings", {}).values())),
                      "unknown_headers": ", ".join(t.get("unknown_headers", []))})
     return pd.DataFrame(rows)
 
@@ -58,6 +62,61 @@ def reason_counts(report: dict) -> pd.DataFrame:
         if t.get("duplicates_dropped"):
             rows.append({"table": table, "reason": "duplicate_exact", "rows": int(t["duplicates_dropped"])})
     return pd.DataFrame(rows, columns=["table", "reason", "rows"])
+
+
+def cell_warning_counts(report: dict) -> pd.DataFrame:
+    """Bad values in optional fields (table, column, reason, cells): blanked, rows kept."""
+    rows = []
+    for table, t in sorted(report.get("tables", {}).items()):
+        for key, n in sorted(t.get("cell_warnings_by_column", {}).items()):
+            column, reason = key.rsplit(":", 1)
+            rows.append({"table": table, "column": column, "reason": reason, "cells": int(n)})
+    return pd.DataFrame(rows, columns=["table", "column", "reason", "cells"])
+
+
+def _shown_value(value: str, limit: int = 30) -> str:
+    """An unmapped value as a report may show it: digit runs hidden, long text shortened."""
+    text = re.sub(r"\d{4,}", "<digits>", str(value))
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def unmapped_values(report: dict) -> pd.DataFrame:
+    """Spellings that matched no code (table, field, value, rows, what happened to the rows):
+    the starting point of a value map (``python -m helpers ingest --suggest-map``)."""
+    rows = [{"table": table, "field": u["field"], "value": _shown_value(u["value"]),
+             "rows": int(u["count"]), "action": u["action"]}
+            for table, t in sorted(report.get("tables", {}).items())
+            for u in t.get("unmapped_values", [])]
+    return pd.DataFrame(rows, columns=["table", "field", "value", "rows", "action"])
+
+
+def file_notes(report: dict) -> pd.DataFrame:
+    """What was not read as records, per file: title and footer lines skipped, blank lines,
+    open-end sentinels read as "still open"; plus absent tables, unmatched files, broken links."""
+    rows = []
+    for table, t in sorted(report.get("tables", {}).items()):
+        for f in t.get("files", []):
+            rows.append({"table": table, "file": f["file"],
+                         "sheets": len(f.get("sheets") or [f["file"]]),
+                         "title_lines": len(f.get("title_rows_skipped", [])),
+                         "footer_lines": len(f.get("footer_rows_skipped", [])),
+                         "blank_lines": int(f.get("blank_rows_skipped", 0)),
+                         "note": ""})
+        if t.get("open_end_sentinels"):
+            rows.append({"table": table, "file": "", "sheets": 0, "title_lines": 0,
+                         "footer_lines": 0, "blank_lines": 0,
+                         "note": "open-end dates (9999/12/31 ...) read as still open: " + ", ".join(
+                             f"{k} {v}" for k, v in sorted(t["open_end_sentinels"].items()))})
+    for table in report.get("missing_tables", []):
+        rows.append({"table": table, "file": "", "sheets": 0, "title_lines": 0, "footer_lines": 0,
+                     "blank_lines": 0, "note": "no export (optional source absent)"})
+    for kind, names in (("fits no table's file pattern", report.get("unmatched_files", [])),
+                        ("broken link", report.get("broken_links", []))):
+        for name in names:
+            rows.append({"table": "", "file": name, "sheets": 0, "title_lines": 0,
+                         "footer_lines": 0, "blank_lines": 0, "note": f"not read: {kind}"})
+    return pd.DataFrame(rows, columns=["table", "file", "sheets", "title_lines", "footer_lines",
+                                       "blank_lines", "note"])
 
 
 def missingness(mart: dict[str, pd.DataFrame], schemas: dict[str, TableSchema]) -> pd.DataFrame:
@@ -135,56 +194,24 @@ def in_mover_share(residents: pd.DataFrame, fiscal_years: list[int]) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def _resident_link(table: str, mart: dict[str, pd.DataFrame], schemas: dict[str, TableSchema]) -> pd.Series | None:
-    """Each record's resident pseudonym: its own resident_code, else through a reference."""
-    df = mart[table]
-    if "resident_code" in df.columns:
-        own = df["resident_code"]
-    else:
-        own = pd.Series(pd.NA, index=df.index, dtype="string")
-    for fname, target in schemas[table].references.items():
-        ref_table, ref_field = target.split(".", 1)
-        if fname == "resident_code" or ref_table not in mart or "resident_code" not in mart[ref_table]:
-            continue
-        bridge = mart[ref_table][[ref_field, "resident_code"]].dropna().drop_duplicates(ref_field)
-        via = df[[fname]].merge(bridge, left_on=fname, right_on=ref_field, how="left")["resident_code"]
-        own = own.fillna(pd.Series(via.to_numpy(), index=df.index, dtype="string"))
-    if "resident_code" not in df.columns and own.isna().all():
-        return None
-    return own
+def linkage_rate(report: dict) -> pd.DataFrame:
+    """Share of each table's records whose key is found in the table it refers to, counted
+    before records with an unknown key were rejected (``orphan_key``): after that rejection
+    every remaining record links by construction, so a mart-based rate would read 100%.
 
-
-def linkage_rate(mart: dict[str, pd.DataFrame], schemas: dict[str, TableSchema]) -> pd.DataFrame:
-    """Share of each table's records whose person links to the resident registry.
-
-    Records without a resident code use the table's references (school attendance → school
-    register by student number). Tables keyed only by household are reported through the
-    household history.
+    School attendance links through the student number in the school register; tables keyed
+    by household only are checked against the household history.
     """
-    if "residents" not in mart:
-        raise MimamoriError("linkage rate needs the residents table in the mart")
-    known = set(mart["residents"]["resident_code"].dropna())
-    households = set()
-    if "household_history" in mart:
-        households = set(mart["household_history"]["household_code"].dropna())
     rows = []
-    for table, df in sorted(mart.items()):
-        if table == "residents":
-            continue
-        link = _resident_link(table, mart, schemas)
-        if link is not None:
-            linked = int(link.isin(known).sum())
-            blank = int(link.isna().sum())
-            key = "resident_code"
-        elif "household_code" in df.columns:
-            linked = int(df["household_code"].isin(households).sum())
-            blank = int(df["household_code"].isna().sum())
-            key = "household_code"
-        else:
-            continue
-        rows.append({"table": table, "key": key, "records": len(df), "key_blank": blank,
-                     "linked": linked, "linkage_rate": linked / len(df) if len(df) else np.nan})
-    return pd.DataFrame(rows, columns=["table", "key", "records", "key_blank", "linked", "linkage_rate"])
+    for table, t in sorted(report.get("tables", {}).items()):
+        for key, link in sorted(t.get("linkage", {}).items()):
+            rows.append({"table": table, "key": key, "references": link["references"],
+                         "records": link["records"], "key_blank": link["key_blank"],
+                         "linked": link["linked"], "not_found": link["not_found"],
+                         "linkage_rate": link["linkage_rate"]
+                         if link["linkage_rate"] is not None else np.nan})
+    return pd.DataFrame(rows, columns=["table", "key", "references", "records", "key_blank",
+                                       "linked", "not_found", "linkage_rate"])
 
 
 def masking_summary(report: dict) -> pd.DataFrame:

@@ -4,7 +4,16 @@ Vendors differ: headers are the schema title or an alias, enums arrive as label,
 numeric alias, dates as Western or Japanese-era text (令和5年4月1日, R05.04.01, 5050401), cells
 carry full-width digits and spaces, free text has line breaks, amounts have thousands
 separators. Each planted defect is listed in ``_truth/defects.csv`` with the spreadsheet row
-(header = 1) so ingest's rejects can be checked row by row.
+(header = 1, or 2 below a title line; ``file#sheet`` in a workbook of several sheets) and what
+ingest must do with it (``action``: reject_row, blank_cell or drop_duplicate), so ingest's
+rejects and cell warnings can be checked row by row.
+
+``synth.dialect`` chooses the vendor: ``default``, or ``vendor_b``, a second vendor writing the
+same city (same seed, same records, same defects) with other column titles, the resident
+register's own vocabularies (未届の妻, 国籍 as countries, 該当/非該当, 1歳6ヶ月児健康診査 ...),
+one-kanji era dates (平31.04.30) and 8-digit dates, open-end sentinels (9999/12/31, 99999999,
+0000/00/00), title and totals lines, a workbook spread over two sheets, an .xlsx date-time
+column and other encodings. Ingest must read both into the same mart.
 """
 
 from __future__ import annotations
@@ -18,13 +27,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from helpers import MimamoriError
 from helpers.io import atomic_path
 from helpers.schema import Field, TableSchema
 from helpers.synth.population import rng_for, ymd
 
 FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 EPOCH = np.datetime64("1970-01-01")
-DEFECT_COLUMNS = ["file", "table", "source_row", "column", "defect", "reason"]
+DEFECT_COLUMNS = ["file", "table", "source_row", "column", "defect", "reason", "action"]
 
 # How each department's system writes its export.
 EXPORTS: dict[str, dict] = {
@@ -69,18 +79,155 @@ EXPORTS: dict[str, dict] = {
                         "enum": {"level": "code"}},
 }
 
+# A second vendor writing the same city (see the module docstring).
+VENDOR_B: dict[str, dict] = {
+    "residents": {"file": "住民記録一覧_{stamp}.csv", "encoding": "utf-8-sig", "dates": "era_abbrev",
+                  "title": "住民記録一覧（{asof}現在）", "footer": True, "open_end": "0000/00/00",
+                  "enum": {"sex": "spell", "nationality": "country"},
+                  "spell": {"sex": {"male": "男性", "female": "女性"}},
+                  "headers": {"resident_code": "個人コード", "name": "漢字氏名", "name_kana": "フリガナ",
+                              "nationality": "国籍区分", "address": "現住所", "school_district": "校区",
+                              "move_in_date": "転入年月日", "move_out_date": "転出年月日",
+                              "death_date": "死亡年月日"},
+                  "fullwidth": ["address", "resident_code"]},
+    "household_history": {"file": "世帯異動履歴_{stamp}.csv", "encoding": "cp932", "dates": "compact",
+                          "enum": {"relationship": "register"}, "open_end": "99999999",
+                          "headers": {"relationship": "世帯主との続柄", "start_date": "世帯加入日",
+                                      "end_date": "終了日"}},
+    "birth_status": {"file": "出生時の状況_{stamp}.csv", "encoding": "utf-8", "bool": ("有り", "無し"),
+                     "headers": {"birth_weight_g": "出生時体重", "head_circumference_cm": "頭囲",
+                                 "multiple_birth": "多胎児"}, "fullwidth": ["birth_weight_g"]},
+    "health_checkups": {"file": "乳幼児健診結果_{stamp}.csv", "encoding": "utf-8-sig",
+                        "dates": "era_abbrev", "title": "乳幼児健康診査 受診者一覧",
+                        "enum": {"checkup_type": "spell", "result": "spell"}, "bool": ("○", "×"),
+                        "spell": {"checkup_type": {"m1": "1ヶ月児健康診査", "m4": "3～4ヶ月児健診",
+                                                   "y1m6": "1歳6ヶ月児健康診査", "y3": "3歳児健康診査"},
+                                  "result": {"normal": "問題なし", "observe": "要観察", "refer": "要精検",
+                                             "treat": "要治療"}},
+                        "headers": {"checkup_type": "健診区分", "checkup_date": "健診日",
+                                    "q_cooperation": "育児協力者", "q_difficulty": "育てにくさ",
+                                    "result": "健診結果"}, "fullwidth": ["checkup_date"]},
+    "vaccinations": {"file": "予防接種_{stamp}.csv", "encoding": "cp932", "dates": "slash",
+                     "enum": {"vaccine": "spell"},
+                     "spell": {"vaccine": {"hib": "ヒブ", "pcv": "小児肺炎球菌", "hepb": "HBV",
+                                           "dpt_ipv": "4種混合", "bcg": "BCG", "mr": "MR混合",
+                                           "varicella": "水ぼうそう", "je": "日脳"}},
+                     "headers": {"vaccine": "接種種類", "dose": "期別", "vaccination_date": "接種年月日"}},
+    "nursery_enrolment": {"file": "保育所等入所_{stamp}.xlsx", "format": "xlsx", "sheets": 2,
+                          "enum": {"facility_type": "spell"}, "open_end": "9999/12/31",
+                          "spell": {"facility_type": {"nursery": "認可保育所", "kindergarten": "幼稚園",
+                                                      "certified_centre": "幼保連携型認定こども園",
+                                                      "small_nursery": "小規模保育事業"}},
+                          "headers": {"start_date": "入園日", "end_date": "退園日"}},
+    "school_register": {"file": "学齢簿_{stamp}.csv", "encoding": "utf-8", "title": "学齢簿",
+                        "bool": ("該当", ""), "fullwidth": ["grade"],
+                        "headers": {"student_id": "児童生徒番号", "school_code": "在籍校コード",
+                                    "special_needs_class": "特別支援学級在籍"}},
+    "school_attendance": {"file": "出欠状況_{stamp}.csv", "encoding": "cp932", "footer": True},
+    "school_aid": {"file": "就学援助_{stamp}.csv", "encoding": "utf-8-sig", "dates": "era_kanji",
+                   "enum": {"aid_type": "spell"},
+                   "spell": {"aid_type": {"protected": "要保護児童生徒",
+                                          "quasi_protected": "準要保護児童生徒"}},
+                   "headers": {"approved_date": "認定年月日"}},
+    "allowances": {"file": "手当受給者_{stamp}.csv", "encoding": "utf-8-sig", "dates": "era_abbrev",
+                   "enum": {"allowance_type": "spell"}, "yen": ["monthly_amount"], "footer": True,
+                   "open_end": "9999/12/31",
+                   "spell": {"allowance_type": {"child_allowance": "児童手当", "child_rearing": "児扶手",
+                                                "special_child_rearing": "特児",
+                                                "single_parent_medical": "ひとり親家庭等医療費助成"}},
+                   "headers": {"start_date": "資格取得日", "end_date": "喪失日",
+                               "monthly_amount": "支給月額"}},
+    "public_assistance": {"file": "生活保護_{stamp}.csv", "encoding": "cp932", "dates": "era_code",
+                          "open_end": "9999999",
+                          "headers": {"household_code": "世帯コード", "start_date": "開始日",
+                                      "end_date": "廃止日"}},
+    "long_term_care": {"file": "介護保険_認定_{stamp}.csv", "encoding": "utf-8-sig",
+                       "dates": "era_abbrev", "enum": {"care_level": "spell"}, "open_end": "0000/00/00",
+                       "spell": {"care_level": {"support_1": "要支援１", "support_2": "要支援２",
+                                                "care_1": "要介護１", "care_2": "要介護２",
+                                                "care_3": "要介護３", "care_4": "要介護４",
+                                                "care_5": "要介護５"}},
+                       "headers": {"certified_date": "認定年月日", "loss_date": "資格喪失日"}},
+    "disability_handbooks": {"file": "障害者手帳_{stamp}.csv", "encoding": "utf-8", "dates": "slash",
+                             "enum": {"handbook_type": "spell", "grade": "spell"},
+                             "open_end": "9999-99-99",
+                             "spell": {"handbook_type": {"physical": "身障手帳", "mental": "精神手帳",
+                                                         "rehab": "愛の手帳"},
+                                       "grade": {"1": "一級", "2": "二級", "3": "三級", "4": "四級",
+                                                 "5": "五級", "6": "六級", "A": "Ａ判定",
+                                                 "B": "B判定"}},
+                             "headers": {"grade": "障害程度", "issue_date": "交付年月日",
+                                         "end_date": "返還年月日"}},
+    "independence_support": {"file": "自立支援医療_{stamp}.csv", "encoding": "utf-8-sig",
+                             "dates": "era_kanji", "enum": {"kind": "spell"},
+                             "open_end": "9999年12月31日",
+                             "spell": {"kind": {"mental_outpatient": "自立支援医療（精神通院）",
+                                                "rehabilitation": "自立支援医療（更生医療）",
+                                                "development": "自立支援医療（育成医療）"}},
+                             "headers": {"start_date": "開始日", "end_date": "終了日"}},
+    "consultations": {"file": "相談受付簿_{stamp}.csv", "encoding": "cp932", "dates": "era_abbrev",
+                      "enum": {"consultation_type": "spell", "referral_route": "spell"},
+                      "bool": ("該当", "非該当"),
+                      "spell": {"consultation_type": {
+                          "physical_abuse": ["身体的虐待", "身体的虐待（疑い）"],
+                          "neglect": ["ネグレクト", "ネグレクト（疑い）"],
+                          "psychological_abuse": "心理的虐待", "sexual_abuse": "性的虐待",
+                          "young_carer": ["ヤングケアラー", "ヤングケアラー（疑い）"],
+                          "school_refusal": "不登校", "development": "発達相談",
+                          "parenting": "養育相談", "poverty": "生活困窮", "other": "その他"},
+                          "referral_route": {"school": "学校等", "nursery": "保育所",
+                                             "health_centre": "保健センター", "police": "警察",
+                                             "neighbour": "近隣知人", "family": "家族",
+                                             "self": "児童本人", "medical": "病院", "other": "その他"}},
+                      "headers": {"consultation_id": "ケース番号", "received_date": "受付年月日",
+                                  "young_carer_determined": "YC判定", "memo": "主訴内容"}},
+    "progress_records": {"file": "経過記録_{stamp}.csv", "encoding": "utf-8", "dates": "compact",
+                         "enum": {"assessment": "spell"},
+                         "spell": {"assessment": {"good": "良好", "fair": "変化なし", "poor": "悪化"}},
+                         "headers": {"record_date": "記録年月日", "note": "経過"}},
+    "case_conference": {"file": "要対協ケース_{stamp}.xlsx", "format": "xlsx",
+                        "title": "要保護児童対策地域協議会 ケース一覧", "time_of_day": True,
+                        "enum": {"level": "spell"}, "open_end": "9999/12/31",
+                        "spell": {"level": {"protection": "要保護", "support": "要支援",
+                                            "specified_pregnant": "特定妊婦"}},
+                        "headers": {"registered_date": "登録年月日"}},
+}
+DIALECTS = {"default": EXPORTS, "vendor_b": VENDOR_B}
+# 国籍 as the register writes it for a foreign resident: the country (地域)
+COUNTRIES = ("中国", "韓国", "ベトナム", "フィリピン", "ブラジル", "ネパール", "インドネシア", "米国",
+             "タイ", "ペルー", "台湾", "ミャンマー")
+SHEET_NAME = "データ{i}"
+
 OUT_OF_RANGE = {"weight_kg": 400.0, "height_cm": 300.0, "birth_weight_g": 9999,
                 "head_circumference_cm": 80.0, "gestational_weeks": 60, "q_mother_cigarettes": 120,
                 "absence_days": -3, "monthly_amount": 900000, "grade": 12, "dose": 9}
 IMPOSSIBLE = {"slash": ["2023/02/30", "2021/13/01"], "dash": ["2023-02-30", "2022-04-31"],
               "era_kanji": ["令和5年2月30日", "平成32年1月1日"], "era_short": ["R05.02.30", "H32.01.01"],
-              "era_code": ["5050230", "4320101"], "xlsx": ["2023/02/30", "2022/04/31"]}
+              "era_code": ["5050230", "4320101"], "xlsx": ["2023/02/30", "2022/04/31"],
+              "era_abbrev": ["令05.02.30", "平32.01.01"], "compact": ["20230230", "20221301"]}
 
 
 # ---------------------------------------------------------------- value rendering
 def _dates(days: pd.Series) -> pd.Series:
     return pd.Series(pd.to_datetime(pd.array(days, dtype="Int64").astype("float"), unit="D"),
                      index=days.index)
+
+
+# (kanji, letter, 7-digit code, first day as yyyymmdd), newest first
+_ERAS = (("令和", "R", 5, 20190501), ("平成", "H", 4, 19890108), ("昭和", "S", 3, 19261225),
+         ("大正", "T", 2, 19120730), ("明治", "M", 1, 18680101))
+
+
+def _era_parts(ymd8: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Era kanji, letter, digit and era year of each yyyymmdd (明治 to 令和)."""
+    kanji = np.full(len(ymd8), "明治", dtype=object)
+    letter = np.full(len(ymd8), "M", dtype=object)
+    digit = np.ones(len(ymd8), dtype=np.int64)
+    start_year = np.full(len(ymd8), 1868, dtype=np.int64)
+    for k, l_, d, start in reversed(_ERAS[:-1]):  # oldest first: later eras overwrite
+        on = ymd8 >= start
+        kanji[on], letter[on], digit[on], start_year[on] = k, l_, d, start // 10000
+    return kanji, letter, digit, ymd8 // 10000 - start_year + 1
 
 
 def format_dates(days: pd.Series, style: str) -> pd.Series:
@@ -91,32 +238,76 @@ def format_dates(days: pd.Series, style: str) -> pd.Series:
     if not ok.any():
         return out
     y, m, d = ymd(np.asarray(v[ok], dtype="int64"))
+    ymd8 = y * 10000 + m * 100 + d
+    txt8 = pd.Series(ymd8).astype(str)
     if style in ("slash", "dash"):
         sep = "/" if style == "slash" else "-"
-        txt = pd.Series(y * 10000 + m * 100 + d).astype(str)
-        out[ok] = (txt.str[:4] + sep + txt.str[4:6] + sep + txt.str[6:8]).to_numpy()
+        out[ok] = (txt8.str[:4] + sep + txt8.str[4:6] + sep + txt8.str[6:8]).to_numpy()
         return out
-    reiwa = (y * 10000 + m * 100 + d) >= 20190501
-    heisei = ~reiwa & ((y * 10000 + m * 100 + d) >= 19890108)
-    ey = np.where(reiwa, y - 2018, np.where(heisei, y - 1988, y - 1925))
+    if style == "compact":
+        out[ok] = txt8.to_numpy()
+        return out
+    kanji, letter, digit, ey = _era_parts(ymd8)
+    two = pd.Series(1_000_000 + ey * 10000 + m * 100 + d).astype(str)  # "1yymmdd"
     if style == "era_kanji":
-        era = pd.Series(np.where(reiwa, "令和", np.where(heisei, "平成", "昭和")))
         yy = pd.Series(ey).astype(str).where(ey != 1, "元")
-        txt = era + yy + "年" + pd.Series(m).astype(str) + "月" + pd.Series(d).astype(str) + "日"
+        txt = (pd.Series(kanji) + yy + "年" + pd.Series(m).astype(str) + "月"
+               + pd.Series(d).astype(str) + "日")
     elif style == "era_short":
-        era = pd.Series(np.where(reiwa, "R", np.where(heisei, "H", "S")))
-        t = pd.Series(1_000_000 + ey * 10000 + m * 100 + d).astype(str)
-        txt = era + t.str[1:3] + "." + t.str[3:5] + "." + t.str[5:7]
+        txt = pd.Series(letter) + two.str[1:3] + "." + two.str[3:5] + "." + two.str[5:7]
+    elif style == "era_abbrev":  # 平31.04.30: the era's first kanji
+        txt = pd.Series(kanji).str[0] + two.str[1:3] + "." + two.str[3:5] + "." + two.str[5:7]
     elif style == "era_code":
-        era = np.where(reiwa, 5, np.where(heisei, 4, 3))
-        txt = pd.Series(era * 1_000_000 + ey * 10_000 + m * 100 + d).astype(str)
+        txt = pd.Series(digit * 1_000_000 + ey * 10_000 + m * 100 + d).astype(str)
     else:
         raise ValueError(style)
     out[ok] = txt.to_numpy()
     return out
 
 
-def _enum_render(field: Field, codes: pd.Series, style: str, extra: pd.DataFrame | None) -> pd.Series:
+def _choice_rng(spec: dict, field: Field) -> np.random.Generator:
+    """The dialect's own stream per column: its spelling choices never shift the city's."""
+    return rng_for(spec.get("_seed", 0), f"dialect:{spec.get('_table', '')}:{field.name}")
+
+
+def _spell(field: Field, codes: pd.Series, spellings: dict, rng: np.random.Generator) -> pd.Series:
+    """Explicit spellings per code; a list means the vendor writes any of them."""
+    out = pd.Series(None, index=codes.index, dtype=object)
+    pick = rng.random(len(codes))
+    for code, spelling in spellings.items():
+        hit = (codes == code).to_numpy()
+        if isinstance(spelling, list):
+            out[hit] = np.asarray(spelling, dtype=object)[(pick[hit] * len(spelling)).astype(int)]
+        else:
+            out[hit] = spelling
+    missing = codes.notna() & out.isna()
+    out[missing] = codes[missing].map(field.enum_labels())
+    return out
+
+
+def _kinship(codes: pd.Series, out: pd.Series, extra: pd.DataFrame, register: bool,
+             rng: np.random.Generator) -> pd.Series:
+    """続柄 as registers write it: 長男/長女 (or 子), 夫/妻 (some 未届の夫/未届の妻), 父/母."""
+    sex = extra["_sex"]
+    male = (sex == "male").to_numpy()
+    if register:
+        kid = pd.Series("子", index=codes.index)
+        unregistered = rng.random(len(codes)) < 0.1
+        spouse = np.where(male, np.where(unregistered, "未届の夫", "夫"),
+                          np.where(unregistered, "未届の妻", "妻"))
+    else:
+        order = extra["_order"].clip(1, 3)
+        kid = pd.Series(np.where(male, order.map({1: "長男", 2: "二男", 3: "三男"}),
+                                 order.map({1: "長女", 2: "二女", 3: "三女"})), index=codes.index)
+        spouse = np.where(male, "夫", "妻")
+    out = out.where(codes != "child", kid)
+    out = out.where(codes != "spouse", spouse)
+    return out.where(codes != "parent", np.where(male, "父", "母"))
+
+
+def _enum_render(field: Field, codes: pd.Series, style: str, extra: pd.DataFrame | None,
+                 spec: dict | None = None) -> pd.Series:
+    spec = spec or {}
     labels = field.enum_labels()
     if style == "code":
         mapping = {v.code: v.code for v in field.values}
@@ -125,15 +316,23 @@ def _enum_render(field: Field, codes: pd.Series, style: str, extra: pd.DataFrame
     else:
         mapping = labels
     out = codes.map(mapping)
-    if style == "kinship" and extra is not None:  # 長男 / 長女 / 妻 / 父 ... as real registries write
-        sex = extra["_sex"]
-        order = extra["_order"].clip(1, 3)
-        kid = np.where(sex == "male", order.map({1: "長男", 2: "二男", 3: "三男"}),
-                       order.map({1: "長女", 2: "二女", 3: "三女"}))
-        out = out.where(codes != "child", pd.Series(kid, index=codes.index))
-        out = out.where(codes != "spouse", np.where(sex == "male", "夫", "妻"))
-        out = out.where(codes != "parent", np.where(sex == "male", "父", "母"))
+    if style == "spell":
+        out = _spell(field, codes, spec.get("spell", {}).get(field.name, {}),
+                     _choice_rng(spec, field))
+    elif style == "country":  # 日本 / the country of a foreign resident
+        pick = _choice_rng(spec, field).integers(0, len(COUNTRIES), len(codes))
+        out = out.where(codes != "foreign", pd.Series(np.asarray(COUNTRIES)[pick], index=codes.index))
+    elif style in ("kinship", "register") and extra is not None:
+        out = _kinship(codes, out, extra, style == "register", _choice_rng(spec, field))
     return out.where(codes.notna(), None)
+
+
+def _xlsx_dates(values: pd.Series, with_time: bool) -> pd.Series:
+    d = _dates(values)
+    if with_time:  # a date-time cell (e.g. registered 10:30): ingest keeps the date
+        d = d + pd.Timedelta(hours=10, minutes=30)
+    return pd.Series([x.to_pydatetime() if pd.notna(x) else None for x in d], index=values.index,
+                     dtype=object)
 
 
 def render_column(field: Field, values: pd.Series, spec: dict, rng: np.random.Generator | None,
@@ -141,13 +340,15 @@ def render_column(field: Field, values: pd.Series, spec: dict, rng: np.random.Ge
     """One column as the vendor writes it (strings for CSV, typed cells for xlsx)."""
     t = field.type
     if t == "date":
+        out = (_xlsx_dates(values, bool(spec.get("time_of_day"))) if xlsx
+               else format_dates(values, spec.get("dates", "slash")))
+        if field.open_end and spec.get("open_end"):  # the vendor's "no end yet"
+            out[pd.isna(pd.array(values, dtype="Int64"))] = spec["open_end"]
         if xlsx:
-            d = _dates(values)
-            return pd.Series([x.to_pydatetime() if pd.notna(x) else None for x in d], index=values.index,
-                             dtype=object)
-        out = format_dates(values, spec.get("dates", "slash"))
+            return out
     elif t == "enum":
-        out = _enum_render(field, values, spec.get("enum", {}).get(field.name, "label"), extra)
+        out = _enum_render(field, values, spec.get("enum", {}).get(field.name, "label"), extra,
+                           spec)
     elif t == "bool":
         yes, no = spec.get("bool", ("有", "無"))
         v = pd.array(values, dtype="boolean")
@@ -158,8 +359,10 @@ def render_column(field: Field, values: pd.Series, spec: dict, rng: np.random.Ge
         v = pd.array(values, dtype="Int64")
         if xlsx:
             return pd.Series([None if pd.isna(x) else int(x) for x in v], index=values.index, dtype=object)
-        if field.name in spec.get("thousands", []):
-            out = pd.Series([None if pd.isna(x) else f"{int(x):,}" for x in v], index=values.index, dtype=object)
+        if field.name in spec.get("thousands", []) or field.name in spec.get("yen", []):
+            unit = "円" if field.name in spec.get("yen", []) else ""
+            out = pd.Series([None if pd.isna(x) else f"{int(x):,}{unit}" for x in v],
+                            index=values.index, dtype=object)
         else:
             out = pd.Series(v, index=values.index).astype("string").astype(object)
             out[pd.isna(v)] = None
@@ -188,7 +391,7 @@ def _render_scalar(field: Field, value, spec: dict, xlsx: bool, date_style: str)
     """One clean value as the vendor writes it (for a conflicting duplicate's changed cell)."""
     if field.type == "date":
         if xlsx:
-            return _dates(pd.Series([value])).iloc[0].to_pydatetime()
+            return _xlsx_dates(pd.Series([value]), bool(spec.get("time_of_day"))).iloc[0]
         return format_dates(pd.Series([value]), date_style).iloc[0]
     if xlsx and field.type in ("int", "float"):
         return value
@@ -266,7 +469,7 @@ def plant_defects(table: str, schema: TableSchema, clean: pd.DataFrame, spec: di
     rng = rng_for(settings["seed"], f"defects:{table}")
     mess_rng = rng_for(settings["seed"], f"mess:{table}")
     xlsx = spec.get("format") == "xlsx"
-    spec = {**spec, "_mess": settings["messiness"]}
+    spec = {**spec, "_mess": settings["messiness"], "_seed": settings["seed"], "_table": table}
     if not settings["messiness"].get("era_dates", True) and spec.get("dates", "").startswith("era"):
         spec["dates"] = "slash"
     df = clean.reset_index(drop=True)
@@ -334,12 +537,36 @@ def plant_defects(table: str, schema: TableSchema, clean: pd.DataFrame, spec: di
         if copies else rendered
     allpos = np.concatenate([pos, np.array(extra_pos, dtype=float)])
     file_order = np.argsort(allpos, kind="stable")
-    source_row = np.empty(len(allpos), dtype=int)
-    source_row[file_order] = np.arange(len(allpos)) + 2
+    position = np.empty(len(allpos), dtype=int)
+    position[file_order] = np.arange(len(allpos))
     out = allrows.iloc[file_order].reset_index(drop=True)
-    drows = [{"table": table, "source_row": int(source_row[d["uid"]]), "column": d["column"],
-              "defect": d["defect"], "reason": d["reason"]} for d in defects]
+    drows = [{"table": table, "position": int(position[d["uid"]]), "column": d["column"],
+              "defect": d["defect"], "reason": d["reason"],
+              "action": defect_action(schema, d["reason"], d["column"])} for d in defects]
     return out, drows
+
+
+def defect_action(schema: TableSchema, reason: str, column: str) -> str:
+    """What ingest must do with a planted defect: drop an exact copy, reject the row (a bad
+    required field, key or reference, a key conflict), or blank the cell (optional field)."""
+    if reason == "duplicate_exact":
+        return "drop_duplicate"
+    if reason in ("duplicate_conflict", "orphan_key") or schema.rejects_row(column):
+        return "reject_row"
+    return "blank_cell"
+
+
+def row_layout(n: int, spec: dict, name: str) -> tuple[list[str], np.ndarray]:
+    """Where each record (in file order) lands: the file label ingest reports (``name``, or
+    ``name#sheet`` in a workbook of several sheets) and its spreadsheet row (the header is
+    row 1, or row 2 below a title line)."""
+    sheets = int(spec.get("sheets", 1))
+    first = 3 if spec.get("title") else 2
+    chunk = max(1, -(-n // sheets))
+    pos = np.arange(n)
+    labels = ([name] * n if sheets == 1 else
+              [f"{name}#{SHEET_NAME.format(i=k + 1)}" for k in pos // chunk])
+    return labels, pos % chunk + first
 
 
 def _bad_value(kind: str, field: Field, date_style: str, rng, residents_codes, student_ids,
@@ -375,24 +602,37 @@ def _bad_value(kind: str, field: Field, date_style: str, rng, residents_codes, s
 
 
 # ---------------------------------------------------------------- writing
-def _write_csv(df: pd.DataFrame, headers: list[str], path: Path, encoding: str) -> None:
+def _write_csv(df: pd.DataFrame, headers: list[str], path: Path, encoding: str,
+               title: str | None = None, footer: str | None = None) -> None:
+    eol = "\r\n" if encoding == "cp932" else "\n"
+    text = df.to_csv(index=False, header=headers, lineterminator=eol)
+    if title:
+        text = title + eol + text
+    if footer:
+        text += footer + eol
     with atomic_path(path) as tmp:
-        text = df.to_csv(index=False, header=headers, lineterminator="\r\n" if encoding == "cp932" else "\n")
         tmp.write_bytes(text.encode(encoding))
 
 
 FIXED_ZIP_TIME = (2024, 4, 1, 0, 0, 0)
 
 
-def _write_xlsx(df: pd.DataFrame, headers: list[str], path: Path, sheet: str) -> None:
-    """openpyxl, then re-zipped with fixed timestamps so the same seed gives the same bytes."""
+def _write_xlsx(df: pd.DataFrame, headers: list[str], path: Path, sheets: list[str],
+                title: str | None = None) -> None:
+    """openpyxl, then re-zipped with fixed timestamps so the same seed gives the same bytes.
+    With several sheet names the records are split over them in order (contiguous chunks)."""
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
-    ws = wb.create_sheet(sheet)
-    ws.append(headers)
-    for row in df.itertuples(index=False, name=None):
-        ws.append([None if (v is None or (isinstance(v, float) and np.isnan(v))) else v for v in row])
+    chunk = max(1, -(-len(df) // len(sheets)))
+    for k, name in enumerate(sheets):
+        ws = wb.create_sheet(name)
+        if title:
+            ws.append([title])
+        ws.append(headers)
+        for row in df.iloc[k * chunk:(k + 1) * chunk].itertuples(index=False, name=None):
+            ws.append([None if (v is None or (isinstance(v, float) and np.isnan(v))) else v
+                       for v in row])
     buf = io.BytesIO()
     wb.save(buf)
     src = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
@@ -406,9 +646,32 @@ def _write_xlsx(df: pd.DataFrame, headers: list[str], path: Path, sheet: str) ->
             dst.writestr(zi, data)
 
 
+def dialect_specs(settings: dict) -> dict[str, dict]:
+    """The export specs of the configured dialect (``synth.dialect``)."""
+    name = settings.get("dialect", "default")
+    if name not in DIALECTS:
+        raise MimamoriError(f"config/synth.yaml: dialect: {name!r} is not one of {sorted(DIALECTS)}")
+    return DIALECTS[name]
+
+
 def export_name(table: str, settings: dict) -> str:
     stamp = f"{settings['fiscal_years'][-1] + 1}0331"
-    return EXPORTS[table]["file"].format(stamp=stamp)
+    return dialect_specs(settings)[table]["file"].format(stamp=stamp)
+
+
+def _write_export(out: pd.DataFrame, schema: TableSchema, spec: dict, settings: dict,
+                  path: Path) -> None:
+    heads = headers_for(schema, spec)
+    cols = [heads[f.name] for f in schema.fields]
+    last_fy = settings["fiscal_years"][-1]
+    title = (spec["title"].format(asof=f"{last_fy + 1}年3月31日") if spec.get("title") else None)
+    if spec.get("format") == "xlsx":
+        sheets = ([SHEET_NAME.format(i=k + 1) for k in range(int(spec["sheets"]))]
+                  if int(spec.get("sheets", 1)) > 1 else [schema.title[:31]])
+        _write_xlsx(out, cols, path, sheets, title)
+    else:
+        footer = f"合計,{len(out)}件" if spec.get("footer") else None
+        _write_csv(out, cols, path, spec["encoding"], title, footer)
 
 
 def write_exports(tables: dict[str, pd.DataFrame], schemas: dict[str, TableSchema], settings: dict,
@@ -417,23 +680,21 @@ def write_exports(tables: dict[str, pd.DataFrame], schemas: dict[str, TableSchem
     residents_codes = set(tables["residents"]["resident_code"])
     student_ids = set(tables["school_register"]["student_id"])
     consultation_ids = set(tables["consultations"]["consultation_id"])
+    specs = dialect_specs(settings)
     files: dict[str, Path] = {}
     all_defects: list[dict] = []
     for table in tqdm(sorted(schemas), desc="synth exports", unit="table"):
-        schema, spec = schemas[table], EXPORTS[table]
+        schema, spec = schemas[table], specs[table]
         out, drows = plant_defects(table, schema, tables[table], spec, settings, tables,
                                    residents_codes, student_ids, consultation_ids)
         name = export_name(table, settings)
         path = raw_dir / name
-        heads = headers_for(schema, spec)
-        cols = [heads[f.name] for f in schema.fields]
-        if spec.get("format") == "xlsx":
-            _write_xlsx(out, cols, path, schema.title[:31])
-        else:
-            _write_csv(out, cols, path, spec["encoding"])
+        _write_export(out, schema, spec, settings, path)
         files[table] = path
+        labels, rows = row_layout(len(out), spec, name)
         for d in drows:
-            all_defects.append({"file": name, **d})
+            pos = d.pop("position")
+            all_defects.append({"file": labels[pos], "source_row": int(rows[pos]), **d})
     defects = pd.DataFrame(all_defects, columns=DEFECT_COLUMNS)
-    defects = defects.sort_values(["table", "source_row"], kind="stable").reset_index(drop=True)
+    defects = defects.sort_values(["table", "file", "source_row"], kind="stable").reset_index(drop=True)
     return files, defects

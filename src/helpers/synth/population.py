@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from helpers.config import Settings
+
 NEG = -(10**6)
 POS = 10**6
 
@@ -98,24 +100,19 @@ def rng_for(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(name.encode("utf-8"))])
 
 
-def synth_settings(cfg: dict) -> dict:
-    """The synth section with defaults filled in (one place reads cfg)."""
-    s = cfg.get("synth", {}) or {}
-    run = cfg.get("run", {}) or {}
-    fys = [int(y) for y in (run.get("fiscal_years") or range(2017, 2024))]
-    mess = {"fullwidth_digits": 0.05, "fullwidth_space": 0.03, "cell_linebreak": 0.01,
-            "era_dates": True}
-    mess.update(s.get("messiness") or {})
+def synth_settings(cfg: Settings) -> dict:
+    """The generator's settings as one plain mapping (the only place that reads cfg)."""
+    s, run = cfg.synth, cfg.run
     targets = {"physical_abuse": 0.0025, "young_carer": 0.015}
-    targets.update(s.get("targets") or {})
+    targets.update(s.targets)
     rates = dict(DEFAULT_RATES)
-    rates.update(s.get("rates") or {})
+    rates.update(s.rates)
     return {
-        "seed": int(run.get("seed", 0)), "fiscal_years": fys,
-        "n_children": int(s.get("n_children", 25000)), "age_max": int(s.get("age_max", 17)),
-        "defect_rate": float(s.get("defect_rate", 0.005)), "messiness": mess,
-        "targets": targets, "young_carer_ages": tuple(s.get("young_carer_ages", (10, 15))),
-        "abuse_ages": (0, 15), "rates": rates,
+        "seed": int(run.seed), "fiscal_years": [int(y) for y in run.fiscal_years],
+        "n_children": int(s.n_children), "age_max": int(s.age_max),
+        "defect_rate": float(s.defect_rate), "messiness": s.messiness.as_dict(),
+        "targets": targets, "young_carer_ages": tuple(s.young_carer_ages),
+        "abuse_ages": (0, 15), "rates": rates, "dialect": s.dialect,
     }
 
 

@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 
 from helpers import MimamoriError
-from helpers.config import data_dir
+from helpers.config import Settings
+from helpers.exports import scan_exports
 from helpers.io import append_audit, write_csv, write_json, write_parquet, write_text
+from helpers.paths import paths
 from helpers.schema import load_schemas
 from helpers.synth.export import write_exports
 from helpers.synth.population import (
@@ -31,17 +33,19 @@ from helpers.synth.records import build_tables
 __all__ = ["PREVALENCE_SOURCES", "generate_city", "main", "check_real_exports"]
 
 
-def generate_city(cfg: dict, raw_dir: Path) -> dict:
+def generate_city(cfg: Settings, raw_dir: Path) -> dict:
     """Write the whole raw folder (exports, ``_truth/``, then ``.complete``); return a summary."""
     t0 = time.perf_counter()
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    stamp = raw_dir / ".complete"
+    P = paths(cfg)
+    truth = raw_dir / P.truth.name
+    stamp = raw_dir / P.raw_complete.name
     if stamp.exists():
         stamp.unlink()
     schemas = load_schemas()
     old = sorted({p for s in schemas.values() for pat in s.files for p in raw_dir.glob(pat) if p.is_file()})
-    if old and not (raw_dir / "_truth" / "targets.json").exists():
+    if old and not (truth / P.truth_targets.name).exists():
         raise MimamoriError(
             f"{raw_dir}: holds exports the generator did not make (e.g. {old[0].name}); "
             "set run.synthetic: false in config/run.yaml to use them, or move them away")
@@ -54,11 +58,10 @@ def generate_city(cfg: dict, raw_dir: Path) -> dict:
     if missing:
         raise MimamoriError(f"synth: no generator for schema tables {missing}")
     files, defects = write_exports(tables, schemas, settings, raw_dir)
-    truth = raw_dir / "_truth"
-    write_csv(defects, truth / "defects.csv")
-    write_parquet(true_probabilities(city), truth / "true_probabilities.parquet")
-    write_parquet(population_facts(city), truth / "population.parquet")
-    write_json(targets_document(city, settings), truth / "targets.json")
+    write_csv(defects, truth / P.truth_defects.name)
+    write_parquet(true_probabilities(city), truth / P.truth_probabilities.name)
+    write_parquet(population_facts(city), truth / P.truth_population.name)
+    write_json(targets_document(city, settings), truth / P.truth_targets.name)
     seconds = round(time.perf_counter() - t0, 2)
     summary = {
         "rows": {t: int(len(df)) for t, df in tables.items()},
@@ -66,6 +69,7 @@ def generate_city(cfg: dict, raw_dir: Path) -> dict:
         "n_persons": int(len(city.persons)),
         "n_children": int(city.n_children_start),
         "n_defects": int(len(defects)),
+        "dialect": settings["dialect"],
         "seconds": seconds,
     }
     write_text(f"synthetic city, seed {settings['seed']}\n", stamp)
@@ -96,49 +100,48 @@ def targets_document(city, settings: dict) -> dict:
     }
 
 
-def check_real_exports(raw_dir: Path) -> list[Path]:
-    """With real data: every schema table must have an export matching its ``files`` globs."""
+def check_real_exports(raw_dir: Path, required: list[str]) -> tuple[list[Path], list[str]]:
+    """With real data: the exports found (by the schema ``files`` globs) and the tables without
+    one. A required table (``ingest.required_tables``) without an export is an error; any other
+    absent source is reported and the analysis runs without it."""
     schemas = load_schemas()
-    found: list[Path] = []
-    missing: list[str] = []
-    for name, schema in schemas.items():
-        hits = sorted(
-            {p for pattern in schema.files for p in raw_dir.glob(pattern) if p.is_file()}
-        )
-        if hits:
-            found += hits
-        else:
-            missing.append(f"{name} ({schema.title}: {', '.join(schema.files)})")
+    scan = scan_exports(raw_dir, schemas)
+    absent = sorted(t for t, files in scan.files.items() if not files)
+    missing = [f"{t} ({schemas[t].title}: {', '.join(schemas[t].files)})"
+               for t in absent if t in required]
     if missing:
         raise MimamoriError(
-            f"{raw_dir}: run.synthetic is false but no export was found for "
-            f"{len(missing)} table(s): {'; '.join(missing)}. Put each department's CSV/XLSX "
-            f"export in {raw_dir} with a file name matching the pattern shown."
-        )
-    return found
+            f"{raw_dir}: run.synthetic is false but no export was found for required "
+            f"table(s): {'; '.join(missing)}. Put the department's CSV/XLSX export in {raw_dir} "
+            "with a file name matching the pattern shown.")
+    return scan.all_files, absent
 
 
-def main(cfg: dict, argv: list[str]) -> int:
+def main(cfg: Settings, argv: list[str]) -> int:
     """CLI ``python -m helpers synth [--raw-dir DIR]``."""
     parser = argparse.ArgumentParser(prog="python -m helpers synth")
     parser.add_argument("--raw-dir", default=None, help="output folder (default <data>/raw)")
     args = parser.parse_args(argv)
-    root = data_dir(cfg)
-    raw_dir = Path(args.raw_dir) if args.raw_dir else root / "raw"
-    if not cfg["run"].get("synthetic", True):
-        found = check_real_exports(raw_dir)
-        write_text("real exports checked\n", raw_dir / ".complete")
-        append_audit(root, "synth", cfg, inputs=found, outputs=[raw_dir / ".complete"])
-        print(f"synth: real exports found for every table ({len(found)} files); stamp written")
+    P = paths(cfg)
+    raw_dir = Path(args.raw_dir) if args.raw_dir else P.raw
+    stamp = raw_dir / P.raw_complete.name
+    if not cfg.run.synthetic:
+        found, absent = check_real_exports(raw_dir, cfg.ingest.required_tables)
+        write_text("real exports checked\n", stamp)
+        append_audit(P.data, "synth", cfg, inputs=found, outputs=[stamp])
+        print(f"synth: real data: {len(found)} export file(s) found; stamp written")
+        if absent:
+            print(f"synth: no export for {absent} (optional sources: reported, not fatal)")
         return 0
     summary = generate_city(cfg, raw_dir)
     append_audit(
-        root, "synth", cfg, inputs=[],
+        P.data, "synth", cfg, inputs=[],
         outputs=[raw_dir / f for f in summary["files"].values()], rows=summary["rows"],
     )
     print(
         f"synth: {summary['n_children']} children, {summary['n_persons']} persons, "
-        f"{sum(summary['rows'].values())} rows in {len(summary['files'])} exports, "
-        f"{summary['n_defects']} planted defects, {summary['seconds']} s -> {raw_dir}"
+        f"{sum(summary['rows'].values())} rows in {len(summary['files'])} exports "
+        f"({summary['dialect']} dialect), {summary['n_defects']} planted defects, "
+        f"{summary['seconds']} s -> {raw_dir}"
     )
     return 0
