@@ -29,7 +29,12 @@ PROFILE_FILE := $(if $(PROFILE),config/profiles/$(PROFILE).yaml)
 # each stage is one subpackage, so a stage depends on its folder and the shared modules
 CORE := $(wildcard src/helpers/*.py) $(PROFILE_FILE)
 PKG = $(wildcard src/helpers/$(1)/*.py)
-TARGETS := physical_abuse young_carer
+# The outcomes analysed come from config/run.yaml (`targets:`, or the profile's): make writes
+# them to build/targets-<profile>.mk (after setting up, so a fresh clone works) and re-reads.
+TARGETS_MK := build/targets-$(or $(PROFILE),default).mk
+ifeq ($(filter help clean distclean,$(MAKECMDGOALS)),)
+-include $(TARGETS_MK)
+endif
 NOTEBOOKS := $(wildcard notebooks/*.py)
 
 RAW := $(DATA)/raw/.complete
@@ -49,7 +54,11 @@ REPORT_HTML := $(REPORT_00) $(REPORT_01) $(REPORT_02) $(REPORT_03) $(REPORT_04) 
 # a report reads helpers of several stages: any package change may change what it shows
 REPORT_DEPS := $(wildcard src/helpers/*.py src/helpers/*/*.py) config/reports.yaml config/run.yaml
 
-.PHONY: help setup data mart panel models review reports all test test-fast lint check-reports bench clean distclean
+$(TARGETS_MK): $(SETUP_STAMP) config/run.yaml $(PROFILE_FILE)
+	@mkdir -p $(dir $@)
+	@$(PY) -m helpers targets --make > $@.tmp && mv $@.tmp $@
+
+.PHONY: help setup data mart panel models review reports all test test-fast lint format check-reports bench compare lab clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -121,8 +130,20 @@ test: $(SETUP_STAMP) ## run the whole test suite (unit tests, then the tiny city
 test-fast: $(SETUP_STAMP) ## unit tests only (skips the tiny-city pipeline and notebooks)
 	$(PY) -m pytest -q -m "not slow"
 
-lint: $(SETUP_STAMP) ## ruff on the package, tests and notebook sources
+lint: $(SETUP_STAMP) ## format check, lint (ruff) and type check (mypy) of the package, tests and notebooks
+	$(VENV)/bin/ruff format --check src tests notebooks
 	$(VENV)/bin/ruff check src tests notebooks
+	$(VENV)/bin/mypy
+
+format: $(SETUP_STAMP) ## rewrite sources in the project's format (ruff format) and apply safe lint fixes
+	$(VENV)/bin/ruff format src tests notebooks
+	$(VENV)/bin/ruff check --fix src tests notebooks
+
+compare: $(SETUP_STAMP) ## compare two archived models runs into reports/07_run_comparison.html (BASE=previous NEW=latest [TARGET=]; `python -m helpers runs list` shows ids)
+	$(PY) -m helpers runs compare $(or $(BASE),previous) $(or $(NEW),latest) $(if $(TARGET),--target $(TARGET))
+
+lab: $(SETUP_STAMP) ## start JupyterLab on the project kernel; notebooks read the data make built (pass the same PROFILE= and DATA=)
+	MPLBACKEND=module://matplotlib_inline.backend_inline $(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 bench: $(SETUP_STAMP) ## benchmark every stage at city sizes SIZES=S,M (L: 500k children, needs >24 GB) into reports/bench/
 	$(PY) -m helpers bench --sizes $(SIZES)

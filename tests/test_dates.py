@@ -138,13 +138,18 @@ def test_a_date_written_in_the_wrong_era_is_rejected(d):
             parse_jp_date(f"{other}{year}年{d.month}月{d.day}日")
 
 
-def test_vectorised_parse_handles_many_rows_quickly():
-    import time
-
-    s = pd.Series([f"R{y}.{m}.{d}" for y in range(1, 6) for m in range(1, 13) for d in range(1, 29)] * 200)
-    t0 = time.perf_counter()
+def test_vectorised_parse_of_many_rows_matches_the_scalar_parser():
+    # speed is measured by `make bench` (micro: date parsing), never asserted here
+    s = pd.Series([f"R{y}.{m}.{d}" for y in range(1, 6) for m in range(1, 13) for d in range(1, 29)] * 20)
     dates, errors = parse_dates(s)
-    assert time.perf_counter() - t0 < 2.0
+    sample = s.drop_duplicates().sample(50, random_state=0)
+    for i, text in sample.items():
+        try:
+            expected = parse_jp_date(text)
+        except ValueError:
+            assert pd.notna(errors[i])
+        else:
+            assert pd.Timestamp(expected) == dates[i] and pd.isna(errors[i])
     assert errors.isna().sum() == len(s) - (s.str.startswith("R1.") & s.str.contains(r"^R1\.[1-4]\.")).sum()
 
 

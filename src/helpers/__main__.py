@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from helpers import MimamoriError
-from helpers.config import load_config
+from helpers.config import Settings, load_config
 
 STAGES = {
     "synth": ("helpers.synth.stage", "main", "generate the synthetic municipality into data/raw"),
@@ -19,10 +19,20 @@ STAGES = {
     "panel": ("helpers.panel.stage", "main", "build data/panel/panel.parquet and the feature catalogue"),
     "models": ("helpers.models.stage", "main", "fit baselines and models per target into data/models"),
     "review": ("helpers.review.stage", "main", "draw review lists, read verdicts back, re-identify"),
-    "reports": ("helpers.reports.api", "main", "render notebooks into HTML reports"),
-    "check-reports": ("helpers.reports.api", "check_reports_main", "scan reports/ for PII and small counts"),
+    "reports": ("helpers.reports.runner", "main", "render notebooks into HTML reports"),
+    "check-reports": ("helpers.reports.scan", "check_reports_main", "audit reports/ for PII and counts 1-9"),
     "bench": ("helpers.bench", "main", "benchmark every stage at several city sizes"),
+    "runs": ("helpers.runs.stage", "main", "list archived models runs, compare two (report 07)"),
+    "targets": ("helpers.__main__", "print_targets", "print the configured targets (for make)"),
 }
+
+
+def print_targets(cfg: Settings, argv: list[str]) -> int:
+    """``python -m helpers targets [--make]``: the configured outcomes (``--make``: as make's
+    ``TARGETS :=`` line)."""
+    line = " ".join(cfg.run.targets)
+    print(f"TARGETS := {line}" if "--make" in argv else line)
+    return 0
 
 
 def build_parser(add_help: bool = True) -> argparse.ArgumentParser:

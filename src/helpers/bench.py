@@ -41,6 +41,7 @@ from helpers.config import (
     resolve,
 )
 from helpers.exports import detect_encoding, table_of
+from helpers.microbench import run_micro
 from helpers.io import file_sha256, git_commit, package_versions, write_json, write_text
 from helpers.schema import load_schemas
 
@@ -517,6 +518,9 @@ def default_stages(target: str) -> list[StageSpec]:
         StageSpec("review", "review", ["review", "draw"], rows_key="scores_rows", note="review draw"),
         StageSpec("report", "reports", ["reports", "--only", "03_model", "--target", target],
                   note=f"03_model for {target} (papermill + nbconvert)"),
+        StageSpec("audit", "reports", ["check-reports"],
+                  note="check-reports on the rendered report: identifier scan + disclosure "
+                       "audit (linprog over every table with hidden cells)"),
     ]
 
 
@@ -939,6 +943,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default <reports>/bench)")
     p.add_argument("--force", action="store_true", help="regenerate the city even if cached")
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per stage before it is killed")
+    p.add_argument("--no-micro", action="store_true", help="skip the micro-benchmarks of hot helpers")
     return p
 
 
@@ -962,6 +967,12 @@ def main(cfg: Settings, argv: list[str]) -> int:
         for stage, r in block["stages"].items():
             print(f"  {stage:9s} {str(r.get('status', ''))[:24]:24s} wall {_fmt(r.get('wall_s')):>8s}s "
                   f"CPU {_fmt(r.get('cpu_s')):>8s}s  RSS {_fmt(r.get('peak_tree_rss_mb'), 0):>7s} MB", file=sys.stderr)
+    if not args.no_micro:
+        micro = run_micro()
+        results = _read_json(out_dir / "benchmarks.json")
+        write_json({**results, "micro": micro}, out_dir / "benchmarks.json")
+        for name, m in micro.items():
+            print(f"  micro {name}: {m['rows_per_s']:,.0f} rows/s", file=sys.stderr)
     print(f"bench: wrote {out_dir / 'benchmarks.json'} and {out_dir / 'index.html'}", file=sys.stderr)
     failed = [
         f"{b}:{s} ({r.get('status')})" for b in (sz.name for sz in sizes)
