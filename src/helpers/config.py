@@ -271,6 +271,28 @@ class ReportsSettings(_Section):
     )
 
 
+# ---------------------------------------------------------------------------------------- runs
+@dataclass(frozen=True)
+class MlflowSettings(_Section):
+    enabled: bool = False
+    tracking_store: str = "mlflow/mlflow.db"
+
+
+@dataclass(frozen=True)
+class CompareSettings(_Section):
+    n_boot: int = 2000
+    alpha: float = 0.05
+
+
+@dataclass(frozen=True)
+class RunsSettings(_Section):
+    archive: bool = True
+    keep_last: int = 20
+    keep_panel: bool = False
+    mlflow: MlflowSettings = field(default_factory=MlflowSettings)
+    compare: CompareSettings = field(default_factory=CompareSettings)
+
+
 SECTION_TYPES: dict[str, type] = {
     "run": RunSettings,
     "synth": SynthSettings,
@@ -279,6 +301,7 @@ SECTION_TYPES: dict[str, type] = {
     "models": ModelsSettings,
     "review": ReviewSettings,
     "reports": ReportsSettings,
+    "runs": RunsSettings,
 }
 SECTIONS = tuple(SECTION_TYPES)
 
@@ -294,6 +317,7 @@ class Settings:
     models: ModelsSettings
     review: ReviewSettings
     reports: ReportsSettings
+    runs: RunsSettings
     profile: str | None = None
     config_dir: str = str(DEFAULT_CONFIG_DIR)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)

@@ -12,6 +12,7 @@ a path instead of typing a file name; a renamed artefact is renamed here only.
     data/review/         capacity list, blinded sample, sheets, verdicts and their analysis
     data/private/        correspondence table, re-identified lists (owner-only)
     data/audit.log       one JSON line per stage run
+    data/runs/           <run_id>/ archived models runs, runs.parquet ledger, comparisons/
     reports/             rendered HTML (+ index.html, bench/)
 """
 
@@ -55,6 +56,27 @@ class ModelPaths:
     odds_ratios = property(lambda self: self.dir / "odds_ratios.csv")
     shap_values = property(lambda self: self.dir / "shap_values.parquet")
     shap_importance = property(lambda self: self.dir / "shap_importance.csv")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """``data/runs/<run_id>/``: one archived models run (as private as ``data/models``)."""
+
+    dir: Path
+
+    def file(self, name: str) -> Path:
+        return self.dir / name
+
+    manifest = property(lambda self: self.dir / "run.json")
+    config = property(lambda self: self.dir / "config.json")
+    params = property(lambda self: self.dir / "params.json")
+    metrics = property(lambda self: self.dir / "metrics.json")
+    tuning = property(lambda self: self.dir / "tuning.parquet")
+    scores = property(lambda self: self.dir / "scores.parquet")
+    feature_catalogue = property(lambda self: self.dir / "feature_catalogue.csv")
+    fairness = property(lambda self: self.dir / "fairness.csv")
+    calibration = property(lambda self: self.dir / "calibration.csv")
+    panel = property(lambda self: self.dir / "panel.parquet")
 
 
 @dataclass(frozen=True)
@@ -135,6 +157,12 @@ class Paths:
     private = property(lambda self: self.data / "private")
     correspondence = property(lambda self: self.private / "correspondence.parquet")
     audit_log = property(lambda self: audit_log_in(self.data))
+    # run history (helpers.runs): archived models runs, their ledger, comparisons
+    runs = property(lambda self: self.data / "runs")
+    runs_ledger = property(lambda self: self.runs / "runs.parquet")
+    runs_lock = property(lambda self: self.runs / ".lock")
+    comparisons = property(lambda self: self.runs / "comparisons")
+    last_comparison = property(lambda self: self.comparisons / "latest.json")
     # reports
     index_html = property(lambda self: self.reports / "index.html")
     bench_reports = property(lambda self: self.reports / "bench")
@@ -154,6 +182,18 @@ class Paths:
 
     def review(self, target: str) -> ReviewPaths:
         return ReviewPaths(self.review_dir, self.model(target).scores)
+
+    def run(self, run_id: str) -> RunPaths:
+        return RunPaths(self.runs / run_id)
+
+    def comparison(self, base: str, new: str) -> Path:
+        return self.comparisons / f"{base}__{new}.json"
+
+    def mlflow_store(self, store: str) -> Path:
+        """The MLflow tracking store (``runs.mlflow.tracking_store``), under the data root
+        unless absolute."""
+        p = Path(store)
+        return p if p.is_absolute() else self.data / p
 
     def report_html(self, name: str) -> Path:
         return self.reports / f"{name}.html"

@@ -29,6 +29,7 @@ from helpers.io import append_audit  # noqa: E402
 from helpers.models import steps  # noqa: E402
 from helpers.models.settings import FitSettings  # noqa: E402
 from helpers.paths import ModelPaths, paths  # noqa: E402
+from helpers.runs.archive import archive_run  # noqa: E402
 
 
 def run_steps(
@@ -108,4 +109,5 @@ def main(cfg: Settings, argv: list[str]) -> int:
             outputs=[out.dir],
             rows={"panel": len(panel), "test_child_years": metrics["test"]["n_child_years"]},
         )
+        archive_run(cfg, target)  # data/runs/<run_id>/ + the ledger (helpers.runs)
     return 0
