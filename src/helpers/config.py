@@ -122,6 +122,7 @@ class PanelSettings(_Section):
         default_factory=lambda: {"m1": [1, 2], "m4": [4, 3], "y1m6": [18, 6], "y3": [36, 12]}
     )
     leakage_check_fiscal_year: int | None = None
+    source_start: dict[str, str] = field(default_factory=dict)
 
 
 # -------------------------------------------------------------------------------------- models

@@ -151,6 +151,7 @@ class Paths:
     feature_catalogue = property(lambda self: self.panel_dir / "feature_catalogue.csv")
     missingness = property(lambda self: self.panel_dir / "missingness.csv")
     leakage_check = property(lambda self: self.panel_dir / "leakage_check.json")
+    panel_coverage = property(lambda self: self.panel_dir / "coverage.json")
     # models, review, private, audit
     models = property(lambda self: self.data / "models")
     review_dir = property(lambda self: self.data / "review")

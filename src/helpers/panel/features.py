@@ -13,6 +13,7 @@ for in full; an in-mover (転入者) whose window starts before the move-in gets
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,21 +22,30 @@ from helpers import MimamoriError
 from helpers.config import PanelSettings, Settings
 from helpers.schema import load_schemas
 
+if TYPE_CHECKING:
+    from helpers.panel.coverage import Coverage
+
 # ---------------------------------------------------------------------------------------------
 # The registry
 # ---------------------------------------------------------------------------------------------
 
 MISSING_TREATMENTS = {
-    "never_missing": "always defined for a row in the panel",
+    "never_missing": "always defined for a row in the panel (NaN only when its source export "
+                     "is absent; data/panel/coverage.json lists absent sources)",
     "nan_unknown": "NaN = not recorded / unknown; kept as NaN (LightGBM handles it), never filled",
     "zero_if_observed": "0 only when the child was resident for the whole window; NaN when the "
                         "window starts before the move-in (history incomplete); positives kept",
     "nan_not_applicable": "NaN = not applicable (not yet due, not school age, no earlier year)",
-    "nan_no_household": "NaN when the child's household on the as-of date is unknown",
+    "nan_no_household": "NaN when the child's household on the as-of date is unknown, when an "
+                        "item depends on a member whose resident row is missing, or (look-back "
+                        "windows) when the child moved in during the window: 0 is never claimed "
+                        "for history held by another municipality; positives kept",
     "nan_no_record": "NaN = no such record before the as-of date (e.g. months since last event)",
     "score_counts_known": "count of items known to be 1; unknown items add 0 and are counted in "
                           "yc_items_unknown",
-    "nan_window_unobserved": "NaN when the outcome window reaches past the last fiscal year",
+    "nan_window_unobserved": "NaN when the outcome window is not complete in the export: it ends "
+                             "after run.export_date, else after the consultation system's "
+                             "latest record",
 }
 ROLES = ("id", "info", "feature", "label", "known")
 TYPES = ("binary", "count", "numeric", "category", "id")
@@ -507,9 +517,27 @@ def zero_if_observed(counts: pd.Series, observed: pd.Series) -> pd.Series:
     return counts.where((counts > 0) | observed, np.nan)
 
 
+def _covered_from(coverage: Coverage | None, tables: dict[str, pd.DataFrame], table: str,
+                  date_col: str, on: pd.Timestamp) -> pd.Timestamp:
+    """First day a source covers as seen on ``on``: the export's span (``coverage``), or
+    without one the earliest record before ``on``."""
+    if coverage is not None:
+        return coverage.covered_from(table, on)
+    return coverage_start(tables[table], date_col, on)
+
+
+def _first_year(coverage: Coverage | None, tables: dict[str, pd.DataFrame], table: str,
+                fiscal_year: int) -> int:
+    if coverage is not None:
+        return coverage.first_fiscal_year(table, fiscal_year)
+    return first_covered_year(tables[table], fiscal_year)
+
+
 def child_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], on: pd.Timestamp,
-                   fiscal_year: int, panel_cfg: PanelSettings) -> pd.DataFrame:
-    """Features of the child itself. ``spine`` is indexed by child_id with residents' columns."""
+                   fiscal_year: int, panel_cfg: PanelSettings,
+                   coverage: Coverage | None = None) -> pd.DataFrame:
+    """Features of the child itself. ``spine`` is indexed by child_id with residents' columns;
+    ``coverage`` says which windows each source export observed (see helpers.panel.coverage)."""
     idx = spine.index
     out: dict[str, pd.Series] = {}
     out["child_age"] = age_on(spine["birth_date"], on)
@@ -521,7 +549,7 @@ def child_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], on: pd.
     out["months_since_move_in"] = months_between(spine["move_in_date"], on)
 
     def ever_observed(table: str, date_col: str) -> pd.Series:
-        return observed_since(spine, None, coverage_start(tables[table], date_col, on))
+        return observed_since(spine, None, _covered_from(coverage, tables, table, date_col, on))
 
     birth = tables["birth_status"].drop_duplicates("resident_code").set_index("resident_code")
     birth = birth.reindex(idx)
@@ -553,9 +581,12 @@ def child_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], on: pd.
         due = spine["birth_date"] + pd.DateOffset(months=int(due_m))
         overdue = (spine["birth_date"] + pd.DateOffset(months=int(due_m) + int(grace_m))) < on
         resident_at_due = spine["move_in_date"].isna() | (spine["move_in_date"] <= due)
+        # the export must cover the due date: one that starts later cannot show attendance
+        exported_at_due = due >= _covered_from(coverage, tables, "health_checkups",
+                                               "checkup_date", on)
         missed = pd.Series(np.nan, index=idx)
         missed[attended] = 0.0
-        missed[~attended & overdue & resident_at_due] = 1.0
+        missed[~attended & overdue & resident_at_due & exported_at_due] = 1.0
         out[f"chk_{code}_missed"] = missed
         missed_cols.append(f"chk_{code}_missed")
     out["chk_missed_count"] = pd.concat([out[c] for c in missed_cols], axis=1).sum(
@@ -604,10 +635,11 @@ def child_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], on: pd.
     aid = tables["school_aid"]
     aid_last = aid[(aid["fiscal_year"] == fiscal_year - 1) & (aid["approved_date"] < on)]
     aid_ids = aid_last["resident_code"].unique()
-    aid_covered = first_covered_year(aid, fiscal_year) <= fiscal_year - 1
+    aid_covered = _first_year(coverage, tables, "school_aid", fiscal_year) <= fiscal_year - 1
     out["child_school_aid_last_fy"] = pd.Series(idx.isin(aid_ids), index=idx).astype(
         "float64").where((in_reg | idx.isin(aid_ids)) & aid_covered)
-    return pd.DataFrame(out, index=idx).join(consultation_features(spine, tables, on, panel_cfg))
+    return pd.DataFrame(out, index=idx).join(
+        consultation_features(spine, tables, on, panel_cfg, coverage))
 
 
 def absence_last_fy(tables: dict[str, pd.DataFrame], idx: pd.Index, fiscal_year: int) -> pd.Series:
@@ -627,7 +659,8 @@ def absence_last_fy(tables: dict[str, pd.DataFrame], idx: pd.Index, fiscal_year:
 
 
 def consultation_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame],
-                          on: pd.Timestamp, panel_cfg: PanelSettings) -> pd.DataFrame:
+                          on: pd.Timestamp, panel_cfg: PanelSettings,
+                          coverage: Coverage | None = None) -> pd.DataFrame:
     """Counts per consultation type and window, months since last, poor progress records."""
     idx = spine.index
     out: dict[str, pd.Series] = {}
@@ -639,8 +672,8 @@ def consultation_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame],
     windows = [(f"{int(w)}fy", on - pd.DateOffset(years=int(w))) for w in panel_cfg.windows]
     windows.append(("ever", None))
     types = [c for c, _ in _enum("consultations", "consultation_type")] + ["any"]
-    cons_from = coverage_start(tables["consultations"], "received_date", on)
-    prog_from = coverage_start(tables["progress_records"], "record_date", on)
+    cons_from = _covered_from(coverage, tables, "consultations", "received_date", on)
+    prog_from = _covered_from(coverage, tables, "progress_records", "record_date", on)
     for wname, start in windows:
         observed = observed_since(spine, start, cons_from)
         c = cons if start is None else cons[cons["received_date"] >= start]
@@ -674,8 +707,6 @@ def consultation_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame],
 # Household state on a date
 # ---------------------------------------------------------------------------------------------
 
-PARENT_RELATION = {"child": ("head", "spouse"), "grandchild": ("child",),
-                   "sibling": ("parent",)}
 
 
 def resident_on(residents: pd.DataFrame, on: pd.Timestamp) -> pd.Series:
@@ -687,13 +718,12 @@ def resident_on(residents: pd.DataFrame, on: pd.Timestamp) -> pd.Series:
     return ok.fillna(False).astype(bool)
 
 
-def household_state(tables: dict[str, pd.DataFrame], on: pd.Timestamp, fiscal_year: int,
-                    persons: pd.Index) -> pd.DataFrame:
-    """Household facts for each person in ``persons`` on date ``on`` (index resident_code).
+def _members(tables: dict[str, pd.DataFrame], on: pd.Timestamp,
+             persons: pd.Index) -> pd.DataFrame:
+    """Members on ``on`` of the households of ``persons``, with their residents' attributes.
 
-    Members are people with an open household_history span on ``on`` who have not moved out
-    or died. Items about "household members" exclude the person themself (sum over the
-    household minus the person's own value); household-level receipts include everyone.
+    A member whose resident row is missing (rejected at ingest, or never exported) stays a
+    member; their age and nationality are unknown (NaN), never guessed.
     """
     hh = tables["household_history"]
     hh = hh[active_at(hh, "start_date", "end_date", on)]
@@ -702,18 +732,25 @@ def household_state(tables: dict[str, pd.DataFrame], on: pd.Timestamp, fiscal_ye
     res = tables["residents"].drop_duplicates("resident_code").set_index("resident_code")
     gone = ~resident_on(res, on) & (res["birth_date"] < on)
     hh = hh[~hh["resident_code"].isin(res.index[gone])]
-    # households of the persons asked about; members are everyone in those households
     wanted = hh.loc[hh["resident_code"].isin(persons), "household_code"].unique()
     m = hh[hh["household_code"].isin(wanted)][["resident_code", "household_code",
                                                  "relationship"]].copy()
-    codes = m["resident_code"]
-    info = res.reindex(codes)
+    info = res.reindex(m["resident_code"])
     age = age_on(info["birth_date"], on).to_numpy()
+    known = ~np.isnan(age)
     m["age"] = age
-    m["adult"] = (age >= 18).astype("float64")
-    m["age75"] = (age >= 75).astype("float64")
-    m["under6"] = (age <= 5).astype("float64")
-    m["foreign"] = (info["nationality"] == "foreign").to_numpy().astype("float64")
+    for col, flag in (("adult", age >= 18), ("age75", age >= 75), ("under6", age <= 5)):
+        m[col] = np.where(known, flag.astype("float64"), np.nan)
+    foreign = info["nationality"].astype("string").eq("foreign").astype("Float64")
+    m["foreign"] = foreign.to_numpy(dtype="float64", na_value=np.nan)
+    return m
+
+
+def _member_records(m: pd.DataFrame, tables: dict[str, pd.DataFrame], on: pd.Timestamp,
+                    fiscal_year: int) -> pd.DataFrame:
+    """What each member holds on ``on``: care level, handbooks, 自立支援医療, allowances, school
+    aid, special-needs class, and the parent-generation adults by relationship to the head."""
+    codes = m["resident_code"]
 
     def holders(df: pd.DataFrame, mask: pd.Series) -> pd.Series:
         return codes.isin(df.loc[mask, "resident_code"].unique()).astype("float64")
@@ -744,31 +781,35 @@ def household_state(tables: dict[str, pd.DataFrame], on: pd.Timestamp, fiscal_ye
     reg = tables["school_register"]
     snc = reg["special_needs_class"].astype("boolean").fillna(False).astype(bool)
     m["special_needs"] = holders(reg, (reg["fiscal_year"] == fiscal_year - 1) & snc)
-    for rel_group in ("head_spouse", "child", "parent"):
-        rels = {"head_spouse": ("head", "spouse"), "child": ("child",),
-                "parent": ("parent",)}[rel_group]
-        m[f"adult_{rel_group}"] = (m["relationship"].isin(rels) & (m["adult"] == 1)).astype(
-            "float64")
+    for group, rels in PARENT_GROUPS.items():
+        in_group = m["relationship"].isin(rels).to_numpy()
+        m[f"adult_{group}"] = np.where(in_group, m["adult"].to_numpy(), 0.0)  # NaN if age unknown
+    return m
 
-    sum_cols = ["adult", "age75", "under6", "foreign", "care_support", "care_need",
-                "handbook_any", "handbook_pm", "indep_active", "indep_ever", "child_rearing",
-                "special_child", "sp_medical", "school_aid", "special_needs",
-                "adult_head_spouse", "adult_child", "adult_parent"]
-    g = m.groupby("household_code")
-    totals = g[sum_cols].sum()
-    totals["size"] = g.size()
-    pa = tables["public_assistance"]
-    pa_now = pa.loc[active_at(pa, "start_date", "end_date", on), "household_code"].unique()
-    three_back = on - pd.DateOffset(years=3)
-    pa_3 = pa.loc[(pa["start_date"] < on) & (pa["end_date"].isna() | (pa["end_date"] >= three_back)),
-                  "household_code"].unique()
 
-    me = m[m["resident_code"].isin(persons)].set_index("resident_code")
-    tot = totals.reindex(me["household_code"].to_numpy())
-    tot.index = me.index
-    others = tot[sum_cols] - me[sum_cols]  # members other than the person
-    # care level of the other members: the household's highest level, or its second highest
-    # when the person holds the highest themself
+# the adults of the child's parent generation, by the child's relationship to the head
+PARENT_GROUPS = {"head_spouse": ("head", "spouse"), "child": ("child", "child_in_law"),
+                 "parent": ("parent", "parent_in_law")}
+PARENT_OF = {"child": "adult_head_spouse", "grandchild": "adult_child", "sibling": "adult_parent"}
+SUM_COLS = ["adult", "age75", "under6", "foreign", "care_support", "care_need", "handbook_any",
+            "handbook_pm", "indep_active", "indep_ever", "child_rearing", "special_child",
+            "sp_medical", "school_aid", "special_needs", "adult_head_spouse", "adult_child",
+            "adult_parent"]
+
+
+def _count(total: pd.Series, unknown: pd.Series) -> pd.Series:
+    """A count over members: NaN when any member it would count is unknown."""
+    return total.astype("float64").where(unknown == 0)
+
+
+def _any(total: pd.Series, unknown: pd.Series) -> pd.Series:
+    """1 if a known member has it, 0 if none has and none is unknown, else NaN."""
+    return (total > 0).astype("float64").where((total > 0) | (unknown == 0))
+
+
+def _care_max_other(m: pd.DataFrame, me: pd.DataFrame) -> np.ndarray:
+    """Care level of the other members: the household's highest level, or its second highest
+    when the person holds the highest themself."""
     lvl = m.sort_values(["household_code", "care_level"], ascending=[True, False])
     rank = lvl.groupby("household_code").cumcount()
     first = lvl[rank == 0].set_index("household_code")["care_level"]
@@ -776,25 +817,67 @@ def household_state(tables: dict[str, pd.DataFrame], on: pd.Timestamp, fiscal_ye
     hh_first = first.reindex(me["household_code"]).to_numpy()
     hh_second = second.reindex(me["household_code"]).fillna(0).to_numpy()
     own = me["care_level"].to_numpy()
-    care_max_other = np.where(own >= hh_first, hh_second, hh_first)
+    return np.where(own >= hh_first, hh_second, hh_first).astype("float64")
 
+
+def household_state(tables: dict[str, pd.DataFrame], on: pd.Timestamp, fiscal_year: int,
+                    persons: pd.Index, coverage: Coverage | None = None) -> pd.DataFrame:
+    """Household facts for each person in ``persons`` on date ``on`` (index resident_code).
+
+    Members are people with an open household_history span on ``on`` who have not moved out
+    or died. Items about "household members" exclude the person themself (sum over the
+    household minus the person's own value); household-level receipts include everyone. An
+    item that depends on a member whose resident row is missing is NaN unless another member
+    already makes it 1; ``hh_unknown_members`` counts such members (not a panel column).
+    """
+    m = _member_records(_members(tables, on, persons), tables, on, fiscal_year)
+    g = m.groupby("household_code")
+    totals = g[SUM_COLS].sum()
+    unknown = m[SUM_COLS].isna().groupby(m["household_code"]).sum()
+    totals["size"] = g.size()
+    me = m[m["resident_code"].isin(persons)].set_index("resident_code")
+    tot = totals.reindex(me["household_code"].to_numpy()).set_axis(me.index)
+    unk = unknown.reindex(me["household_code"].to_numpy()).set_axis(me.index)
+    others = tot[SUM_COLS] - me[SUM_COLS].fillna(0.0)  # members other than the person
+    others_unk = unk - me[SUM_COLS].isna().astype(int)
+    out = _household_items(me, tot, unk, others, others_unk, tables, on)
+    out["yc_two_plus_under6"] = (tot["under6"] >= 2).astype("float64").where(
+        (tot["under6"] >= 2) | (tot["under6"] + unk["under6"] < 2))
+    out["hh_care_level_max"] = pd.Series(_care_max_other(m, me), index=me.index)
+    out["hh_unknown_members"] = others_unk["adult"].astype("float64")
+    # yearly tables that do not reach back to FY t-1 (export starts later): unknown, not 0
+    if _first_year(coverage, tables, "school_aid", fiscal_year) > fiscal_year - 1:
+        for col in ("hh_school_aid", "yc_school_aid"):
+            out[col] = out[col].where(out[col] > 0)
+    if _first_year(coverage, tables, "school_register", fiscal_year) > fiscal_year - 1:
+        for col in ("hh_siblings_special_needs", "yc_sibling_special_needs"):
+            out[col] = pd.Series(np.nan, index=me.index)
+    return pd.DataFrame(out, index=me.index)
+
+
+def _household_items(me: pd.DataFrame, tot: pd.DataFrame, unk: pd.DataFrame,
+                     others: pd.DataFrame, others_unk: pd.DataFrame,
+                     tables: dict[str, pd.DataFrame], on: pd.Timestamp) -> dict[str, pd.Series]:
+    pa = tables["public_assistance"]
+    pa_now = pa.loc[active_at(pa, "start_date", "end_date", on), "household_code"].unique()
+    three_back = on - pd.DateOffset(years=3)
+    pa_3 = pa.loc[(pa["start_date"] < on) & (pa["end_date"].isna() | (pa["end_date"] >= three_back)),
+                  "household_code"].unique()
     out: dict[str, pd.Series] = {}
     out["household_id"] = me["household_code"]
     out["hh_size"] = tot["size"].astype("float64")
-    parent_col = me["relationship"].map({"child": "adult_head_spouse", "grandchild": "adult_child",
-                                         "sibling": "adult_parent"})
+    parent_col = me["relationship"].map(PARENT_OF)
     parent_count = pd.Series(np.nan, index=me.index)
-    for rel_col in ("adult_head_spouse", "adult_child", "adult_parent"):
+    for rel_col in PARENT_OF.values():
         sel = parent_col == rel_col
-        parent_count[sel] = others.loc[sel, rel_col]
+        parent_count[sel] = _count(others.loc[sel, rel_col], others_unk.loc[sel, rel_col])
     out["hh_parent_count"] = parent_count
     out["hh_single_parent"] = (parent_count == 1).astype("float64").where(parent_count.notna())
-    out["hh_members_75plus"] = others["age75"]
-    out["hh_children_under6"] = tot["under6"]
-    out["hh_foreign_members"] = others["foreign"]
+    out["hh_members_75plus"] = _count(others["age75"], others_unk["age75"])
+    out["hh_children_under6"] = _count(tot["under6"], unk["under6"])
+    out["hh_foreign_members"] = _count(others["foreign"], others_unk["foreign"])
     out["hh_care_support_members"] = others["care_support"]
     out["hh_care_need_members"] = others["care_need"]
-    out["hh_care_level_max"] = care_max_other.astype("float64")
     out["hh_disabled_members"] = others["handbook_any"]
     out["hh_public_assistance"] = me["household_code"].isin(pa_now).astype("float64")
     out["hh_public_assistance_3fy"] = me["household_code"].isin(pa_3).astype("float64")
@@ -803,26 +886,18 @@ def household_state(tables: dict[str, pd.DataFrame], on: pd.Timestamp, fiscal_ye
     out["hh_single_parent_medical"] = (tot["sp_medical"] > 0).astype("float64")
     out["hh_school_aid"] = tot["school_aid"]
     out["hh_siblings_special_needs"] = others["special_needs"]
-    # the 12 young-carer items (DOMAIN.md sec.4); the nursery item is added per child later
+    # the 12 young-carer items (docs/domain.md §4); the nursery item is added per child later
     out["yc_indep_support_ever"] = (others["indep_ever"] > 0).astype("float64")
-    out["yc_member_75plus"] = (others["age75"] > 0).astype("float64")
+    out["yc_member_75plus"] = _any(others["age75"], others_unk["age75"])
     out["yc_member_care_need"] = (others["care_need"] > 0).astype("float64")
     out["yc_member_disability_handbook"] = (others["handbook_pm"] > 0).astype("float64")
-    out["yc_foreign_member"] = (others["foreign"] > 0).astype("float64")
-    out["yc_two_plus_under6"] = (tot["under6"] >= 2).astype("float64")
+    out["yc_foreign_member"] = _any(others["foreign"], others_unk["foreign"])
     out["yc_public_assistance"] = out["hh_public_assistance"]
     out["yc_child_rearing_allowance"] = out["hh_child_rearing_allowance"]
     out["yc_school_aid"] = (tot["school_aid"] > 0).astype("float64")
     out["yc_member_indep_support"] = (others["indep_active"] > 0).astype("float64")
     out["yc_sibling_special_needs"] = (others["special_needs"] > 0).astype("float64")
-    # yearly tables that do not reach back to FY t-1 (export starts later): unknown, not 0
-    if first_covered_year(aid, fiscal_year) > fiscal_year - 1:
-        for col in ("hh_school_aid", "yc_school_aid"):
-            out[col] = out[col].where(out[col] > 0)
-    if first_covered_year(reg, fiscal_year) > fiscal_year - 1:
-        for col in ("hh_siblings_special_needs", "yc_sibling_special_needs"):
-            out[col] = pd.Series(np.nan, index=me.index)
-    return pd.DataFrame(out, index=me.index)
+    return out
 
 
 HOUSEHOLD_COLUMNS = [

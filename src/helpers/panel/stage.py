@@ -24,10 +24,18 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from helpers import MimamoriError
-from helpers.panel import features as F
 from helpers.config import PanelSettings, Settings
-from helpers.paths import Paths, mart_file, paths
 from helpers.io import append_audit, atomic_path, write_csv, write_json
+from helpers.panel import features as F
+from helpers.panel.coverage import (
+    Coverage,
+    blank_absent,
+    empty_table,
+    household_windows,
+    label_observed,
+    source_coverage,
+)
+from helpers.paths import Paths, mart_file, paths
 from helpers.schema import load_schemas
 
 END_DATE_FIELDS = ("end_date", "loss_date", "move_out_date", "death_date", "closed_date")
@@ -37,9 +45,21 @@ END_DATE_FIELDS = ("end_date", "loss_date", "move_out_date", "death_date", "clos
 # Loading the mart
 # ---------------------------------------------------------------------------------------------
 
+REQUIRED_TABLES = ("residents",)  # the spine; any other absent source only blanks features
+
+
+def absent_tables(mart_dir: Path) -> list[str]:
+    """Schema tables without a mart file (their export was absent at ingest)."""
+    return sorted(t for t in load_schemas() if not mart_file(Path(mart_dir), t).exists())
+
+
 def load_mart(mart_dir: Path, tables: list[str] | None = None) -> dict[str, pd.DataFrame]:
     """Read data/mart/<table>.parquet for every schema table (or ``tables``) and check the
-    columns against the schema: the contract in docs/architecture.md "data/mart"."""
+    columns against the schema: the contract in docs/architecture.md "data/mart".
+
+    An optional table without a file (no export) is an empty table with the mart's columns;
+    ``absent_tables`` names them so every feature they feed is NaN, never 0.
+    """
     mart_dir = Path(mart_dir)
     schemas = load_schemas()
     names = list(tables) if tables is not None else list(schemas)
@@ -49,7 +69,10 @@ def load_mart(mart_dir: Path, tables: list[str] | None = None) -> dict[str, pd.D
             raise MimamoriError(f"unknown mart table {name!r}; known: {sorted(schemas)}")
         path = mart_file(mart_dir, name)
         if not path.exists():
-            raise MimamoriError(f"{path}: not found (run `python -m helpers ingest` first)")
+            if name in REQUIRED_TABLES:
+                raise MimamoriError(f"{path}: not found (run `python -m helpers ingest` first)")
+            out[name] = empty_table(schemas[name])
+            continue
         df = pd.read_parquet(path)
         out[name] = check_mart_table(df, name, str(path))
     return out
@@ -158,14 +181,15 @@ def outcome_dates(tables: dict[str, pd.DataFrame], target: str) -> pd.Series:
 
 
 def label_columns(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], fiscal_year: int,
-                  cfg: Settings) -> pd.DataFrame:
-    """``label_<t>``: first recorded within [as-of, as-of + n years) (NaN if that window runs
-    past the last fiscal year); ``known_<t>``: recorded before the as-of date."""
+                  cfg: Settings, coverage: Coverage | None = None) -> pd.DataFrame:
+    """``label_<t>``: first recorded within [as-of, as-of + n years), NaN when that window is
+    not complete in the export (it ends after ``run.export_date``, else after the last date
+    the consultation system's export holds); ``known_<t>``: recorded before the as-of date."""
     on = as_of_date(fiscal_year, cfg.panel)
     n_years = cfg.panel.outcome_window_years
-    last_fy = max(cfg.run.fiscal_years)
     window_end = on + pd.DateOffset(years=n_years)
-    observed = fiscal_year + n_years - 1 <= last_fy
+    coverage = coverage if coverage is not None else source_coverage(tables, (), cfg)
+    observed = label_observed(on, n_years, coverage)
     out = pd.DataFrame(index=spine.index)
     for target in cfg.run.targets:
         first = outcome_dates(tables, target).reindex(spine.index)
@@ -188,21 +212,27 @@ def label_columns(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], fiscal_y
 def build_year(mart: dict[str, pd.DataFrame], fiscal_year: int, cfg: Settings,
                registry: list[F.FeatureSpec] | None = None,
                state_cache: dict | None = None,
-               decoders: dict[str, pd.Index] | None = None) -> pd.DataFrame:
+               decoders: dict[str, pd.Index] | None = None,
+               coverage: Coverage | None = None, notes: dict | None = None) -> pd.DataFrame:
     """All panel columns for one fiscal year, in registry order.
 
     ``mart`` holds pseudonym strings, or Int64 key codes when ``decoders`` is given (the
-    streaming builder encodes once for all years).
+    streaming builder encodes once for all years). ``coverage`` says what each source export
+    covers (computed from ``mart`` when not given); ``notes`` collects per-year counts of
+    what is unknown for coverage.json.
     """
     panel_cfg = cfg.panel
     registry = registry or F.feature_registry(cfg)
+    coverage = coverage if coverage is not None else source_coverage(mart, (), cfg)
     if decoders is None:
         mart, decoders = encode_keys(mart)
     tables = predictor_tables(mart)
     on = as_of_date(fiscal_year, panel_cfg)
     spine = resident_spine(tables["residents"], fiscal_year, panel_cfg)
-    child = F.child_features(spine, tables, on, fiscal_year, panel_cfg)
-    hh_now = F.household_state(tables, on, fiscal_year, spine.index)
+    sources = {s.name: s.source_tables for s in registry}
+    child = blank_absent(F.child_features(spine, tables, on, fiscal_year, panel_cfg, coverage),
+                         sources, coverage.absent)
+    hh_now = F.household_state(tables, on, fiscal_year, spine.index, coverage)
     prev_on = on - pd.DateOffset(years=1)
     needed = spine.index[F.resident_on(spine, prev_on).to_numpy()]
     # the previous year's state was computed for last year's spine: reuse it when it covers
@@ -211,15 +241,19 @@ def build_year(mart: dict[str, pd.DataFrame], fiscal_year: int, cfg: Settings,
     if cached is not None and needed.isin(cached[1]).all():
         hh_prev = cached[0]
     else:
-        hh_prev = F.household_state(tables, prev_on, fiscal_year - 1, needed)
+        hh_prev = F.household_state(tables, prev_on, fiscal_year - 1, needed, coverage)
     if state_cache is not None:
         state_cache.clear()
         state_cache[fiscal_year] = (hh_now, spine.index)
-    household = hh_now.reindex(spine.index)
-    deltas = F.delta_features(spine, hh_now, hh_prev, on)
+    household = household_windows(hh_now.reindex(spine.index), spine, on, fiscal_year, coverage)
+    household = blank_absent(household, sources, coverage.absent)
+    deltas = blank_absent(F.delta_features(spine, hh_now, hh_prev, on), sources, coverage.absent)
     yc = F.young_carer_items(spine, household, child,
-                             F.coverage_start(tables["nursery_enrolment"], "start_date", on))
-    labels = label_columns(spine, mart, fiscal_year, cfg)
+                             coverage.covered_from("nursery_enrolment", on))
+    labels = blank_absent(label_columns(spine, mart, fiscal_year, cfg, coverage), sources,
+                          coverage.absent)
+    if notes is not None:
+        notes[fiscal_year] = year_notes(spine, household, labels, on, cfg, coverage)
 
     frame = pd.DataFrame(index=spine.index)
     frame["fiscal_year"] = fiscal_year
@@ -242,6 +276,23 @@ def build_year(mart: dict[str, pd.DataFrame], fiscal_year: int, cfg: Settings,
     frame["child_id"] = decode(frame["child_id"], decoders["resident_code"])
     frame["household_id"] = decode(frame["household_id"], decoders["household_code"])
     return conform(frame, registry)
+
+
+def year_notes(spine: pd.DataFrame, household: pd.DataFrame, labels: pd.DataFrame,
+               on: pd.Timestamp, cfg: Settings, coverage: Coverage) -> dict:
+    """What is unknown in one fiscal year (counts of child rows), for coverage.json."""
+    unknown_members = household["hh_unknown_members"].fillna(0) > 0
+    in_movers = spine["move_in_date"].notna()
+    return {
+        "children": int(len(spine)),
+        "no_household": int(household["hh_size"].isna().sum()),
+        "household_member_unknown": int(unknown_members.sum()),
+        "in_movers": int(in_movers.sum()),
+        "labels_observed": bool(label_observed(on, cfg.panel.outcome_window_years, coverage)),
+        "label_window": [on.date().isoformat(),
+                         (on + pd.DateOffset(years=cfg.panel.outcome_window_years)
+                          - pd.Timedelta(days=1)).date().isoformat()],
+    }
 
 
 def arrow_schema(registry: list[F.FeatureSpec]) -> pa.Schema:
@@ -278,32 +329,40 @@ def conform(frame: pd.DataFrame, registry: list[F.FeatureSpec]) -> pd.DataFrame:
 
 
 def iter_panel_years(mart: dict[str, pd.DataFrame], cfg: Settings, progress: bool = True,
-                     decoders: dict[str, pd.Index] | None = None) -> Iterator[pd.DataFrame]:
+                     decoders: dict[str, pd.Index] | None = None,
+                     coverage: Coverage | None = None,
+                     notes: dict | None = None) -> Iterator[pd.DataFrame]:
     """One frame per fiscal year (``mart`` already key-encoded when ``decoders`` is given)."""
     registry = F.feature_registry(cfg)
     F.check_registry_roles(registry)
     cache: dict = {}
+    coverage = coverage if coverage is not None else source_coverage(mart, (), cfg)
     encoded, decoders = (mart, decoders) if decoders is not None else encode_keys(mart)
     years = list(cfg.run.fiscal_years)
     for fy in tqdm(years, desc="panel (fiscal years)", disable=not progress):
-        yield build_year(encoded, fy, cfg, registry, cache, decoders)
+        yield build_year(encoded, fy, cfg, registry, cache, decoders, coverage, notes)
 
 
-def _as_mart(mart: dict[str, pd.DataFrame] | Path | str) -> dict[str, pd.DataFrame]:
+def _as_mart(mart: dict[str, pd.DataFrame] | Path | str) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """The mart and its absent tables (from a folder, or a dict missing some tables)."""
     if isinstance(mart, (str, Path)):
-        return load_mart(Path(mart))
+        return load_mart(Path(mart)), absent_tables(Path(mart))
     schemas = load_schemas()
-    missing = [t for t in schemas if t not in mart]
-    if missing:
-        raise MimamoriError(f"mart: table(s) {missing} missing")
-    return {t: check_mart_table(df, t) for t, df in mart.items()}
+    absent = sorted(t for t in schemas if t not in mart)
+    required = [t for t in absent if t in REQUIRED_TABLES]
+    if required:
+        raise MimamoriError(f"mart: table(s) {required} missing")
+    out = {t: check_mart_table(df, t) for t, df in mart.items()}
+    return {**out, **{t: empty_table(schemas[t]) for t in absent}}, absent
 
 
 def build_panel(mart: dict[str, pd.DataFrame] | Path, cfg: Settings,
                 progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The whole panel in memory (tests, notebooks, small cities) and its catalogue."""
-    mart = _as_mart(mart)
-    frames = list(iter_panel_years(mart, cfg, progress=progress))
+    """The whole panel in memory (tests, notebooks, small cities) and its catalogue. A table
+    missing from ``mart`` is an absent source: the features it feeds are NaN."""
+    mart, absent = _as_mart(mart)
+    coverage = source_coverage(mart, absent, cfg)
+    frames = list(iter_panel_years(mart, cfg, progress=progress, coverage=coverage))
     catalogue = F.feature_catalogue(cfg)
     return pd.concat(frames, ignore_index=True), catalogue
 
@@ -337,12 +396,15 @@ def truncate_mart(mart: dict[str, pd.DataFrame], on: pd.Timestamp,
 
 def leakage_check(mart: dict[str, pd.DataFrame], cfg: Settings,
                   fiscal_year: int | None = None,
-                  decoders: dict[str, pd.Index] | None = None) -> dict:
+                  decoders: dict[str, pd.Index] | None = None,
+                  coverage: Coverage | None = None) -> dict:
     """Rebuild one fiscal year from the mart cut at its as-of date and compare every feature.
 
     Passing means no record dated on or after the as-of date influences a feature; the
-    registry check means no post_outcome table feeds a feature.
+    registry check means no post_outcome table feeds a feature. Both builds use the spans of
+    the full exports (what each export covers is a fact about the export, not a record).
     """
+    coverage = coverage if coverage is not None else source_coverage(mart, (), cfg)
     years = list(cfg.run.fiscal_years)
     fy = int(fiscal_year if fiscal_year is not None
              else cfg.panel.leakage_check_fiscal_year or years[len(years) // 2])
@@ -350,9 +412,11 @@ def leakage_check(mart: dict[str, pd.DataFrame], cfg: Settings,
     on = as_of_date(fy, cfg.panel)
     if decoders is None:
         mart, decoders = encode_keys(mart)
-    full = build_year(mart, fy, cfg, registry, decoders=decoders).set_index("child_id")
+    full = build_year(mart, fy, cfg, registry, decoders=decoders,
+                      coverage=coverage).set_index("child_id")
     cut_mart, removed = truncate_mart(mart, on, fy)
-    cut = build_year(cut_mart, fy, cfg, registry, decoders=decoders).set_index("child_id")
+    cut = build_year(cut_mart, fy, cfg, registry, decoders=decoders,
+                     coverage=coverage).set_index("child_id")
     feats = [s.name for s in registry if s.role == "feature"]
     same_rows = full.index.equals(cut.index)
     changed = []
@@ -384,16 +448,20 @@ def leakage_check(mart: dict[str, pd.DataFrame], cfg: Settings,
 # ---------------------------------------------------------------------------------------------
 
 def write_panel(mart: dict[str, pd.DataFrame], cfg: Settings, P: Paths,
-                progress: bool = True, decoders: dict[str, pd.Index] | None = None) -> dict:
-    """Stream the panel year by year into panel.parquet; write catalogue and missingness."""
+                progress: bool = True, decoders: dict[str, pd.Index] | None = None,
+                coverage: Coverage | None = None) -> dict:
+    """Stream the panel year by year into panel.parquet; write catalogue, missingness and
+    coverage.json (what each source covers and what is unknown per year)."""
     registry = F.feature_registry(cfg)
     catalogue = F.feature_catalogue(cfg)
     schema = arrow_schema(registry)
-    miss_parts, rows_per_year = [], {}
+    coverage = coverage if coverage is not None else source_coverage(mart, (), cfg)
+    miss_parts, rows_per_year, notes = [], {}, {}
     with atomic_path(P.panel) as tmp:
         writer = pq.ParquetWriter(tmp, schema)
         try:
-            for frame in iter_panel_years(mart, cfg, progress=progress, decoders=decoders):
+            for frame in iter_panel_years(mart, cfg, progress=progress, decoders=decoders,
+                                          coverage=coverage, notes=notes):
                 fy = int(frame["fiscal_year"].iat[0]) if len(frame) else None
                 if fy is None:
                     continue
@@ -409,7 +477,11 @@ def write_panel(mart: dict[str, pd.DataFrame], cfg: Settings, P: Paths,
                    if miss_parts else pd.DataFrame())
     write_csv(catalogue, P.feature_catalogue)
     write_csv(missingness, P.missingness)
-    return {"rows_per_year": rows_per_year, "rows": int(sum(rows_per_year.values()))}
+    write_json({"export_date": cfg.run.export_date, "sources": coverage.summary(),
+                "absent_sources": sorted(coverage.absent),
+                "years": {str(fy): n for fy, n in sorted(notes.items())}}, P.panel_coverage)
+    return {"rows_per_year": rows_per_year, "rows": int(sum(rows_per_year.values())),
+            "notes": notes}
 
 
 def main(cfg: Settings, argv: list[str]) -> int:
@@ -419,12 +491,14 @@ def main(cfg: Settings, argv: list[str]) -> int:
     args = parser.parse_args(argv)
     P = paths(cfg)
     started = time.perf_counter()
+    mart = load_mart(P.mart)
+    coverage = source_coverage(mart, absent_tables(P.mart), cfg)
     # encode the pseudonyms once and drop the string copy: memory stays near one mart
-    mart, decoders = encode_keys(load_mart(P.mart))
-    summary = write_panel(mart, cfg, P, decoders=decoders)
-    outputs = [P.panel, P.feature_catalogue, P.missingness]
+    mart, decoders = encode_keys(mart)
+    summary = write_panel(mart, cfg, P, decoders=decoders, coverage=coverage)
+    outputs = [P.panel, P.feature_catalogue, P.missingness, P.panel_coverage]
     if not args.no_leakage_check:
-        check = leakage_check(mart, cfg, decoders=decoders)
+        check = leakage_check(mart, cfg, decoders=decoders, coverage=coverage)
         write_json(check, P.leakage_check)
         outputs.append(P.leakage_check)
         if not check["passed"]:
@@ -435,4 +509,20 @@ def main(cfg: Settings, argv: list[str]) -> int:
                        **{f"fy{k}": v for k, v in summary["rows_per_year"].items()}})
     print(f"panel: {summary['rows']:,} child-years in {time.perf_counter() - started:.1f}s "
           f"-> {P.panel}")
+    _print_unknowns(summary["notes"], coverage)
     return 0
+
+
+def _print_unknowns(notes: dict, coverage: Coverage) -> None:
+    """Say what the panel could not know (also in coverage.json)."""
+    if coverage.absent:
+        print(f"panel: no export for {sorted(coverage.absent)}: the features they feed are "
+              "NaN (unknown)")
+    open_years = [fy for fy, n in notes.items() if not n["labels_observed"]]
+    if open_years:
+        print(f"panel: outcome windows not complete in the export for fiscal year(s) "
+              f"{open_years}: their labels are NaN")
+    unknown = sum(n["household_member_unknown"] for n in notes.values())
+    if unknown:
+        print(f"panel: {unknown} child-years have a household member without a resident row: "
+              "items about that member are NaN")
