@@ -21,7 +21,7 @@ pyramid_year = 0      # fiscal year of the population pyramid; 0: the last one
 from helpers.reports import overview as O
 from helpers.config import data_dir as cfg_data_dir
 from helpers.reports.plotting import label, population_pyramid
-from helpers.reports.api import close_report, open_report, set_headline, show_figure, show_table
+from helpers.reports.api import close_report, open_report, rules, set_headline, show_figure, show_table
 
 cfg = open_report("市の概況（City overview）", profile=profile, data_dir=data_dir,
                   config_dir=config_dir,
@@ -29,7 +29,7 @@ cfg = open_report("市の概況（City overview）", profile=profile, data_dir=d
                           "pyramid_year": pyramid_year})
 raw_dir = cfg_data_dir(cfg) / "raw"
 pop, targets = O.load_truth(raw_dir)
-threshold = cfg["reports"]["small_cell_threshold"] if cfg["reports"]["suppress_small_cells"] else None
+R = rules(cfg)
 years = sorted(pop["fiscal_year"].unique())
 year = pyramid_year or years[-1]
 
@@ -48,8 +48,7 @@ set_headline(f"{year}年度: 住民 {int((pop['fiscal_year'] == year).sum()):,} 
              f"児童 {int((kids['fiscal_year'] == year).sum()):,} 人（children）, "
              f"{len(years)} 年度（fiscal years）", cfg)
 counts = O.pyramid_counts(pop, year)
-ax = population_pyramid(counts, "age_band", "sex", "n", left="男（male）", right="女（female）",
-                        threshold=threshold,
+ax = population_pyramid(counts, "age_band", "sex", "n", R, left="男（male）", right="女（female）",
                         title=label(f"{year}年度 4月1日の年齢・性別", f"age and sex on 1 April FY{year}"))
 ax.set_xlabel(label("人数", "residents"))
 show_figure(ax, "住民の年齢（5歳階級）と性別（residents by 5-year age band and sex）")
@@ -62,7 +61,8 @@ hh = O.household_type_table(pop)
 show_table(hh[hh["年度"].isin([years[0], years[-1]])],
            "児童の世帯類型（children by household type, first and last fiscal year）", cfg,
            counts=["児童数（children）"], rates={"割合（share）": "児童数（children）"},
-           formats={"割合（share）": "{:.1%}"})
+           formats={"割合（share）": "{:.1%}"}, group_by=["年度"],
+           margins={"児童数（children）": "children"})
 
 # %% [markdown]
 # ## 項目の有病率と目標（Item prevalence against the generator's targets）
@@ -71,11 +71,12 @@ show_table(hh[hh["年度"].isin([years[0], years[-1]])],
 
 # %%
 prev = O.item_prevalence(pop, targets)
-show_figure(O.plot_prevalence_vs_target(prev, threshold=threshold),
+show_figure(O.plot_prevalence_vs_target(prev, R),
             "全年度平均の有病率（bars）と目標（diamonds）（prevalence pooled over years vs target）")
 show_table(prev.drop(columns=["item"]), "年度別の項目有病率（item prevalence by fiscal year）", cfg,
            counts=["該当（n）", "分母（denominator）"], rates={"割合（rate）": "該当（n）"},
-           max_rows=120, formats={"割合（rate）": "{:.2%}", "目標（target）": "{:.2%}"})
+           max_rows=120, formats={"割合（rate）": "{:.2%}", "目標（target）": "{:.2%}"},
+           fixed=["目標（target）"])
 
 # %% [markdown]
 # ## 目的変数（Outcomes by fiscal year）
@@ -84,12 +85,12 @@ show_table(prev.drop(columns=["item"]), "年度別の項目有病率（item prev
 
 # %%
 outcomes = O.outcome_counts(pop, targets)
-show_figure(O.plot_outcome_rates(outcomes, threshold=threshold),
+show_figure(O.plot_outcome_rates(outcomes, R),
             "目的変数の発生率（outcome rates per 1,000 child-years; dashed = target）")
 show_table(outcomes, "年度別の目的変数（outcome counts by fiscal year）", cfg,
            counts=["対象児童年（child-years）", "件数（events）"],
            rates={"発生率（rate）": "件数（events）"},
-           formats={"発生率（rate）": "{:.3%}", "目標（target）": "{:.3%}"})
+           formats={"発生率（rate）": "{:.3%}", "目標（target）": "{:.3%}"}, fixed=["目標（target）"])
 
 # %% [markdown]
 # ## 既知の不備（Planted data defects）
@@ -110,7 +111,7 @@ sources = pd.DataFrame(targets["prevalence"].values())[["label_ja", "target", "p
 show_table(sources.rename(columns={"label_ja": "項目（item）", "target": "目標（target）",
                                    "per": "単位（per）", "source": "出典（source）"}),
            "有病率の目標と公的統計（prevalence targets and public sources）", cfg,
-           formats={"目標（target）": "{:.1%}"})
+           formats={"目標（target）": "{:.1%}"}, fixed=["目標（target）"])
 
 # %%
 close_report(cfg, inputs=[raw_dir / "_truth" / "population.parquet",

@@ -46,13 +46,14 @@ set_headline(
     f"（{len(summary)} tables, {totals['rows_in']:,} rows read; {rejected_share:.2%} rejected with a reason）",
     cfg,
 )
-show_table(summary, "表ごとの取込件数（rows per table）", cfg,
-           counts=["rows_in", "rows_out", "rows_rejected", "duplicates_dropped"],
-           rates={"reject_rate": "rows_rejected"}, max_rows=40)
+show_table(summary.assign(removed=summary["rows_in"] - summary["rows_out"]),
+           "表ごとの取込件数（rows per table; removed = rejected + duplicates）", cfg,
+           counts=["rows_in", "rows_out", "rows_rejected", "duplicates_dropped", "removed"],
+           rates={"reject_rate": "rows_rejected"}, max_rows=40, publishes={"removed": "removed"})
 
 # %%
 show_table(quality.reason_counts(report), "除外理由（reject reasons per table）", cfg,
-           counts=["rows"], max_rows=80)
+           counts=["rows"], max_rows=80, group_by=["table"], margins={"rows": "removed"})
 
 # %% [markdown]
 # ## 欠損（Blank cells: unknown, none, or zero）
@@ -65,7 +66,7 @@ miss = quality.missingness(mart, schemas)
 show_table(miss[(miss["blank_unknown"] + miss["blank_none"] + miss["zero"]) > 0],
            "列ごとの空欄とゼロ（blank and zero cells per column）", cfg,
            counts=["rows", "blank_unknown", "blank_none", "zero"],
-           rates={"blank_share": "blank_unknown"}, max_rows=200)
+           derived={"blank_share": ["blank_unknown", "blank_none"]}, max_rows=200)
 
 # %% [markdown]
 # ## 年度ごとの記録（Records per fiscal year）

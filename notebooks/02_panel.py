@@ -24,8 +24,9 @@ import json
 import pandas as pd
 
 from helpers.panel import features as F
+from helpers.panel import report as PR
 from helpers.config import data_dir as cfg_data_dir
-from helpers.reports.api import close_report, open_report, set_headline, show_figure, show_table
+from helpers.reports.api import close_report, open_report, rules, set_headline, show, show_figure, show_table
 
 cfg = open_report("分析用パネル（Child x fiscal-year panel and features）", profile=profile,
                   data_dir=data_dir, config_dir=config_dir,
@@ -36,7 +37,7 @@ panel = pd.read_parquet(panel_dir / "panel.parquet")
 catalogue = pd.read_csv(panel_dir / "feature_catalogue.csv")
 leakage = json.loads((panel_dir / "leakage_check.json").read_text(encoding="utf-8"))
 targets = cfg.run.targets
-threshold = cfg["reports"]["small_cell_threshold"] if cfg["reports"]["suppress_small_cells"] else None
+R = rules(cfg)
 
 # %% [markdown]
 # One row per child and fiscal year (年度). Features use only records dated **before** 1 April
@@ -47,14 +48,12 @@ threshold = cfg["reports"]["small_cell_threshold"] if cfg["reports"]["suppress_s
 # ## パネルの規模と目的変数（Panel size and labels per fiscal year）
 
 # %%
-size = F.panel_size_table(panel, targets)
-count_cols = [c for c in size.columns if c != "fiscal_year"]
+size = PR.size_table(panel, targets)
 n_features = int((catalogue["role"] == "feature").sum())
-set_headline(f"{len(panel):,} 児童年（child-years）, {size['fiscal_year'].nunique()} 年度, "
+set_headline(f"{len(panel):,} 児童年（child-years）, {size.frame['fiscal_year'].nunique()} 年度, "
              f"特徴量 {n_features} 個（features）; リーク検査 "
              f"{'合格（passed）' if leakage['passed'] else '不合格（FAILED）'}", cfg)
-show_table(size, "年度別の行数・目的変数（rows, labels and known cases per fiscal year）", cfg,
-           counts=count_cols)
+show(size, cfg)
 
 # %% [markdown]
 # ## 特徴量カタログ（Feature catalogue）
@@ -76,21 +75,18 @@ show_table(treatments, "欠損の扱い（missing-value treatments）", cfg)
 missingness = pd.read_csv(panel_dir / "missingness.csv")
 latest = missingness[missingness["fiscal_year"] == missingness["fiscal_year"].max()]
 latest = latest[latest["share_missing"] > 0].sort_values("share_missing", ascending=False)
-show_table(latest[["name", "share_missing", "missing_treatment"]],
-           "欠損のある列（columns with missing values, latest year）", cfg, max_rows=40)
+show_table(latest[["name", "share_missing", "rows", "missing_treatment"]],
+           "欠損のある列（columns with missing values, latest year）", cfg, max_rows=40,
+           shares={"share_missing": "rows"})
 
 # %% [markdown]
 # ## 特徴量の該当割合の推移（Prevalence of binary features over time）
 # Counts of 1 to 9 children are suppressed together with their rates.
 
 # %%
-prevalence = F.feature_prevalence(panel, catalogue)
-wide = F.prevalence_wide(prevalence, catalogue)
-years = sorted(prevalence["fiscal_year"].unique())
-show_table(wide, "二値特徴量の該当数と割合（binary features: count and share）", cfg,
-           counts=[f"n_{y}" for y in years], rates={f"p_{y}": f"n_{y}" for y in years},
-           max_rows=len(wide))
-ax = F.plot_item_prevalence(prevalence, F.YC_ITEM_NAMES, threshold=threshold)
+prevalence = PR.feature_prevalence(panel, catalogue)
+show(PR.prevalence_table(prevalence, catalogue), cfg)
+ax = PR.plot_item_prevalence(prevalence, F.YC_ITEM_NAMES, R)
 ax.set_title("ヤングケアラー12項目の該当割合（young-carer items）")
 show_figure(ax, "ヤングケアラー12項目の該当割合の推移（young-carer item prevalence）")
 
@@ -102,9 +98,9 @@ show_figure(ax, "ヤングケアラー12項目の該当割合の推移（young-c
 
 # %%
 latest_year = panel[panel["fiscal_year"] == panel["fiscal_year"].max()]
-redundancy = F.item_redundancy(latest_year, n_factors=n_factors, corr_threshold=corr_threshold,
-                               seed=cfg["run"]["seed"])
-ax = F.plot_correlation(redundancy["correlation"],
+redundancy = PR.item_redundancy(latest_year, n_factors=n_factors, corr_threshold=corr_threshold,
+                                seed=cfg["run"]["seed"])
+ax = PR.plot_correlation(redundancy["correlation"],
                         labels=dict(zip(catalogue["name"], catalogue["label_ja"], strict=True)))
 show_figure(ax, "12項目の相関行列（correlation matrix, latest year）")
 show_table(redundancy["loadings"].round(2).reset_index(names="item"),

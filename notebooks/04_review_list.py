@@ -56,7 +56,7 @@ overview = pd.DataFrame({
                        int((sample["arm"] == "high").sum()), int((sample["arm"] == "low").sum())],
 })
 show_table(overview, f"FY{summary['scoring_year']} 対象と除外（scope, target {summary['target']}）",
-           cfg, counts=["人数（children）"], secondary=False)
+           cfg, counts=["人数（children）"])
 show_table(exclusions.rename(columns={"exclusion": "除外理由（exclusion）", "children": "人数（children）"}),
            "除外（exclusions; each child counted under the first that applies）", cfg,
            counts=["人数（children）"])

@@ -65,7 +65,7 @@ set_headline(results_headline(rates, results["fisher_p_two_sided"], threshold), 
 
 # %%
 show_table(arm_rates_display(rates, threshold), "群別の要支援率（needs-support rate by arm）", cfg,
-           counts=ARM_COUNTS, rates=ARM_RATES, secondary=False)
+           counts=ARM_COUNTS, rates=ARM_RATES)
 
 # %% [markdown]
 # ## 高スコア群と低スコア群の比較（Fisher's exact test）
@@ -89,7 +89,7 @@ show_table(fisher, "Fisher の正確検定（high vs low）", cfg)
 if len(prevalence):
     show_table(prevalence_display(prevalence, threshold),
                "項目の該当率（share with each item; unknown values left out of the denominator）",
-               cfg, counts=PREVALENCE_COUNTS, rates=PREVALENCE_RATES, secondary=False)
+               cfg, counts=PREVALENCE_COUNTS, rates=PREVALENCE_RATES)
 else:
     print("比較する項目がない（no panel items configured for this target）")
 
@@ -99,7 +99,7 @@ else:
 
 # %%
 show_table(rounds_display(rounds, threshold), "回ごとの要支援率（needs-support rate per round）", cfg,
-           counts=ROUND_COUNTS, rates=ROUND_RATES, secondary=False)
+           counts=ROUND_COUNTS, rates=ROUND_RATES)
 ax = plot_hit_rates(rounds, threshold)
 show_figure(ax, "回ごと・群ごとの要支援率と95%信頼区間（rate and 95% CI per round and arm）")
 

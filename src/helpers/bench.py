@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,13 +36,14 @@ from helpers.config import (
     Settings,
     config_hash,
     deep_merge,
-    stable_hash,
     reports_dir,
     resolve,
+    stable_hash,
 )
 from helpers.exports import detect_encoding, table_of
-from helpers.microbench import run_micro
 from helpers.io import file_sha256, git_commit, package_versions, write_json, write_text
+from helpers.microbench import run_micro
+from helpers.paths import Paths
 from helpers.schema import load_schemas
 
 SIZE_CHILDREN = {"XS": 2_000, "S": 25_000, "M": 100_000, "L": 500_000}
@@ -309,7 +310,7 @@ def raw_cache_key(cfg: Settings) -> str:
 def raw_cache_valid(size_dir: Path, key: str) -> bool:
     """True when ``size_dir`` holds a complete generated city made with the same key."""
     cache = _read_json(size_dir / CACHE_FILE)
-    return bool(cache) and cache.get("raw_key") == key and (size_dir / "raw" / ".complete").exists()
+    return bool(cache) and cache.get("raw_key") == key and _size_paths(size_dir).raw_complete.exists()
 
 
 def _read_json(path: Path) -> dict:
@@ -397,13 +398,18 @@ def _parquet_rows(path: Path) -> int | None:
     return pq.ParquetFile(path).metadata.num_rows if path.exists() else None
 
 
+def _size_paths(size_dir: Path) -> Paths:
+    """One size's data root is laid out like data/ (its reports beside it)."""
+    return Paths(size_dir, size_dir / "reports")
+
+
 def count_outputs(data_root: str | Path, target: str) -> dict[str, Any]:
     """Row counts read from the stages' outputs (None where an output does not exist yet)."""
-    root = Path(data_root)
-    report = _read_json(root / "mart" / "_ingest_report.json")
-    panel = root / "panel" / "panel.parquet"
+    P = _size_paths(Path(data_root))
+    report = _read_json(P.ingest_report)
+    panel = P.panel
     n_features = None
-    catalogue = root / "panel" / "feature_catalogue.csv"
+    catalogue = P.feature_catalogue
     if catalogue.exists():
         import pandas as pd
 
@@ -423,7 +429,7 @@ def count_outputs(data_root: str | Path, target: str) -> dict[str, Any]:
         "mart_rows": rows("rows_out"),
         "panel_rows": _parquet_rows(panel),
         "panel_features": n_features,
-        "scores_rows": _parquet_rows(root / "models" / target / "scores.parquet"),
+        "scores_rows": _parquet_rows(P.model(target).scores),
     }
 
 
@@ -552,16 +558,17 @@ def _stage_argv(spec: StageSpec, size_dir: Path) -> list[str]:
 
 
 def _floor(kind: str, size_dir: Path, cfg: Settings) -> dict[str, Any] | None:
+    P = _size_paths(size_dir)
     if kind == "raw":
-        raw = size_dir / "raw"
+        raw = P.raw
         if not raw.is_dir():
             return None
         return read_raw_floor(raw, cfg.ingest.encoding)
     if kind == "mart":
-        files = sorted((size_dir / "mart").glob("*.parquet"))
+        files = sorted(P.mart.glob("*.parquet"))
         return read_parquet_floor(files) if files else None
     if kind == "panel":
-        path = size_dir / "panel" / "panel.parquet"
+        path = P.panel
         return read_parquet_floor([path]) if path.exists() else None
     raise ValueError(kind)
 
@@ -586,97 +593,109 @@ def run_size(
     materialise_config(cfg, overrides, size_dir / "config")
     size_cfg = cfg.with_overrides(overrides)
     key = raw_cache_key(size_cfg)
-    cache = _read_json(size_dir / CACHE_FILE)
-    reuse_raw = not force and raw_cache_valid(size_dir, key)
-    env = _child_env(size_dir)
-    results: dict[str, Any] = {}
-    blocked: str | None = None
+    run = _SizeRun(size, size_dir, size_cfg, list(stages), target, key, _read_json(size_dir / CACHE_FILE),
+                   not force and raw_cache_valid(size_dir, key), timeout_s)
     bar = tqdm(stages, desc=f"bench {size.name}", unit="stage", file=sys.stderr, dynamic_ncols=True)
+    for spec in bar:
+        bar.set_description(f"bench {size.name} {spec.name}")
+        run.run_stage(spec, bar)
+        if on_progress is not None:
+            on_progress(run.summarise())
+    bar.close()
+    return run.summarise()
 
-    def run_stage(spec: StageSpec) -> None:
-        nonlocal blocked
+
+@dataclass
+class _SizeRun:
+    """The state of one size's benchmark while its stages run one after another."""
+
+    size: BenchSize
+    size_dir: Path
+    size_cfg: Settings
+    stages: list[StageSpec]
+    target: str
+    key: str
+    cache: dict[str, Any]
+    reuse_raw: bool
+    timeout_s: float | None
+    results: dict[str, Any] = field(default_factory=dict)
+    blocked: str | None = None
+
+    def run_stage(self, spec: StageSpec, bar: Any) -> None:
         entry: dict[str, Any] = {"command": " ".join(["python -m helpers", *spec.args]), "note": spec.note}
-        if spec.name == "generate" and reuse_raw and cache.get("generate"):
-            entry.update(cache["generate"], cached=True, status="cached")
-            results[spec.name] = entry
+        self.results[spec.name] = entry
+        if spec.name == "generate" and self.reuse_raw and self.cache.get("generate"):
+            entry.update(self.cache["generate"], cached=True, status="cached")
             return
-        if blocked:
-            entry["status"] = f"skipped: {blocked}"
-            results[spec.name] = entry
+        if self.blocked:
+            entry["status"] = f"skipped: {self.blocked}"
             return
         if not _stage_available(spec):
             entry["status"] = f"missing: src/helpers/{spec.module} does not exist yet"
-            blocked = f"upstream stage {spec.name} missing"
-            results[spec.name] = entry
+            self.blocked = f"upstream stage {spec.name} missing"
             return
 
-        def on_poll(elapsed: float, rss_mb: float, line: str, _bar=bar) -> None:
-            _bar.set_postfix_str(f"{elapsed:5.0f}s {rss_mb:6.0f}MB | {line}", refresh=True)
+        def on_poll(elapsed: float, rss_mb: float, line: str) -> None:
+            bar.set_postfix_str(f"{elapsed:5.0f}s {rss_mb:6.0f}MB | {line}", refresh=True)
 
-        log = size_dir / "logs" / f"{spec.name}.log"
+        log = self.size_dir / "logs" / f"{spec.name}.log"
         # other work on the machine slows a stage down: keep the load beside the timing
         entry["load_1m_before"] = round(os.getloadavg()[0], 2)
-        m = measure_command(_stage_argv(spec, size_dir), env=env, cwd=REPO_ROOT, log_path=log,
-                            timeout_s=timeout_s, on_poll=on_poll)
+        m = measure_command(_stage_argv(spec, self.size_dir), env=_child_env(self.size_dir), cwd=REPO_ROOT,
+                            log_path=log, timeout_s=self.timeout_s, on_poll=on_poll)
         entry.update(m.to_dict(), log=str(log), cached=False, load_1m_after=round(os.getloadavg()[0], 2))
         if m.returncode != 0:
             entry["status"] = "timed out" if m.timed_out else f"failed (exit {m.returncode})"
-            blocked = f"upstream stage {spec.name} failed"
+            self.blocked = f"upstream stage {spec.name} failed"
             # the log stays in the size dir: a stage's error may quote a raw value, never copy
             # it under reports/
-            bar.write(f"bench {size.name}: {spec.name} {entry['status']}; log {log}:\n{_log_tail(log)}")
-        elif spec.name == "ingest" and _read_json(size_dir / "mart" / "_ingest_report.json").get("skipped"):
+            bar.write(f"bench {self.size.name}: {spec.name} {entry['status']}; log {log}:\n{_log_tail(log)}")
+        elif spec.name == "ingest" and _read_json(_size_paths(self.size_dir).ingest_report).get("skipped"):
             entry["status"] = "not timed: ingest skipped its unchanged inputs"
         else:
             entry["status"] = "ok"
-        results[spec.name] = entry
         if spec.name == "generate" and m.returncode == 0:
-            write_json({"raw_key": key, "generate": {k: v for k, v in entry.items() if k != "status"},
-                        "n_children": size.n_children}, size_dir / CACHE_FILE)
+            write_json({"raw_key": self.key, "generate": {k: v for k, v in entry.items() if k != "status"},
+                        "n_children": self.size.n_children}, self.size_dir / CACHE_FILE)
 
-    def summarise() -> dict[str, Any]:
-        counts = count_outputs(size_dir, target)
-        for spec in stages:
-            entry = results.get(spec.name, {})
+    def _add_rates(self, spec: StageSpec, entry: dict[str, Any], counts: dict[str, Any]) -> None:
+        rows = counts.get(spec.rows_key) if spec.rows_key else None
+        if rows and entry.get("wall_s"):
+            entry["rows"] = rows
+            entry["rows_per_s"] = round(rows / entry["wall_s"], 1)
+        if spec.name == "panel" and counts.get("panel_rows") and counts.get("panel_features"):
+            entry["features"] = counts["panel_features"]
+            entry["rows_x_features_per_s"] = round(counts["panel_rows"] * counts["panel_features"]
+                                                   / entry["wall_s"], 1)
+        if spec.floor and entry.get("status") == "ok" and "floor" not in entry:
+            floor = _floor(spec.floor, self.size_dir, self.size_cfg)
+            if floor:
+                entry["floor"] = {**floor, "seconds": round(floor["seconds"], 3), "reads": spec.floor}
+                if floor["seconds"] > 0:
+                    entry["floor_ratio"] = round(entry["wall_s"] / floor["seconds"], 2)
+
+    def summarise(self) -> dict[str, Any]:
+        counts = count_outputs(self.size_dir, self.target)
+        for spec in self.stages:
+            entry = self.results.get(spec.name, {})
             if entry.get("status") in ("ok", "cached"):
-                rows = counts.get(spec.rows_key) if spec.rows_key else None
-                if rows and entry.get("wall_s"):
-                    entry["rows"] = rows
-                    entry["rows_per_s"] = round(rows / entry["wall_s"], 1)
-                if spec.name == "panel" and counts.get("panel_rows") and counts.get("panel_features"):
-                    cells = counts["panel_rows"] * counts["panel_features"]
-                    entry["features"] = counts["panel_features"]
-                    entry["rows_x_features_per_s"] = round(cells / entry["wall_s"], 1)
-                if spec.floor and entry.get("status") == "ok" and "floor" not in entry:
-                    floor = _floor(spec.floor, size_dir, size_cfg)
-                    if floor and "floor" not in entry:
-                        entry["floor"] = {**floor, "seconds": round(floor["seconds"], 3), "reads": spec.floor}
-                        if floor["seconds"] > 0:
-                            entry["floor_ratio"] = round(entry["wall_s"] / floor["seconds"], 2)
-        quality = _read_json(size_dir / "models" / target / "metrics.json")
+                self._add_rates(spec, entry, counts)
+        quality = _read_json(_size_paths(self.size_dir).model(self.target).metrics)
         return {
-            "name": size.name,
-            "n_children": size.n_children,
-            "fiscal_years": len(size_cfg.run.fiscal_years),
-            "target": target,
-            "overrides": size.overrides(),
-            "config_hash": config_hash(size_cfg),
-            "raw_cached": reuse_raw,
+            "name": self.size.name,
+            "n_children": self.size.n_children,
+            "fiscal_years": len(self.size_cfg.run.fiscal_years),
+            "target": self.target,
+            "overrides": self.size.overrides(),
+            "config_hash": config_hash(self.size_cfg),
+            "raw_cached": self.reuse_raw,
             "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": machine_info(),
             "counts": counts,
-            "stages": results,
+            "stages": self.results,
             "quality": extract_quality(quality) if quality else None,
-            "data_dir": str(size_dir),
+            "data_dir": str(self.size_dir),
         }
-
-    for spec in bar:
-        bar.set_description(f"bench {size.name} {spec.name}")
-        run_stage(spec)
-        if on_progress is not None:
-            on_progress(summarise())
-    bar.close()
-    return summarise()
 
 
 def _log_tail(log: Path, n: int = 15) -> str:
@@ -820,6 +839,100 @@ def _fmt(v: Any, digits: int = 1) -> str:
     return html.escape(str(v))
 
 
+def _size_section(name: str, s: dict[str, Any]) -> list[str]:
+    """One size: its stage table and the model quality at that size."""
+    e = html.escape
+    parts: list[str] = []
+    parts.append(
+        f"<h2>{e(name)}: {_fmt(s.get('n_children'))} children × {_fmt(s.get('fiscal_years'))} fiscal years</h2>"
+    )
+    sm = s.get("machine") or {}
+    parts.append(
+        f"<p class='note'>run {e(str(s.get('run_at', '')))}, commit {e(str(sm.get('git_commit', '?')))}, "
+        f"target {e(str(s.get('target', '')))}, overrides <code>{e(json.dumps(s.get('overrides'), ensure_ascii=False))}</code>"
+        f"{' (generated city reused from cache)' if s.get('raw_cached') else ''}</p>"
+    )
+    parts.append(
+        "<table><tr><th class='l'>stage</th><th class='l'>status</th><th>wall s</th><th>CPU s</th>"
+        "<th>CPU/wall</th><th>peak RSS MB</th><th>tree RSS MB</th><th>rows</th><th>rows/s</th>"
+        "<th>floor s</th><th>stage/floor</th><th>rows×features/s</th><th>load before/after</th>"
+        "<th class='l'>note</th></tr>"
+    )
+    stages = _in_stage_order(s.get("stages") or {})
+    done = [r for r in stages.values() if r.get("status") in ("ok", "cached") and r.get("wall_s")]
+    if done:
+        stages = {**stages, "total": {
+            "status": f"{len(done)} of {len(stages)} stages",
+            "wall_s": sum(r["wall_s"] for r in done), "cpu_s": sum(r.get("cpu_s") or 0 for r in done),
+            "peak_rss_mb": max(r.get("peak_rss_mb") or 0 for r in done),
+            "peak_tree_rss_mb": max(r.get("peak_tree_rss_mb") or 0 for r in done),
+            "note": "sum of times, largest peak (the stages run one after another)"}}
+    for stage, r in stages.items():
+        status = str(r.get("status", ""))
+        cls = "" if status in ("ok", "cached") else " bad"
+        floor = r.get("floor") or {}
+        parts.append(
+            f"<tr><td class='l'>{e(stage)}</td><td class='l{cls}'>{e(status)}</td>"
+            f"<td>{_fmt(r.get('wall_s'))}</td><td>{_fmt(r.get('cpu_s'))}</td>"
+            f"<td>{_fmt(r.get('cpu_per_wall'), 2)}</td><td>{_fmt(r.get('peak_rss_mb'), 0)}</td>"
+            f"<td>{_fmt(r.get('peak_tree_rss_mb'), 0)}</td><td>{_fmt(r.get('rows'))}</td>"
+            f"<td>{_fmt(r.get('rows_per_s'), 0)}</td><td>{_fmt(floor.get('seconds'), 2)}</td>"
+            f"<td>{_fmt(r.get('floor_ratio'), 1)}</td><td>{_fmt(r.get('rows_x_features_per_s'), 0)}</td>"
+            f"<td>{_fmt(r.get('load_1m_before'), 1)} / {_fmt(r.get('load_1m_after'), 1)}</td>"
+            f"<td class='l'>{e(str(r.get('note', '')))}</td></tr>"
+        )
+    parts.append("</table>")
+    q = s.get("quality")
+    if q:
+        def fig(label: str, q=q) -> str:
+            ci = q.get(f"{label}_ci") or [None, None]
+            ci_txt = f" [{_fmt(ci[0], 3)}, {_fmt(ci[1], 3)}]" if ci[0] is not None else ""
+            return f"{_fmt(q.get(f'{label}_precision_at_k'), 3)}{ci_txt}"
+
+        parts.append(
+            f"<p>テスト年度 {e(str(q.get('test_year', '?')))} の precision@{e(str(q.get('k', 'k')))} "
+            f"(test-year precision at the review capacity, 95% CI; {_fmt(q.get('test_events'))} events): "
+            f"model <b>{fig('model')}</b> · best single variable {fig('best_single')} · "
+            f"oracle {fig('oracle')}</p>"
+        )
+    return parts
+
+
+def _scaling_section(results: dict[str, Any]) -> list[str]:
+    """Wall and CPU time per child at each size, and the growth exponents."""
+    e = html.escape
+    parts: list[str] = []
+    scaling = results.get("scaling") or {}
+    if not scaling:
+        return parts
+    names = list(_by_size(results.get("sizes") or {}))
+    parts.append("<h2>スケーリング（Scaling）</h2><p>Wall time per child (µs) at each size and the growth "
+                 "exponent between neighbouring sizes (time ∝ children<sup>b</sup>; b≈1 linear). "
+                 "Model training has a fixed tuning budget per family, so its growth understates the "
+                 "cost of an unbounded search.</p>")
+    parts.append("<table><tr><th class='l'>stage</th>" + "".join(f"<th>{e(n)} µs/child</th>" for n in names)
+                 + "".join(f"<th>{e(n)} CPU µs/child</th>" for n in names)
+                 + "<th class='l'>growth (wall)</th><th class='l'>growth (CPU)</th></tr>")
+    for stage, sc in _in_stage_order(scaling).items():
+        growth = ["; ".join(f"{k}: b={v} ({_verdict(v)})" for k, v in (sc.get(g) or {}).items()) or "–"
+                  for g in ("growth_exponent", "cpu_growth_exponent")]
+        parts.append(
+            f"<tr><td class='l'>{e(stage)}</td>"
+            + "".join(f"<td>{_fmt((sc.get('us_per_child') or {}).get(n))}</td>" for n in names)
+            + "".join(f"<td>{_fmt((sc.get('cpu_us_per_child') or {}).get(n))}</td>" for n in names)
+            + f"<td class='l'>{e(growth[0])}</td><td class='l'>{e(growth[1])}</td></tr>"
+        )
+    parts.append("</table>")
+    total = scaling.get("total") or {}
+    for step, b in (total.get("cpu_growth_exponent") or {}).items():
+        wall_b = (total.get("growth_exponent") or {}).get(step)
+        parts.append(
+            f"<p>Whole chain {e(step)}: CPU time grows as children<sup>{b}</sup> ({_verdict(b)}); "
+            f"wall time as children<sup>{wall_b}</sup>.</p>"
+        )
+    return parts
+
+
 def render_html(results: dict) -> str:
     """A self-contained page (inline CSS, no scripts, no external links): one table per size."""
     e = html.escape
@@ -840,85 +953,8 @@ def render_html(results: dict) -> str:
         "other work competed and the wall time is inflated).</p>"
     )
     for name, s in _by_size(results.get("sizes") or {}).items():
-        parts.append(
-            f"<h2>{e(name)}: {_fmt(s.get('n_children'))} children × {_fmt(s.get('fiscal_years'))} fiscal years</h2>"
-        )
-        sm = s.get("machine") or {}
-        parts.append(
-            f"<p class='note'>run {e(str(s.get('run_at', '')))}, commit {e(str(sm.get('git_commit', '?')))}, "
-            f"target {e(str(s.get('target', '')))}, overrides <code>{e(json.dumps(s.get('overrides'), ensure_ascii=False))}</code>"
-            f"{' (generated city reused from cache)' if s.get('raw_cached') else ''}</p>"
-        )
-        parts.append(
-            "<table><tr><th class='l'>stage</th><th class='l'>status</th><th>wall s</th><th>CPU s</th>"
-            "<th>CPU/wall</th><th>peak RSS MB</th><th>tree RSS MB</th><th>rows</th><th>rows/s</th>"
-            "<th>floor s</th><th>stage/floor</th><th>rows×features/s</th><th>load before/after</th>"
-            "<th class='l'>note</th></tr>"
-        )
-        stages = _in_stage_order(s.get("stages") or {})
-        done = [r for r in stages.values() if r.get("status") in ("ok", "cached") and r.get("wall_s")]
-        if done:
-            stages = {**stages, "total": {
-                "status": f"{len(done)} of {len(stages)} stages",
-                "wall_s": sum(r["wall_s"] for r in done), "cpu_s": sum(r.get("cpu_s") or 0 for r in done),
-                "peak_rss_mb": max(r.get("peak_rss_mb") or 0 for r in done),
-                "peak_tree_rss_mb": max(r.get("peak_tree_rss_mb") or 0 for r in done),
-                "note": "sum of times, largest peak (the stages run one after another)"}}
-        for stage, r in stages.items():
-            status = str(r.get("status", ""))
-            cls = "" if status in ("ok", "cached") else " bad"
-            floor = r.get("floor") or {}
-            parts.append(
-                f"<tr><td class='l'>{e(stage)}</td><td class='l{cls}'>{e(status)}</td>"
-                f"<td>{_fmt(r.get('wall_s'))}</td><td>{_fmt(r.get('cpu_s'))}</td>"
-                f"<td>{_fmt(r.get('cpu_per_wall'), 2)}</td><td>{_fmt(r.get('peak_rss_mb'), 0)}</td>"
-                f"<td>{_fmt(r.get('peak_tree_rss_mb'), 0)}</td><td>{_fmt(r.get('rows'))}</td>"
-                f"<td>{_fmt(r.get('rows_per_s'), 0)}</td><td>{_fmt(floor.get('seconds'), 2)}</td>"
-                f"<td>{_fmt(r.get('floor_ratio'), 1)}</td><td>{_fmt(r.get('rows_x_features_per_s'), 0)}</td>"
-                f"<td>{_fmt(r.get('load_1m_before'), 1)} / {_fmt(r.get('load_1m_after'), 1)}</td>"
-                f"<td class='l'>{e(str(r.get('note', '')))}</td></tr>"
-            )
-        parts.append("</table>")
-        q = s.get("quality")
-        if q:
-            def fig(label: str, q=q) -> str:
-                ci = q.get(f"{label}_ci") or [None, None]
-                ci_txt = f" [{_fmt(ci[0], 3)}, {_fmt(ci[1], 3)}]" if ci[0] is not None else ""
-                return f"{_fmt(q.get(f'{label}_precision_at_k'), 3)}{ci_txt}"
-
-            parts.append(
-                f"<p>テスト年度 {e(str(q.get('test_year', '?')))} の precision@{e(str(q.get('k', 'k')))} "
-                f"(test-year precision at the review capacity, 95% CI; {_fmt(q.get('test_events'))} events): "
-                f"model <b>{fig('model')}</b> · best single variable {fig('best_single')} · "
-                f"oracle {fig('oracle')}</p>"
-            )
-    scaling = results.get("scaling") or {}
-    if scaling:
-        names = list(_by_size(results.get("sizes") or {}))
-        parts.append("<h2>スケーリング（Scaling）</h2><p>Wall time per child (µs) at each size and the growth "
-                     "exponent between neighbouring sizes (time ∝ children<sup>b</sup>; b≈1 linear). "
-                     "Model training has a fixed tuning budget per family, so its growth understates the "
-                     "cost of an unbounded search.</p>")
-        parts.append("<table><tr><th class='l'>stage</th>" + "".join(f"<th>{e(n)} µs/child</th>" for n in names)
-                     + "".join(f"<th>{e(n)} CPU µs/child</th>" for n in names)
-                     + "<th class='l'>growth (wall)</th><th class='l'>growth (CPU)</th></tr>")
-        for stage, sc in _in_stage_order(scaling).items():
-            growth = ["; ".join(f"{k}: b={v} ({_verdict(v)})" for k, v in (sc.get(g) or {}).items()) or "–"
-                      for g in ("growth_exponent", "cpu_growth_exponent")]
-            parts.append(
-                f"<tr><td class='l'>{e(stage)}</td>"
-                + "".join(f"<td>{_fmt((sc.get('us_per_child') or {}).get(n))}</td>" for n in names)
-                + "".join(f"<td>{_fmt((sc.get('cpu_us_per_child') or {}).get(n))}</td>" for n in names)
-                + f"<td class='l'>{e(growth[0])}</td><td class='l'>{e(growth[1])}</td></tr>"
-            )
-        parts.append("</table>")
-        total = scaling.get("total") or {}
-        for step, b in (total.get("cpu_growth_exponent") or {}).items():
-            wall_b = (total.get("growth_exponent") or {}).get(step)
-            parts.append(
-                f"<p>Whole chain {e(step)}: CPU time grows as children<sup>{b}</sup> ({_verdict(b)}); "
-                f"wall time as children<sup>{wall_b}</sup>.</p>"
-            )
+        parts.extend(_size_section(name, s))
+    parts.extend(_scaling_section(results))
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

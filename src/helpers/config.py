@@ -22,9 +22,9 @@ import json
 import os
 import types
 import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import yaml
@@ -52,6 +52,13 @@ class _Section(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._names())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Refused: a fallback here would hide a second default beside the dataclass's."""
+        raise AttributeError(
+            f"settings have no .get({key!r}, ...): read the attribute (cfg.<section>.{key}); "
+            "defaults live in helpers/config.py"
+        )
 
     def _names(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self)]  # type: ignore[arg-type]
@@ -141,6 +148,7 @@ class TuningSettings(_Section):
 @dataclass(frozen=True)
 class CalibrationSettings(_Section):
     isotonic_min_events: int = 500
+    recalibrate_intercept: bool = True
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,7 @@ class ReferenceTreeSettings(_Section):
     criterion: Literal["entropy", "gini", "log_loss"] = "entropy"
     min_samples_leaf: int = 448
     min_samples_split: int = 1642
+    min_split_events: int = 10
 
 
 @dataclass(frozen=True)
@@ -191,8 +200,38 @@ def _lgb_defaults() -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class PopulationSettings(_Section):
+    """Who can be ranked for one target: the children staff will actually review."""
+
+    description: str = ""
+    age_column: str = "school_age"
+    min_age: int | None = None
+    max_age: int | None = None
+    require_school: bool = True
+    exclude_school_codes: list[str] = field(default_factory=lambda: ["OUT"])
+    exclude_known: bool = True
+
+
+def _populations() -> dict[str, PopulationSettings]:
+    return {
+        "physical_abuse": PopulationSettings(
+            description="4月1日に市内に住み、市内の小中学校に在籍する学齢6〜14歳（小1〜中3）。"
+            "既に把握済みの児童を除く (residents on 1 April, school age 6-14, enrolled in a "
+            "school of the municipality; already-known children excluded)",
+            min_age=6, max_age=14),
+        "young_carer": PopulationSettings(
+            description="4月1日に市内に住み、市内の小中学校に在籍する学齢10〜14歳（小5〜中3）。"
+            "既に把握済みの児童を除く (residents on 1 April, school age 10-14, enrolled in a "
+            "school of the municipality; already-known children excluded)",
+            min_age=10, max_age=14),
+    }
+
+
+@dataclass(frozen=True)
 class ModelsSettings(_Section):
     num_threads: int = 2
+    populations: dict[str, PopulationSettings] = field(default_factory=_populations)
+    backtest_years: int = 3
     tuning: TuningSettings = field(default_factory=TuningSettings)
     primary_model: Literal["auto", "lightgbm", "logistic"] = "auto"
     lightgbm_space: dict[str, list[Any]] = field(default_factory=_lgb_space)
@@ -213,6 +252,7 @@ class ModelsSettings(_Section):
     dependence_top: int = 4
     fairness: FairnessSettings = field(default_factory=FairnessSettings)
     subset_column: str = "school_district"
+    subset_min_events: int = 10
     shap_method: Literal["lightgbm", "tree_explainer"] = "lightgbm"
 
 
@@ -237,13 +277,11 @@ class SimulatedReviewers(_Section):
 class ReviewSettings(_Section):
     target: str = "young_carer"
     scoring_year: int | None = None
-    exclude_known: bool = True
-    exclude_age_below: int = 6
-    exclude_school_codes: list[str] = field(default_factory=lambda: ["OUT"])
-    exclude_missing_school: bool = True
     n_high: int = 80
     n_low: int = 20
     low_pool_quantile: float = 0.5
+    strata: list[str] = field(default_factory=lambda: ["school_code", "grade"])
+    grade_bands: list[list[int]] | None = None
     ci_method: Literal["wilson", "exact"] = "wilson"
     power: PowerSettings = field(default_factory=PowerSettings)
     simulated_reviewers: SimulatedReviewers = field(default_factory=SimulatedReviewers)
@@ -259,6 +297,7 @@ class ReportsSettings(_Section):
     small_cell_threshold: int = 9
     suppress_small_cells: bool = True
     secondary_suppression: bool = True
+    min_feasible_values: int = 5
     notebooks: list[str] = field(
         default_factory=lambda: [
             "00_city_overview",
@@ -330,9 +369,6 @@ class Settings:
 
     def __contains__(self, key: object) -> bool:
         return key in SECTIONS or key in ("profile", "config_dir")
-
-    def get(self, key: str, default: Any = None) -> Any:  # MIGRATION SHIM: removed when done
-        return getattr(self, key) if key in self else default
 
     def as_dict(self) -> dict[str, Any]:
         """The settings of every section as plain data (manifests, hashes, the settings block)."""
@@ -430,6 +466,8 @@ def _construct(cls: type, data: dict[str, Any]) -> Any:
         value, tp = data[f.name], hints[f.name]
         if dataclasses.is_dataclass(tp):
             value = _construct(tp, value)  # type: ignore[arg-type]
+        elif typing.get_origin(tp) is dict and dataclasses.is_dataclass(typing.get_args(tp)[1]):
+            value = {k: _construct(typing.get_args(tp)[1], v) for k, v in value.items()}
         elif tp is float and isinstance(value, int):
             value = float(value)
         kwargs[f.name] = copy.deepcopy(value)
@@ -480,7 +518,9 @@ def load_config(
     ``overrides`` uses the same shape as a profile: ``{"synth": {"n_children": 500}}``.
     The data and reports folders can also be moved with MIMAMORI_DATA / MIMAMORI_REPORTS.
     """
-    config_dir = Path(config_dir) if config_dir else DEFAULT_CONFIG_DIR
+    # MIMAMORI_CONFIG (make's CONFIG=) moves the whole settings folder, e.g. a municipality's
+    # own settings kept outside the repository, or the test suite's real-data-mode copy
+    config_dir = Path(config_dir or os.environ.get("MIMAMORI_CONFIG") or DEFAULT_CONFIG_DIR)
     if not config_dir.is_dir():
         raise MimamoriError(f"config directory {config_dir} not found")
     raw: dict[str, Any] = {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -524,11 +523,8 @@ def test_ingest_is_fast_on_a_large_table(tmp_path):
     df.to_csv(raw / "予防接種.csv", index=False, encoding="cp932")
     write_csv(raw / "住民記録.csv", RES_HEADER, [f"{c},a,b,2015/01/01,男,日本,c,E01,,," for c in np.unique(codes)])
     cfg = load_config(overrides={"run": {"data_dir": str(tmp_path), "synthetic": True}})
-    t0 = time.perf_counter()
-    report = ingest_all(cfg, raw, tmp_path / "mart")
-    elapsed = time.perf_counter() - t0
+    report = ingest_all(cfg, raw, tmp_path / "mart")  # speed: `make bench`, not a test
     assert report["tables"]["vaccinations"]["rows_out"] == len(df)
-    assert elapsed < 20, elapsed
 
 
 # ----------------------------------------------------------------------------- quality figures

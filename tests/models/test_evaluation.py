@@ -170,15 +170,17 @@ def test_plots_return_axes():
     import matplotlib
 
     matplotlib.use("Agg")
+    from helpers.reports.disclosure import Rules
+
     folds, test = ev.temporal_splits(range(2017, 2023), 3)
     assert ev.plot_splits(folds, test, range(2017, 2023)) is not None
     tab = pd.DataFrame(
         {"list": ["a", "b"], "value": [0.2, 0.1], "ci_low": [0.1, 0.0], "ci_high": [0.3, 0.2]}
     )
-    assert ev.plot_headline(tab, 100) is not None
+    assert ev.plot_headline(tab, 100, Rules(9)) is not None
     curve = ev.precision_curve(Y, S, [1, 2, 4])
-    assert ev.plot_precision_curve({"m": curve}, 2) is not None
-    assert ev.plot_pr_curve({"m": (Y, S)}) is not None
+    assert ev.plot_precision_curve({"m": curve}, 2, Rules(0, enabled=False)) is not None
+    assert ev.plot_pr_curve({"m": (Y, S)}, Rules(0, enabled=False)) is not None
     assert ev.plot_calibration(ev.calibration_table(Y, S / 2, 2)) is not None
 
 

@@ -376,15 +376,16 @@ def test_overview_plots_return_axes_and_hide_small_counts(city):
     import matplotlib.pyplot as plt
 
     from helpers.reports import overview as O
+    from helpers.reports.disclosure import Rules
 
     pop, targets = O.load_truth(city["raw"])
     prev = O.item_prevalence(pop, targets)
-    ax = O.plot_prevalence_vs_target(prev, threshold=9)
+    ax = O.plot_prevalence_vs_target(prev, Rules(9))
     pooled = prev.groupby("item")["該当（n）"].sum()
     shown = len(pooled[(pooled == 0) | (pooled > 9)])
     assert len(ax.get_yticks()) == shown
     out = O.outcome_counts(pop, targets)
-    ax2 = O.plot_outcome_rates(out, threshold=10**9)  # every year hidden, axes still drawn
+    ax2 = O.plot_outcome_rates(out, Rules(10**9))  # every year hidden, axes still drawn
     drawn = [np.asarray(line.get_ydata(), float) for line in ax2.get_lines() if line.get_marker() == "o"]
     assert len(drawn) == 2
     assert all(np.nan_to_num(y, nan=0.0).max() == 0 for y in drawn)  # only zero-count years remain

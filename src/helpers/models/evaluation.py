@@ -18,6 +18,13 @@ from scipy import stats
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from helpers import MimamoriError
+from helpers.reports.disclosure import (
+    Rules,
+    pr_curve_from,
+    precision_curve_from,
+    visible_counts,
+)
+from helpers.reports.plotting import axes, hidden_bars, hidden_legend_handle
 
 Ties = Literal["worst", "best", "mean"]
 
@@ -541,17 +548,9 @@ def missed_cases(
 
 
 # --------------------------------------------------------------------------- plots
-def _ax(ax):
-    if ax is None:
-        import matplotlib.pyplot as plt
-
-        _, ax = plt.subplots(figsize=(7, 4))
-    return ax
-
-
 def plot_splits(folds: list[tuple[list[int], int]], test_year: int, years: Sequence[int], ax=None):
     """Which years train, validate and test in each fold (and the final fit)."""
-    ax = _ax(ax)
+    ax = axes(ax, (7, 4))
     years = sorted(years)
     rows = [(f"検証{i + 1}（fold {i + 1}）", tr, v) for i, (tr, v) in enumerate(folds)]
     rows.append(("最終（final）", [y for y in years if y < test_year], test_year))
@@ -585,26 +584,32 @@ def plot_splits(folds: list[tuple[list[int], int]], test_year: int, years: Seque
     return ax
 
 
-def plot_headline(table: pd.DataFrame, k: int, ax=None):
-    """Precision at k with 95% CI for each list (columns: list, value, ci_low, ci_high)."""
-    ax = _ax(ax)
+def plot_headline(table: pd.DataFrame, k: int, rules: Rules, ax=None):
+    """Precision at k with 95% CI for each list (columns: list, value, ci_low, ci_high); a list
+    with fewer than T+1 hits in its top k is a grey hatched band (no value, no interval)."""
+    ax = axes(ax, (7, 4))
     x = np.arange(len(table))
     v = table["value"].to_numpy(float)
     err = np.vstack([v - table["ci_low"].to_numpy(float), table["ci_high"].to_numpy(float) - v])
-    ax.bar(x, v, color="#4c72b0")
-    ax.errorbar(
-        x, v, yerr=np.nan_to_num(np.clip(err, 0, None)), fmt="none", color="black", capsize=4
-    )
+    band, small = visible_counts(np.round(v * k), rules)
+    ax.bar(x[~small], v[~small], color="#4c72b0")
+    hidden_bars(ax, x[small], band[small] / k, 0.8)
+    ax.errorbar(x[~small], v[~small], yerr=np.nan_to_num(np.clip(err[:, ~small], 0, None)),
+                fmt="none", color="black", capsize=4)
+    if small.any():
+        ax.legend(handles=[hidden_legend_handle(rules)], fontsize=8)
     ax.set_xticks(x, table["list"], rotation=15, ha="right")
     ax.set_ylabel(f"上位{k}人の適合率（precision@{k}）")
     ax.set_title("上位k人に含まれる真の事例の割合（95% CI）")
     return ax
 
 
-def plot_precision_curve(curves: dict[str, pd.DataFrame], k: int, ax=None):
-    """Precision vs list length for each ranking, staff capacity marked."""
-    ax = _ax(ax)
+def plot_precision_curve(curves: dict[str, pd.DataFrame], k: int, rules: Rules, ax=None):
+    """Precision vs list length for each ranking, staff capacity marked; each curve starts at
+    the first list length whose hits reach T+1 (earlier points would show a count 1..T)."""
+    ax = axes(ax, (7, 4))
     for name, c in curves.items():
+        c = precision_curve_from(c, rules)
         ax.plot(c["k"], c["precision"], label=name)
     ax.axvline(k, color="grey", ls="--", label=f"対応可能数 k={k}（capacity）")
     ax.set_xlabel("リストの長さ（list length k）")
@@ -614,14 +619,13 @@ def plot_precision_curve(curves: dict[str, pd.DataFrame], k: int, ax=None):
     return ax
 
 
-def plot_pr_curve(curves: dict[str, tuple[np.ndarray, np.ndarray]], ax=None):
-    """Precision-recall curves: name -> (y, score)."""
-    from sklearn.metrics import precision_recall_curve
-
-    ax = _ax(ax)
+def plot_pr_curve(curves: dict[str, tuple[np.ndarray, np.ndarray]], rules: Rules, ax=None):
+    """Precision-recall curves: name -> (y, score), each starting after its first T+1 true
+    cases (the start of a PR curve tells whether the top-ranked children are true cases)."""
+    ax = axes(ax, (7, 4))
     for name, (y, s) in curves.items():
         if 0 < np.sum(y) < len(y):
-            p, r, _ = precision_recall_curve(y, s)
+            p, r = pr_curve_from(y, s, rules)
             ax.plot(r, p, label=name)
     ax.set_xlabel("再現率（recall）")
     ax.set_ylabel("適合率（precision）")
@@ -632,7 +636,7 @@ def plot_pr_curve(curves: dict[str, tuple[np.ndarray, np.ndarray]], ax=None):
 
 def plot_calibration(table: pd.DataFrame, ax=None):
     """Observed vs predicted yearly probability per bin (table from calibration_table)."""
-    ax = _ax(ax)
+    ax = axes(ax, (7, 4))
     ax.plot(table["predicted"], table["observed"], "o-", label="モデル（model）")
     top = float(max(table["predicted"].max(), table["observed"].max()) or 1.0)
     ax.plot([0, top], [0, top], ls="--", color="grey", label="完全な較正（perfect）")
@@ -645,7 +649,7 @@ def plot_calibration(table: pd.DataFrame, ax=None):
 
 def plot_tuning(tuning: pd.DataFrame, ax=None):
     """Each candidate's mean validation precision@k vs its fold-to-fold std, chosen ones marked."""
-    ax = _ax(ax)
+    ax = axes(ax, (7, 4))
     summ = (
         tuning.groupby(["family", "candidate"])
         .agg(

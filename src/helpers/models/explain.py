@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from helpers.reports.plotting import axes
+
 SHAP_NOTE = "SHAP値は重み付きモデルの対数オッズ（log-odds of the class-weighted model）"
 
 
@@ -98,17 +100,9 @@ def global_importance(shap_values: pd.DataFrame, labels: dict[str, str]) -> pd.D
     )
 
 
-def _ax(ax, size=(7, 4)):
-    if ax is None:
-        import matplotlib.pyplot as plt
-
-        _, ax = plt.subplots(figsize=size)
-    return ax
-
-
 def plot_importance(importance: pd.DataFrame, top: int = 15, ax=None):
     """Bar chart of mean |SHAP| for the top features."""
-    ax = _ax(ax)
+    ax = axes(ax, (7, 4))
     part = importance.head(top).iloc[::-1]
     ax.barh(part["label_ja"], part["mean_abs_shap"], color="#4c72b0")
     ax.set_xlabel("平均|SHAP|（mean |SHAP|, log-odds）")
@@ -126,7 +120,7 @@ def plot_beeswarm(
     ax=None,
 ):
     """SHAP value per child for the top features, coloured by the feature's (ranked) value."""
-    ax = _ax(ax, (7, 5))
+    ax = axes(ax, (7, 5))
     order = shap_values.abs().mean().sort_values(ascending=False).index[:top]
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(shap_values), min(max_points, len(shap_values)), replace=False)
@@ -147,7 +141,7 @@ def plot_dependence(
     shap_values: pd.DataFrame, X: pd.DataFrame, feature: str, labels: dict[str, str], ax=None
 ):
     """SHAP value against the feature's value (missing values drawn at the left edge)."""
-    ax = _ax(ax, (5, 3.5))
+    ax = axes(ax, (5, 3.5))
     xv = X[feature].to_numpy(float)
     sv = shap_values[feature].to_numpy(float)
     ok = ~np.isnan(xv)

@@ -19,6 +19,7 @@ from helpers.config import Settings
 from helpers.models import evaluation as ev
 from helpers.models import explain
 from helpers.paths import ModelPaths, paths
+from helpers.reports.disclosure import Rules
 
 CURVE_COLUMNS = {
     "モデル（model）": "score",
@@ -123,7 +124,7 @@ class ModelReport:
         )
 
     def headline_figure(self) -> Any:
-        return ev.plot_headline(ev.headline_table(self.metrics), self.k)
+        return ev.plot_headline(ev.headline_table(self.metrics), self.k, Rules.from_cfg(self.cfg))
 
     def test_population(self) -> Table:
         t = self.metrics["test"]
@@ -235,9 +236,11 @@ class ModelReport:
         ev.plot_precision_curve(
             {n: ev.precision_curve(y, rows[c].to_numpy(float), ks) for n, c in cols.items()},
             self.k,
+            Rules.from_cfg(self.cfg),
             ax=axes[0],
         )
-        ev.plot_pr_curve({n: (y, rows[c].to_numpy(float)) for n, c in cols.items()}, ax=axes[1])
+        ev.plot_pr_curve({n: (y, rows[c].to_numpy(float)) for n, c in cols.items()},
+                        Rules.from_cfg(self.cfg), ax=axes[1])
         return fig
 
     def calibration_figure(self) -> Any | None:

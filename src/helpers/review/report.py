@@ -155,12 +155,9 @@ def list_headline(summary: dict) -> str:
 # ------------------------------------------------------------------------------ plots
 def plot_hit_rates(rounds: pd.DataFrame, threshold: int | None = None, ax: Axes | None = None) -> Axes:
     """Needs-support rate per round and arm with 95% CIs; points from small counts are not drawn."""
-    import matplotlib.pyplot as plt
+    from helpers.reports.plotting import axes, label
 
-    from helpers.reports.plotting import label
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.6))
+    ax = axes(ax, (7, 3.6))
     x = np.arange(len(rounds))
     hidden_any = False
     top = 0.0
@@ -190,12 +187,9 @@ def plot_hit_rates(rounds: pd.DataFrame, threshold: int | None = None, ax: Axes 
 def plot_power_curve(p_low: float, n_high: int, n_low: int, alpha: float = 0.05,
                      target_power: float = 0.8, ax: Axes | None = None) -> Axes:
     """Power of the planned sample against the true high-arm rate (normal approx. and exact Fisher)."""
-    import matplotlib.pyplot as plt
+    from helpers.reports.plotting import axes, label
 
-    from helpers.reports.plotting import label
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.6))
+    ax = axes(ax, (7, 3.6))
     grid = np.linspace(min(p_low + 0.01, 0.99), min(p_low + 0.6, 0.99), 30)
     ax.plot(grid * 100, [normal_power(p, p_low, n_high, n_low, alpha) for p in grid],
             label=label("正規近似", "normal approximation"))
