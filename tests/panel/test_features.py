@@ -1,4 +1,4 @@
-"""Feature registry, catalogue, date rules, household items and the item-redundancy analysis."""
+"""Feature registry, catalogue, date rules, household items and missingness."""
 
 from __future__ import annotations
 
@@ -124,30 +124,6 @@ def test_care_level_of_other_members_excludes_the_person():
     assert kid.loc[pid("old"), "hh_care_level_max"] == 1  # only the parent's 要支援1
 
 
-def synthetic_items(n: int = 2000, seed: int = 7) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    data = {name: (rng.random(n) < 0.2).astype(float) for name in F.YC_ITEM_NAMES}
-    # two items that measure one trait: the second is the first with 3% noise
-    base = (rng.random(n) < 0.3).astype(float)
-    flip = rng.random(n) < 0.03
-    data["yc_indep_support_ever"] = base
-    data["yc_member_indep_support"] = np.where(flip, 1 - base, base) * (rng.random(n) < 0.9)
-    return pd.DataFrame(data)
-
-
-def test_item_redundancy_names_the_duplicated_trait_and_not_the_rest():
-    result = F.item_redundancy(synthetic_items(), n_factors=3, corr_threshold=0.5, seed=1)
-    pairs = result["redundant_pairs"]
-    flagged = {frozenset((a, b)) for a, b in zip(pairs["item_a"], pairs["item_b"], strict=True)}
-    assert frozenset(("yc_indep_support_ever", "yc_member_indep_support")) in flagged
-    assert len(flagged) == 1
-    assert pairs["suggest_drop"].iloc[0] == "yc_member_indep_support"  # the rarer one
-    assert result["correlation"].shape == (12, 12)
-    assert result["loadings"].shape[0] == 12
-    again = F.item_redundancy(synthetic_items(), n_factors=3, corr_threshold=0.5, seed=1)
-    pd.testing.assert_frame_equal(result["loadings"], again["loadings"])
-
-
 def test_missingness_table_reports_share_and_treatment():
     cfg = fixture_cfg()
     pnl, cat = P.build_panel(make_fixture_mart(), cfg)
@@ -158,24 +134,6 @@ def test_missingness_table_reports_share_and_treatment():
     assert row["share_missing"] == pytest.approx(fy["delta_hh_size"].isna().mean())
     assert row["missing_treatment"] == "nan_not_applicable" and row["treatment"]
     assert (miss.loc[miss["missing_treatment"] == "never_missing", "share_missing"] == 0).all()
-
-
-def test_prevalence_and_size_tables():
-    cfg = fixture_cfg()
-    pnl, cat = P.build_panel(make_fixture_mart(), cfg)
-    size = F.panel_size_table(pnl, cfg.run.targets)
-    assert size["child_years"].sum() == len(pnl)
-    assert size.loc[size["fiscal_year"] == 2021, "label_physical_abuse_positive"].item() == 1
-    prev = F.feature_prevalence(pnl, cat, ["yc_public_assistance"])
-    p22 = prev[prev["fiscal_year"] == 2022].iloc[0]
-    fy = pnl[pnl["fiscal_year"] == 2022]["yc_public_assistance"]
-    assert p22["positive"] == (fy == 1).sum() and p22["known"] == fy.notna().sum()
-    wide = F.prevalence_wide(prev, cat)
-    assert {"n_2022", "p_2022", "label_ja"} <= set(wide.columns)
-    ax = F.plot_item_prevalence(prev, ["yc_public_assistance"], threshold=9)
-    assert ax.get_lines()
-    ax2 = F.plot_correlation(pnl[F.YC_ITEM_NAMES].corr())
-    assert ax2.get_title()
 
 
 def test_missing_indicators_mirror_the_source_columns():

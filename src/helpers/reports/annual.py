@@ -2,8 +2,9 @@
 
 Tables come out "wide" (one row per category, one column per fiscal year, a total row at the
 bottom) because that is how municipal yearly statistics are read. They carry raw counts; the
-report suppresses them through `helpers.reporting.show_table(counts=...)`. Totals are a row,
-never a column, so the column-wise secondary suppression protects every table.
+report passes them through disclosure control (`helpers.reports.api.show_table(counts=...,
+universe="consultations")`): the tables by type, route and age band split the same
+consultations, so their total rows are one set of margins the suppression protects against.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from helpers import MimamoriError
-from helpers.config import data_dir
+from helpers.config import Settings
+from helpers.paths import paths
+from helpers.reports.disclosure import Rules, count_text
 from helpers.schema import load_schema
 
 TOTAL_LABEL = "合計（total）"
@@ -32,16 +35,17 @@ AGE_BANDS: tuple[tuple[int, int, str], ...] = (
 ASSESSMENT_LABELS = {"good": "良い（good）", "fair": "普通（fair）", "poor": "悪い（poor）"}
 
 
-def mart_path(cfg: dict, table: str) -> Path:
-    return Path(data_dir(cfg)) / "mart" / f"{table}.parquet"
+def mart_path(cfg: Settings, table: str) -> Path:
+    return paths(cfg).mart_table(table)
 
 
-def read_mart(cfg: dict, table: str, columns: list[str] | None = None) -> pd.DataFrame:
+def read_mart(cfg: Settings, table: str, columns: list[str] | None = None) -> pd.DataFrame:
     """One mart table; a clear error (which stage to run) when it is missing."""
     path = mart_path(cfg, table)
     if not path.exists():
-        raise MimamoriError(f"{path}: mart table not found; run `make mart` "
-                            "(python -m helpers ingest) first")
+        raise MimamoriError(
+            f"{path}: mart table not found; run `make mart` (python -m helpers ingest) first"
+        )
     df = pd.read_parquet(path, columns=columns)
     return df
 
@@ -126,13 +130,19 @@ def count_by_year(
     return table.reset_index()
 
 
-def explode_agencies(frame: pd.DataFrame, column: str = "agencies", sep: str = "・"
-                     ) -> pd.DataFrame:
+def explode_agencies(
+    frame: pd.DataFrame, column: str = "agencies", sep: str = "・"
+) -> pd.DataFrame:
     """One row per (consultation, agency); blank agencies → なし (none: the rule for this field)."""
     _require(frame, [column, "fiscal_year"], "explode_agencies")
     parts = frame[column].astype("string").fillna("").str.split(sep)
-    out = pd.DataFrame({"row": np.arange(len(frame)), "fiscal_year": frame["fiscal_year"].to_numpy(),
-                        "agency": parts.to_numpy()}).explode("agency")
+    out = pd.DataFrame(
+        {
+            "row": np.arange(len(frame)),
+            "fiscal_year": frame["fiscal_year"].to_numpy(),
+            "agency": parts.to_numpy(),
+        }
+    ).explode("agency")
     out["agency"] = out["agency"].astype("string").str.strip().replace("", pd.NA)
     has_any = out["agency"].notna().groupby(out["row"]).transform("any")
     out = out[out["agency"].notna() | ~has_any].drop_duplicates(["row", "agency"])
@@ -146,14 +156,15 @@ def yearly_summary(frame: pd.DataFrame, years: Iterable[int] | None = None) -> p
     data = frame.dropna(subset=["fiscal_year"]).copy()
     data["fiscal_year"] = data["fiscal_year"].astype(int)
     g = data.groupby("fiscal_year")
-    out = pd.DataFrame({
-        "相談件数（consultations）": g.size(),
-        "児童数（children）": g["resident_code"].nunique(),
-    })
+    out = pd.DataFrame(
+        {
+            "相談件数（consultations）": g.size(),
+            "児童数（children）": g["resident_code"].nunique(),
+        }
+    )
     if "young_carer_determined" in data.columns:
         yc = data["young_carer_determined"].astype("boolean").fillna(False).astype(bool)
-        out["ヤングケアラー判定（young carers determined）"] = yc.groupby(
-            data["fiscal_year"]).sum()
+        out["ヤングケアラー判定（young carers determined）"] = yc.groupby(data["fiscal_year"]).sum()
     if years is not None:
         out = out.reindex(sorted(years), fill_value=0)
     out = out.fillna(0).astype("int64")
@@ -178,27 +189,37 @@ def child_timeline(progress: pd.DataFrame, child: str) -> pd.DataFrame:
     if rows.empty:
         raise MimamoriError(f"progress_records: no records for child {child!r}")
     rows = rows.sort_values("record_date", kind="stable")
-    return pd.DataFrame({
-        "record_date": pd.to_datetime(rows["record_date"]).dt.to_period("M").dt.to_timestamp(),
-        "assessment": rows["assessment"].astype(str),
-    }).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "record_date": pd.to_datetime(rows["record_date"]).dt.to_period("M").dt.to_timestamp(),
+            "assessment": rows["assessment"].astype(str),
+        }
+    ).reset_index(drop=True)
 
 
 def timeline_table(timeline: pd.DataFrame) -> pd.DataFrame:
     """Display form of `child_timeline`: 記録月 (YYYY-MM) and the Japanese assessment label."""
-    return pd.DataFrame({
-        "記録月（month）": timeline["record_date"].dt.strftime("%Y-%m"),
-        "評価（assessment）": timeline["assessment"].map(ASSESSMENT_LABELS)
-        .fillna(timeline["assessment"]),
-    })
+    return pd.DataFrame(
+        {
+            "記録月（month）": timeline["record_date"].dt.strftime("%Y-%m"),
+            "評価（assessment）": timeline["assessment"]
+            .map(ASSESSMENT_LABELS)
+            .fillna(timeline["assessment"]),
+        }
+    )
 
 
 def assessment_mix(progress: pd.DataFrame, years: Iterable[int] | None = None) -> pd.DataFrame:
     """Count of 良い/普通/悪い progress records per fiscal year (a count table)."""
     _require(progress, ["record_date", "assessment"], "progress_records")
     frame = progress.assign(fiscal_year=fiscal_year(progress["record_date"]))
-    return count_by_year(frame, "assessment", labels=ASSESSMENT_LABELS, years=years,
-                         category_title="評価（assessment）")
+    return count_by_year(
+        frame,
+        "assessment",
+        labels=ASSESSMENT_LABELS,
+        years=years,
+        category_title="評価（assessment）",
+    )
 
 
 def enum_labels(table: str, field: str) -> dict[str, str]:
@@ -207,12 +228,13 @@ def enum_labels(table: str, field: str) -> dict[str, str]:
     return {code: f"{label}（{code}）" for code, label in labels.items()}
 
 
-def headline_text(summary: pd.DataFrame, threshold: int) -> str:
-    """Headline: consultations in the latest fiscal year (suppressed if small)."""
+def headline_text(summary: pd.DataFrame, rules: Rules) -> str:
+    """Headline: consultations in the latest fiscal year (banded if small)."""
     if summary.empty:
         return "相談記録なし（no consultations）"
     last = summary.iloc[-1]
-    n = int(last["相談件数（consultations）"])
-    shown = f"<{threshold + 1}" if 1 <= n <= threshold else f"{n:,}"
-    return (f"{int(last['年度（fiscal year）'])}年度の相談件数 {shown} 件"
-            f"（consultations in FY{int(last['年度（fiscal year）'])}: {shown}）")
+    shown = count_text(last["相談件数（consultations）"], rules)
+    return (
+        f"{int(last['年度（fiscal year）'])}年度の相談件数 {shown} 件"
+        f"（consultations in FY{int(last['年度（fiscal year）'])}: {shown}）"
+    )

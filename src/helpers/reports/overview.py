@@ -3,7 +3,7 @@
 Why: before anyone trusts a model, the analyst should see that the city looks like a city
 (age pyramid, household types) and that each item's prevalence and each outcome's base rate
 sit where the generator was told to put them. Inputs are ``data/raw/_truth/`` files; outputs
-are small tables with count columns (suppressed by ``helpers.reporting.show_table``).
+are small tables with count columns (suppressed by ``helpers.reports.api.show_table``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,15 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from helpers import MimamoriError
-from helpers.reports.plotting import PALETTE, label
+from helpers.reports.disclosure import Rules, small_mask
+from helpers.reports.plotting import PALETTE, axes, label
 
-HOUSEHOLD_LABELS = {"two_parent": "ふたり親（two parents）", "single_mother": "母子（single mother）",
-                    "single_father": "父子（single father）", "three_generation": "三世代（three generations）"}
+HOUSEHOLD_LABELS = {
+    "two_parent": "ふたり親（two parents）",
+    "single_mother": "母子（single mother）",
+    "single_father": "父子（single father）",
+    "three_generation": "三世代（three generations）",
+}
 # item -> (Japanese label, denominator rule)
 ITEMS: dict[str, tuple[str, str]] = {
     "single_parent": ("ひとり親", "children"),
@@ -36,8 +41,12 @@ ITEMS: dict[str, tuple[str, str]] = {
     "not_in_nursery": ("3-5歳の未就園", "age3_5"),
     "low_birth_weight": ("低出生体重", "age0"),
 }
-DENOMINATORS = {"children": "児童（children）", "school": "学齢児（grade 1-9）",
-                "age3_5": "3-5歳（aged 3-5）", "age0": "0歳（aged 0）"}
+DENOMINATORS = {
+    "children": "児童（children）",
+    "school": "学齢児（grade 1-9）",
+    "age3_5": "3-5歳（aged 3-5）",
+    "age0": "0歳（aged 0）",
+}
 
 
 def load_truth(raw_dir: str | Path) -> tuple[pd.DataFrame, dict]:
@@ -46,8 +55,10 @@ def load_truth(raw_dir: str | Path) -> tuple[pd.DataFrame, dict]:
     pop_path, tgt_path = truth / "population.parquet", truth / "targets.json"
     for p in (pop_path, tgt_path):
         if not p.exists():
-            raise MimamoriError(f"{p}: not found; the city overview needs the synthetic city's truth "
-                                f"(run `python -m helpers synth`; real data has no _truth/)")
+            raise MimamoriError(
+                f"{p}: not found; the city overview needs the synthetic city's truth "
+                f"(run `python -m helpers synth`; real data has no _truth/)"
+            )
     return pd.read_parquet(pop_path), json.loads(tgt_path.read_text(encoding="utf-8"))
 
 
@@ -76,8 +87,14 @@ def household_type_table(pop: pd.DataFrame) -> pd.DataFrame:
     t = kids.groupby(["fiscal_year", "household_type"]).size().rename("n").reset_index()
     t["share"] = t["n"] / t.groupby("fiscal_year")["n"].transform("sum")
     t["household_type"] = t["household_type"].map(HOUSEHOLD_LABELS).fillna(t["household_type"])
-    return t.rename(columns={"fiscal_year": "年度", "household_type": "世帯類型（household type）",
-                             "n": "児童数（children）", "share": "割合（share）"})
+    return t.rename(
+        columns={
+            "fiscal_year": "年度",
+            "household_type": "世帯類型（household type）",
+            "n": "児童数（children）",
+            "share": "割合（share）",
+        }
+    )
 
 
 def _denominator(kids: pd.DataFrame, rule: str) -> pd.Series:
@@ -102,9 +119,18 @@ def item_prevalence(pop: pd.DataFrame, targets: dict) -> pd.DataFrame:
         g = base.groupby("fiscal_year")[item].agg(["sum", "size"]).reset_index()
         target = prevalence.get(item, {}).get("target")
         for fy, n, d in g.itertuples(index=False):
-            rows.append({"item": item, "項目（item）": ja, "年度": int(fy), "該当（n）": int(n),
-                         "分母（denominator）": int(d), "割合（rate）": n / d if d else np.nan,
-                         "目標（target）": target, "分母の定義": DENOMINATORS[rule]})
+            rows.append(
+                {
+                    "item": item,
+                    "項目（item）": ja,
+                    "年度": int(fy),
+                    "該当（n）": int(n),
+                    "分母（denominator）": int(d),
+                    "割合（rate）": n / d if d else np.nan,
+                    "目標（target）": target,
+                    "分母の定義": DENOMINATORS[rule],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -112,15 +138,26 @@ def outcome_counts(pop: pd.DataFrame, targets: dict) -> pd.DataFrame:
     """Outcomes per fiscal year within each target's age range: child-years, events, rate, target."""
     kids = pop[pop["is_child"]]
     rows = []
-    for name, ja in (("physical_abuse", "身体的虐待（physical abuse）"), ("young_carer", "ヤングケアラー（young carer）")):
+    for name, ja in (
+        ("physical_abuse", "身体的虐待（physical abuse）"),
+        ("young_carer", "ヤングケアラー（young carer）"),
+    ):
         spec = targets["outcomes"][name]
         a0, a1 = spec["ages"]
         base = kids[kids["age"].between(a0, a1)]
         g = base.groupby("fiscal_year")[name].agg(["sum", "size"]).reset_index()
         for fy, n, d in g.itertuples(index=False):
-            rows.append({"目的変数（outcome）": ja, "年度": int(fy), "対象児童年（child-years）": int(d),
-                         "件数（events）": int(n), "発生率（rate）": n / d if d else np.nan,
-                         "目標（target）": spec["rate"], "年齢（ages）": f"{a0}-{a1}"})
+            rows.append(
+                {
+                    "目的変数（outcome）": ja,
+                    "年度": int(fy),
+                    "対象児童年（child-years）": int(d),
+                    "件数（events）": int(n),
+                    "発生率（rate）": n / d if d else np.nan,
+                    "目標（target）": spec["rate"],
+                    "年齢（ages）": f"{a0}-{a1}",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -130,27 +167,40 @@ def defect_summary(raw_dir: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise MimamoriError(f"{path}: not found (synthetic runs only)")
     d = pd.read_csv(path)
-    return (d.groupby(["table", "reason"]).size().rename("行数（rows）").reset_index()
-            .rename(columns={"table": "テーブル（table）", "reason": "理由（reason）"}))
+    return (
+        d.groupby(["table", "reason"])
+        .size()
+        .rename("行数（rows）")
+        .reset_index()
+        .rename(columns={"table": "テーブル（table）", "reason": "理由（reason）"})
+    )
 
 
-def plot_prevalence_vs_target(prev: pd.DataFrame, ax: Axes | None = None,
-                              threshold: int | None = 9) -> Axes:
+def plot_prevalence_vs_target(prev: pd.DataFrame, rules: Rules, ax: Axes | None = None) -> Axes:
     """Mean yearly prevalence of each item (bars) against the generator's target (markers).
-    Items whose pooled count is 1..threshold are left out so the plot hides what tables hide."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7.0, 4.8))
-    g = prev.groupby(["item", "項目（item）"], sort=False).agg(
-        n=("該当（n）", "sum"), d=("分母（denominator）", "sum"), target=("目標（target）", "first")).reset_index()
-    if threshold is not None:
-        g = g[(g["n"] == 0) | (g["n"] > threshold)]
+    Items whose pooled count is 1..T are left out so the plot hides what tables hide."""
+    ax = axes(ax, (7.0, 4.8))
+    g = (
+        prev.groupby(["item", "項目（item）"], sort=False)
+        .agg(
+            n=("該当（n）", "sum"),
+            d=("分母（denominator）", "sum"),
+            target=("目標（target）", "first"),
+        )
+        .reset_index()
+    )
+    g = g[~small_mask(g["n"], rules)]
     y = np.arange(len(g))
     ax.barh(y, 100 * g["n"] / g["d"], color=PALETTE[0], label=label("観測", "observed"))
     has_t = g["target"].notna()
-    ax.scatter(100 * g.loc[has_t, "target"].astype(float), y[has_t.to_numpy()], color=PALETTE[4],
-               marker="D", zorder=3, label=label("目標", "target"))
+    ax.scatter(
+        100 * g.loc[has_t, "target"].astype(float),
+        y[has_t.to_numpy()],
+        color=PALETTE[1],
+        marker="D",
+        zorder=3,
+        label=label("目標", "target"),
+    )
     ax.set_yticks(y, g["項目（item）"])
     ax.invert_yaxis()
     ax.set_xlabel(label("割合 %", "prevalence %"))
@@ -160,27 +210,32 @@ def plot_prevalence_vs_target(prev: pd.DataFrame, ax: Axes | None = None,
     return ax
 
 
-def plot_outcome_rates(outcomes: pd.DataFrame, ax: Axes | None = None, threshold: int | None = 9) -> Axes:
+def plot_outcome_rates(outcomes: pd.DataFrame, rules: Rules, ax: Axes | None = None) -> Axes:
     """Yearly outcome rate per 1,000 child-years with the target as a dashed line; years whose
-    count is 1..threshold are not drawn."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7.0, 3.6))
+    count is 1..T are not drawn."""
+    ax = axes(ax, (7.0, 3.6))
+    hidden_any = False
     for i, (name, g) in enumerate(outcomes.groupby("目的変数（outcome）", sort=False)):
-        rate = 1000 * g["発生率（rate）"].where(
-            (g["件数（events）"] == 0) | (threshold is None) | (g["件数（events）"] > (threshold or 0)))
+        small = small_mask(g["件数（events）"], rules)
+        hidden_any |= bool(small.any())
+        rate = 1000 * g["発生率（rate）"].where(~small)
         colour = PALETTE[i % len(PALETTE)]
         ax.plot(g["年度"], rate, marker="o", color=colour, label=name)
         ax.axhline(1000 * g["目標（target）"].iloc[0], color=colour, linestyle="--", linewidth=0.8)
     years = sorted(outcomes["年度"].unique())
     ax.set_xticks(years, [f"{y}年度" for y in years])
     ax.set_xlim(years[0] - 0.5, years[-1] + 0.5)
-    if threshold is not None and ((outcomes["件数（events）"] >= 1)
-                                  & (outcomes["件数（events）"] <= threshold)).any():
-        ax.annotate(f"1〜{threshold}件の年は非表示（years with 1-{threshold} events not drawn）",
-                    xy=(0.99, 0.5), xycoords="axes fraction", ha="right", va="center", fontsize=8,
-                    color="#555555")
+    if hidden_any:
+        t = rules.threshold
+        ax.annotate(
+            f"1〜{t}件の年は非表示（years with 1-{t} events not drawn）",
+            xy=(0.99, 0.5),
+            xycoords="axes fraction",
+            ha="right",
+            va="center",
+            fontsize=8,
+            color="#555555",
+        )
     ax.set_xlabel(label("年度", "fiscal year"))
     ax.set_ylabel(label("千人年あたり", "per 1,000 child-years"))
     ax.legend(loc="upper left", fontsize=8)

@@ -1,14 +1,17 @@
 """One look for every report's plots, with a Japanese font that has the glyphs.
 
-Labels are Japanese with English in brackets (``label("年度", "fiscal year")``). Every helper
-takes ``ax=None`` and returns the Axes, so notebooks can compose figures. Count plots take a
-``threshold``: counts 1..threshold are drawn as a hatched bar at the threshold height marked
-"<10", so a figure never shows what the suppressed table hides.
+Labels are Japanese with English in brackets (``label("年度", "fiscal year")``). Every plot
+function in the package gets its Axes from `axes` (``ax=None``: a new figure) and returns it,
+so notebooks can compose figures. Count plots take the disclosure `Rules`: a count of 1..T is
+a grey hatched bar of height T+1 with no value ("somewhere below 10"), explained in the legend,
+so a figure never shows what the suppressed table hides. Colour means one thing: the series;
+grey hatching always and only means "hidden".
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import matplotlib
 import matplotlib.dates
@@ -16,17 +19,21 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
+from cycler import cycler
 from matplotlib.axes import Axes
+from matplotlib.patches import Patch
 
 from helpers import MimamoriError
+from helpers.reports.disclosure import Rules, visible_counts
 
-PALETTE = ["#2f6690", "#d9822b", "#3a7d44", "#9a348e", "#c0392b", "#7f8c8d", "#16a085"]
+PALETTE = ["#2f6690", "#d9822b", "#3a7d44", "#9a348e", "#16a085", "#8c6d31", "#5b5ea6"]
+HIDDEN_COLOUR = "#9a9a9a"  # grey: hidden counts, nothing else
 ASSESSMENT_ORDER = ("poor", "fair", "good")
 ASSESSMENT_LABELS = {"good": "良い（good）", "fair": "普通（fair）", "poor": "悪い（poor）"}
 ASSESSMENT_COLOURS = {"good": "#3a7d44", "fair": "#d9a62b", "poor": "#c0392b"}
 CJK_SAMPLE = "年度相談件数良い普通悪いヤングケアラー児童虐待"
 
-STYLE = {
+STYLE: dict[str, Any] = {
     "figure.dpi": 100,
     "savefig.dpi": 100,
     "figure.figsize": (7.0, 3.6),
@@ -78,70 +85,90 @@ def use_japanese_font() -> str:
     from matplotlib import font_manager
 
     name = font_manager.FontProperties(fname=str(font_path)).get_name()
-    matplotlib.rcParams.update(STYLE)
+    matplotlib.rcParams.update(cast(Any, STYLE))
     matplotlib.rcParams["font.family"] = name
-    matplotlib.rcParams["axes.prop_cycle"] = matplotlib.cycler(color=PALETTE)
+    matplotlib.rcParams["axes.prop_cycle"] = cycler(color=PALETTE)
     return name
 
 
-def _axes(ax: Axes | None, figsize: tuple[float, float] | None = None) -> Axes:
+def axes(ax: Axes | None, figsize: tuple[float, float] | None = None) -> Axes:
+    """The Axes to draw on: ``ax`` itself, or a new figure's (of ``figsize``)."""
     if ax is not None:
         return ax
-    _, ax = plt.subplots(figsize=figsize)
-    return ax
+    _, new = plt.subplots(figsize=figsize)
+    return new
 
 
-def _suppressed_heights(values: np.ndarray, threshold: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Heights to draw and a mask of bars standing for a suppressed 1..threshold count."""
-    values = np.asarray(values, dtype=float)
-    if threshold is None:
-        return values, np.zeros(len(values), dtype=bool)
-    small = (values >= 1) & (values <= threshold)
-    return np.where(small, float(threshold), values), small
+def hidden_legend_handle(rules: Rules) -> Patch:
+    """Legend entry for hatched bars: what they stand for, with no value."""
+    t = rules.threshold
+    return Patch(
+        facecolor="white",
+        edgecolor=HIDDEN_COLOUR,
+        hatch="//",
+        label=f"1〜{t}（値は非表示）（1–{t}, value hidden）",
+    )
+
+
+def hidden_bars(
+    ax: Axes, positions: np.ndarray, heights: np.ndarray, width: float, horizontal: bool = False
+) -> None:
+    """Grey hatched bars for hidden counts (heights already the band, T+1)."""
+    if horizontal:
+        ax.barh(positions, heights, width, facecolor="white", edgecolor=HIDDEN_COLOUR, hatch="//")
+    else:
+        ax.bar(positions, heights, width, facecolor="white", edgecolor=HIDDEN_COLOUR, hatch="//")
 
 
 def bar_by_year(
     df: pd.DataFrame,
     year: str,
     value: str,
+    rules: Rules,
     hue: str | None = None,
     ax: Axes | None = None,
     title: str = "",
     ylabel: str = label("件数", "count"),
-    threshold: int | None = None,
 ) -> Axes:
-    """Bars of ``value`` per fiscal year (grouped by ``hue`` if given); small counts hatched."""
+    """Bars of ``value`` per fiscal year (grouped by ``hue`` if given); small counts hidden."""
     for col in [year, value, *([hue] if hue else [])]:
         if col not in df.columns:
             raise MimamoriError(f"bar_by_year: column {col!r} not in table")
-    ax = _axes(ax)
-    wide = (df.pivot_table(index=year, columns=hue, values=value, aggfunc="sum", observed=True)
-            if hue else df.groupby(year, observed=True)[[value]].sum())
+    ax = axes(ax)
+    wide = (
+        df.pivot_table(index=year, columns=hue, values=value, aggfunc="sum", observed=True)
+        if hue
+        else df.groupby(year, observed=True)[[value]].sum()
+    )
     wide = wide.sort_index()
     n_series = max(len(wide.columns), 1)
     width = 0.8 / n_series
     x = np.arange(len(wide.index))
+    handles = []
     any_small = False
     for i, col in enumerate(wide.columns):
-        heights, small = _suppressed_heights(wide[col].fillna(0).to_numpy(), threshold)
-        colour = PALETTE[i % len(PALETTE)]
+        heights, small = visible_counts(wide[col].fillna(0).to_numpy(), rules)
         pos = x - 0.4 + width * (i + 0.5)
-        ax.bar(pos[~small], heights[~small], width, color=colour,
-               label=str(col) if hue else None)
+        bars = ax.bar(
+            pos[~small],
+            heights[~small],
+            width,
+            color=PALETTE[i % len(PALETTE)],
+            label=str(col) if hue else None,
+        )
+        handles.append(bars)
         if small.any():
             any_small = True
-            ax.bar(pos[small], heights[small], width, facecolor="white", edgecolor=colour,
-                   hatch="//")
+            hidden_bars(ax, pos[small], heights[small], width)
     ax.set_xticks(x, [f"{y}年度" if str(y).isdigit() else str(y) for y in wide.index])
     ax.set_xlabel(label("年度", "fiscal year"))
     ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
     if title:
         ax.set_title(title)
-    if hue:
-        ax.legend(title=hue, ncols=min(n_series, 4))
-    if any_small:
-        ax.annotate(f"斜線: <{threshold + 1}（hatched: fewer than {threshold + 1}）",
-                    xy=(1, 1.01), xycoords="axes fraction", ha="right", fontsize=8)
+    legend = [h for h in handles if hue] + ([hidden_legend_handle(rules)] if any_small else [])
+    if legend:
+        ax.legend(handles=legend, title=hue, ncols=min(len(legend), 4))
     return ax
 
 
@@ -150,34 +177,37 @@ def population_pyramid(
     age: str,
     sex: str,
     count: str,
+    rules: Rules,
     ax: Axes | None = None,
     title: str = label("年齢別人口", "population by age"),
     left: str = "male",
     right: str = "female",
-    threshold: int | None = None,
 ) -> Axes:
     """Horizontal pyramid: ``left`` sex to the left, ``right`` to the right, one bar per age."""
     for col in (age, sex, count):
         if col not in df.columns:
             raise MimamoriError(f"population_pyramid: column {col!r} not in table")
-    ax = _axes(ax, figsize=(6.0, 5.0))
-    wide = df.pivot_table(index=age, columns=sex, values=count, aggfunc="sum",
-                          observed=True).sort_index()
+    ax = axes(ax, figsize=(6.0, 5.0))
+    wide = df.pivot_table(
+        index=age, columns=sex, values=count, aggfunc="sum", observed=True
+    ).sort_index()
     ages = np.arange(len(wide.index))
+    any_small = False
     for side, sign, colour in ((left, -1, PALETTE[0]), (right, 1, PALETTE[1])):
         values = wide[side].fillna(0).to_numpy() if side in wide.columns else np.zeros(len(ages))
-        heights, small = _suppressed_heights(values, threshold)
+        heights, small = visible_counts(values, rules)
         ax.barh(ages[~small], sign * heights[~small], color=colour, label=str(side))
         if small.any():
-            ax.barh(ages[small], sign * heights[small], facecolor="white", edgecolor=colour,
-                    hatch="//")
+            any_small = True
+            hidden_bars(ax, ages[small], sign * heights[small], 0.8, horizontal=True)
     ax.set_yticks(ages, [str(a) for a in wide.index])
     ax.axvline(0, color="#555555", linewidth=0.8)
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{abs(v):,.0f}"))
     ax.set_xlabel(label("人数", "children"))
     ax.set_ylabel(label("年齢", "age"))
     ax.grid(axis="x")
-    ax.legend()
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=[*handles, *([hidden_legend_handle(rules)] if any_small else [])])
     if title:
         ax.set_title(title)
     return ax
@@ -196,17 +226,17 @@ def assessment_timeline(
             raise MimamoriError(f"assessment_timeline: column {col!r} not in table")
     unknown = set(records[assessment].dropna()) - set(ASSESSMENT_ORDER)
     if unknown:
-        raise MimamoriError(f"assessment_timeline: column {assessment!r}: unknown values "
-                            f"{sorted(unknown)} (expected {list(ASSESSMENT_ORDER)})")
-    ax = _axes(ax, figsize=(7.0, 2.8))
+        raise MimamoriError(
+            f"assessment_timeline: column {assessment!r}: unknown values "
+            f"{sorted(unknown)} (expected {list(ASSESSMENT_ORDER)})"
+        )
+    ax = axes(ax, figsize=(7.0, 2.8))
     data = records[[date, assessment]].dropna().sort_values(date)
     level = data[assessment].map({a: i for i, a in enumerate(ASSESSMENT_ORDER)})
     months = pd.to_datetime(data[date]).dt.to_period("M").dt.to_timestamp()
     ax.step(months, level, where="post", color="#999999", linewidth=1)
-    ax.scatter(months, level, c=[ASSESSMENT_COLOURS[a] for a in data[assessment]], zorder=3,
-               s=36)
-    ax.set_yticks(range(len(ASSESSMENT_ORDER)),
-                  [ASSESSMENT_LABELS[a] for a in ASSESSMENT_ORDER])
+    ax.scatter(months, level, c=[ASSESSMENT_COLOURS[a] for a in data[assessment]], zorder=3, s=36)
+    ax.set_yticks(range(len(ASSESSMENT_ORDER)), [ASSESSMENT_LABELS[a] for a in ASSESSMENT_ORDER])
     ax.set_ylim(-0.5, len(ASSESSMENT_ORDER) - 0.5)
     ax.set_xlabel(label("記録月", "record month"))
     ax.xaxis.set_major_formatter(matplotlib.dates.DateFormatter("%Y-%m"))
