@@ -9,11 +9,14 @@ from __future__ import annotations
 import contextlib
 import getpass
 import hashlib
+import io
 import json
 import math
 import os
 import platform
+import re
 import subprocess
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import metadata
@@ -181,3 +184,26 @@ def append_audit(
     with open(audit_log_in(data_root), "a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
     return entry
+
+
+FIXED_ZIP_TIME = (2024, 4, 1, 0, 0, 0)
+
+
+def save_workbook(wb: Any, path: str | Path) -> Path:
+    """Save an openpyxl workbook atomically with fixed zip and document timestamps.
+
+    openpyxl stamps the save time into the zip entries and docProps/core.xml; fixing both makes
+    the same inputs give the same bytes (reproducible outputs, comparable hashes).
+    """
+    buf = io.BytesIO()
+    wb.save(buf)
+    src = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                data = re.sub(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", b"2024-04-01T00:00:00Z", data)
+            zi = zipfile.ZipInfo(info.filename, FIXED_ZIP_TIME)
+            zi.compress_type = zipfile.ZIP_DEFLATED
+            dst.writestr(zi, data)
+    return Path(path)

@@ -19,7 +19,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from helpers import MimamoriError
-from helpers.io import atomic_path
+from helpers.io import save_workbook
 
 YES, NO = "有", "無"
 # (key, header) in sheet order; reviewers see only these.
@@ -133,9 +133,7 @@ def write_reviewer_workbook(frame: pd.DataFrame, path: str | Path, school: str) 
     for line in INSTRUCTIONS:
         info.append([line])
     info.column_dimensions["A"].width = 100
-    with atomic_path(path) as tmp:
-        wb.save(tmp)
-    return Path(path)
+    return save_workbook(wb, path)
 
 
 def write_staff_workbook(capacity_list: pd.DataFrame, path: str | Path) -> Path:
@@ -151,9 +149,7 @@ def write_staff_workbook(capacity_list: pd.DataFrame, path: str | Path) -> Path:
     note = wb.create_sheet("注意")
     note.append(["スコアは支援の必要性を判断する人の補助であり、判断そのものではありません。"])
     note.append(["(The score supports and never replaces a human assessment.)"])
-    with atomic_path(path) as tmp:
-        wb.save(tmp)
-    return Path(path)
+    return save_workbook(wb, path)
 
 
 # ------------------------------------------------------------------------------ reading back

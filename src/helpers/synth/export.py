@@ -18,9 +18,6 @@ column and other encodings. Ingest must read both into the same mart.
 
 from __future__ import annotations
 
-import io
-import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +25,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from helpers import MimamoriError
-from helpers.io import atomic_path
+from helpers.io import atomic_path, save_workbook
 from helpers.schema import Field, TableSchema
 from helpers.synth.population import rng_for, ymd
 
@@ -614,9 +611,6 @@ def _write_csv(df: pd.DataFrame, headers: list[str], path: Path, encoding: str,
         tmp.write_bytes(text.encode(encoding))
 
 
-FIXED_ZIP_TIME = (2024, 4, 1, 0, 0, 0)
-
-
 def _write_xlsx(df: pd.DataFrame, headers: list[str], path: Path, sheets: list[str],
                 title: str | None = None) -> None:
     """openpyxl, then re-zipped with fixed timestamps so the same seed gives the same bytes.
@@ -633,17 +627,7 @@ def _write_xlsx(df: pd.DataFrame, headers: list[str], path: Path, sheets: list[s
         for row in df.iloc[k * chunk:(k + 1) * chunk].itertuples(index=False, name=None):
             ws.append([None if (v is None or (isinstance(v, float) and np.isnan(v))) else v
                        for v in row])
-    buf = io.BytesIO()
-    wb.save(buf)
-    src = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            data = src.read(info.filename)
-            if info.filename == "docProps/core.xml":
-                data = re.sub(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", b"2024-04-01T00:00:00Z", data)
-            zi = zipfile.ZipInfo(info.filename, FIXED_ZIP_TIME)
-            zi.compress_type = zipfile.ZIP_DEFLATED
-            dst.writestr(zi, data)
+    save_workbook(wb, path)
 
 
 def dialect_specs(settings: dict) -> dict[str, dict]:
