@@ -189,3 +189,13 @@ def test_cli_lists_compares_and_fails_in_one_line(cfg, pair, capsys):
     assert cli([*base, "runs", "compare", "nosuch", "latest", "--no-render"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("mimamori runs: error: unknown run id 'nosuch'") and "\n" not in err
+
+
+def test_a_difference_of_two_hidden_counts_is_shown_only_while_it_pins_neither(pair):
+    shown = R.difference_shown
+    assert shown(3, 3, 0, pair)  # a run against itself: always 0
+    assert shown(2, 6, 4, pair)  # each hidden count still has 9 - 4 = 5 possible values
+    assert not shown(1, 9, 8, pair)  # 9 - 8 = 1 value: both counts given away
+    assert not shown(5, 14, 9, pair)  # 14 shown, so the hidden 5 = 14 - 9
+    assert not shown(0, 4, 4, pair)  # 0 is shown: the 4 would be given away
+    assert shown(12, 30, 18, pair)  # nothing hidden

@@ -155,9 +155,38 @@ def protect_groups(
     return out
 
 
-def _diff_cells(row: dict[str, Any], cmp: Comparison) -> dict[str, Any]:
-    one_small = _small(row["hits_base"], cmp) != _small(row["hits_new"], cmp)
-    hidden = one_small and row["hits_base"] != row["hits_new"]
+def difference_shown(hits_base: float, hits_new: float, difference: float, cmp: Comparison) -> bool:
+    """Whether a difference in hits can be printed without giving a hidden count away.
+
+    One side small and the other not: the difference plus the shown side is the small one.
+    Both small: ``a - b = d`` leaves each ``threshold - |d|`` possible values, which must stay
+    at least ``reports.min_feasible_values`` (as for every hidden count).
+    """
+    sb, sn = _small(hits_base, cmp), _small(hits_new, cmp)
+    if sb != sn:
+        return False
+    if sb and sn:
+        r = cmp.cfg.reports
+        feasible = int(getattr(r, "min_feasible_values", 5))
+        return int(r.small_cell_threshold) - abs(round(difference)) >= feasible
+    return True
+
+
+def pooled_difference_shown(cmp: Comparison) -> bool:
+    """The pooled difference minus the shown years' would give a withheld year's away."""
+    years = cmp.paired.per_year.to_dict(orient="records")
+    p = cmp.paired.pooled
+    return all(
+        difference_shown(r["hits_base"], r["hits_new"], r["difference"], cmp) for r in years
+    ) and difference_shown(p["hits_base"], p["hits_new"], p["difference"], cmp)
+
+
+def _diff_cells(row: dict[str, Any], cmp: Comparison, pooled: bool) -> dict[str, Any]:
+    hidden = not (
+        pooled_difference_shown(cmp)
+        if pooled
+        else difference_shown(row["hits_base"], row["hits_new"], row["difference"], cmp)
+    )
     return {
         "差（difference, new − base）": np.nan if hidden else row["difference"],
         "95% CI 下限（low）": np.nan if hidden else row["ci_low"],
@@ -184,7 +213,7 @@ def headline_table(cmp: Comparison) -> Table:
                 "的中 新（hits new）": r["hits_new"],
                 "precision 基準（base）": r["precision_base"],
                 "precision 新（new）": r["precision_new"],
-                **_diff_cells(r, cmp),
+                **_diff_cells(r, cmp, pooled=isinstance(year, str)),
             }
         )
     counts = [
@@ -221,8 +250,8 @@ def headline_text(cmp: Comparison) -> str:
     scope = _years_text(cmp) if len(cmp.paired.per_year) == 1 else f"{_years_text(cmp)} pooled"
     if _identical(cmp):
         diff = "差 0（2つの実行は全ての児童年を同じ順に並べる identical rankings）"
-    elif _small(p["hits_base"], cmp) != _small(p["hits_new"], cmp):
-        diff = "差は秘匿（difference withheld: one side is a small count）"
+    elif not pooled_difference_shown(cmp):
+        diff = "差は秘匿（difference withheld: it would reveal a count under 10）"
     else:
         diff = f"差 {p['difference']:+.2f}（95% CI {p['ci_low']:+.2f} 〜 {p['ci_high']:+.2f}）"
     return (
@@ -239,9 +268,13 @@ def verdict_text(cmp: Comparison) -> str:
         "worse": f"the {pct}% CI of the difference lies below 0",
         "no detectable difference": f"the {pct}% CI of the difference includes 0",
     }[cmp.verdict]
+    interval = (
+        f"[{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] hits"
+        if pooled_difference_shown(cmp)
+        else "(interval withheld: it would reveal a count under 10)"
+    )
     return (
-        f"判定（verdict）: {VERDICT_JA[cmp.verdict]} — {reason} "
-        f"[{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] hits. "
+        f"判定（verdict）: {VERDICT_JA[cmp.verdict]} — {reason} {interval}. "
         "差がないことの証明ではありません（no detectable difference is not proof of no "
         "difference: the interval says how large a difference the data cannot exclude）."
     )
