@@ -142,8 +142,8 @@ format: $(SETUP_STAMP) ## rewrite sources in the project's format (ruff format) 
 compare: $(SETUP_STAMP) ## compare two archived models runs into reports/07_run_comparison.html (BASE=previous NEW=latest [TARGET=]; `python -m helpers runs list` shows ids)
 	$(PY) -m helpers runs compare $(or $(BASE),previous) $(or $(NEW),latest) $(if $(TARGET),--target $(TARGET))
 
-lab: $(SETUP_STAMP) ## start JupyterLab on the project kernel; notebooks read the data make built (pass the same PROFILE= and DATA=)
-	MPLBACKEND=module://matplotlib_inline.backend_inline $(VENV)/bin/jupyter lab --notebook-dir=notebooks
+lab: $(SETUP_STAMP) ## JupyterLab on the project kernel, reading the data make built (same PROFILE= DATA=; LAB_ARGS= more options)
+	MPLBACKEND=module://matplotlib_inline.backend_inline $(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
 bench: $(SETUP_STAMP) ## benchmark every stage at city sizes SIZES=S,M (L: 500k children, needs >24 GB) into reports/bench/
 	$(PY) -m helpers bench --sizes $(SIZES)

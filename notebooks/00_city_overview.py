@@ -12,7 +12,7 @@
 # ---
 
 # %% tags=["parameters"]
-profile = "tiny"      # config profile; empty: none
+profile = ""      # config profile; empty: MIMAMORI_PROFILE (make exports it) or none
 data_dir = ""         # empty: from config (env MIMAMORI_DATA)
 config_dir = ""       # empty: config/
 pyramid_year = 0      # fiscal year of the population pyramid; 0: the last one

@@ -12,7 +12,7 @@
 # ---
 
 # %% tags=["parameters"]
-profile = "tiny"      # config profile; empty: none
+profile = ""      # config profile; empty: MIMAMORI_PROFILE (make exports it) or none
 data_dir = ""         # empty: from config (env MIMAMORI_DATA)
 config_dir = ""       # empty: config/
 n_factors = 3         # factors for the young-carer item analysis

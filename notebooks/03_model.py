@@ -12,7 +12,7 @@
 # ---
 
 # %% tags=["parameters"]
-profile = "tiny"  # config profile; empty: none
+profile = ""  # config profile; empty: MIMAMORI_PROFILE (make exports it) or none
 data_dir = ""  # empty: from config (env MIMAMORI_DATA)
 config_dir = ""  # empty: config/
 target = "physical_abuse"  # one of run.targets

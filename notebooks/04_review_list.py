@@ -16,7 +16,7 @@
 # （高スコア群と低スコア群を混ぜ、学校には群を知らせない）の概要。個人は表示しない。
 
 # %% tags=["parameters"]
-profile = "tiny"      # config profile; empty: none
+profile = ""      # config profile; empty: MIMAMORI_PROFILE (make exports it) or none
 data_dir = ""         # empty: from config (env MIMAMORI_DATA)
 config_dir = ""       # empty: config/
 target = ""           # empty: config review.target

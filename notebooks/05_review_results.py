@@ -16,7 +16,7 @@
 # 要支援の児童に多い項目、過去の回との比較を示す。
 
 # %% tags=["parameters"]
-profile = "tiny"      # config profile; empty: none
+profile = ""      # config profile; empty: MIMAMORI_PROFILE (make exports it) or none
 data_dir = ""         # empty: from config (env MIMAMORI_DATA)
 config_dir = ""       # empty: config/
 target = ""           # empty: config review.target
