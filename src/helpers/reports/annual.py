@@ -10,15 +10,19 @@ consultations, so their total rows are one set of margins the suppression protec
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 
 from helpers import MimamoriError
 from helpers.config import Settings
 from helpers.paths import paths
+from helpers.reports.api import Table
 from helpers.reports.disclosure import Rules, count_text
+from helpers.reports.plotting import assessment_timeline, bar_by_year, label
 from helpers.schema import load_schema
 
 TOTAL_LABEL = "合計（total）"
@@ -238,3 +242,137 @@ def headline_text(summary: pd.DataFrame, rules: Rules) -> str:
         f"{int(last['年度（fiscal year）'])}年度の相談件数 {shown} 件"
         f"（consultations in FY{int(last['年度（fiscal year）'])}: {shown}）"
     )
+
+
+# --------------------------------------------------------------------------- the report
+MART_TABLES = ("consultations", "residents", "progress_records")
+
+
+@dataclass
+class AnnualReport:
+    """What report 06 shows, built once from the mart: every section is a `Table` or a figure.
+
+    The tables by type, route and age band split the same consultations (``universe``), so
+    their total rows are one set of margins the disclosure control protects against.
+    """
+
+    cfg: Settings
+    years: list[int]
+    cases: pd.DataFrame
+    progress: pd.DataFrame
+    child: str
+
+    @classmethod
+    def load(cls, cfg: Settings, child: str = "") -> AnnualReport:
+        years = list(cfg.run.fiscal_years)
+        residents = read_mart(cfg, "residents", columns=["resident_code", "birth_date"])
+        cases = consultation_frame(read_mart(cfg, "consultations"), residents)
+        progress = read_mart(cfg, "progress_records")
+        return cls(
+            cfg,
+            years,
+            cases[cases["fiscal_year"].isin(years)],
+            progress,
+            child or busiest_child(progress),
+        )
+
+    @property
+    def rules(self) -> Rules:
+        return Rules.from_cfg(self.cfg)
+
+    @property
+    def inputs(self) -> list[Path]:
+        return [mart_path(self.cfg, t) for t in MART_TABLES]
+
+    def summary(self) -> Table:
+        s = yearly_summary(self.cases, years=self.years)
+        return Table(
+            s,
+            "年度別の相談件数（consultations per fiscal year）",
+            [c for c in s.columns if c != "年度（fiscal year）"],
+        )
+
+    def headline(self) -> str:
+        return headline_text(self.summary().frame, self.rules)
+
+    def summary_figure(self) -> Axes:
+        return bar_by_year(
+            self.summary().frame,
+            "年度（fiscal year）",
+            "相談件数（consultations）",
+            self.rules,
+            title=label("相談件数", "consultations"),
+        )
+
+    def _by(
+        self,
+        column: str,
+        labels: Mapping[str, str] | None,
+        title: str,
+        caption: str,
+        frame: pd.DataFrame | None = None,
+        universe: str | None = "consultations",
+    ) -> Table:
+        t = count_by_year(
+            self.cases if frame is None else frame,
+            column,
+            labels,
+            self.years,
+            category_title=title,
+            total=universe is not None,
+        )
+        return Table(t, caption, [c for c in t.columns if c.endswith("年度")], universe=universe)
+
+    def by_type(self) -> Table:
+        return self._by(
+            "consultation_type",
+            enum_labels("consultations", "consultation_type"),
+            "相談種別（type）",
+            "相談種別 × 年度（consultations by type）",
+        )
+
+    def by_route(self) -> Table:
+        return self._by(
+            "referral_route",
+            enum_labels("consultations", "referral_route"),
+            "相談経路（referral route）",
+            "相談経路 × 年度（consultations by referral route）",
+        )
+
+    def by_age(self) -> Table:
+        return self._by(
+            "age_band",
+            {b[2]: b[2] for b in AGE_BANDS},
+            "受付時の年齢（age at receipt）",
+            "年齢区分 × 年度（consultations by age band）",
+        )
+
+    def by_agency(self) -> Table:
+        """Several agencies per consultation: no total row, not part of the universe."""
+        return self._by(
+            "agency",
+            None,
+            "関係機関（agency）",
+            "関係機関 × 年度（consultations by agency involved, multiple counting）",
+            frame=explode_agencies(self.cases),
+            universe=None,
+        )
+
+    def assessments(self) -> Table:
+        mix = assessment_mix(self.progress, self.years)
+        return Table(
+            mix,
+            "経過評価 × 年度（progress assessments per fiscal year）",
+            [c for c in mix.columns if c.endswith("年度")],
+            universe="progress records",
+        )
+
+    def timeline(self) -> Table:
+        return Table(
+            timeline_table(child_timeline(self.progress, self.child)),
+            f"仮名 {self.child} の経過評価（assessments of pseudonymous child {self.child}）",
+            max_rows=60,
+        )
+
+    def timeline_figure(self) -> Axes:
+        return assessment_timeline(child_timeline(self.progress, self.child))

@@ -470,12 +470,7 @@ def table_html(
     counts = [_flat_name(c) for c in counts]
     derived_all: dict[str, Any] = {_flat_name(k): _flat_name(v) for k, v in (rates or {}).items()}
     derived_all.update({_flat_name(k): v for k, v in (derived or {}).items()})
-    margins = dict(margins or {})
-    publishes = dict(publishes or {})
-    explicit = set(publishes)
-    if universe:
-        margins.update({c: f"{universe}|{c}" for c in counts if c not in margins})
-        publishes.update({c: f"{universe}|{c}" for c in counts if c not in publishes})
+    margins, publishes, explicit = _margin_keys(counts, universe, margins, publishes)
     group_by = list(group_by or [])
     for col in [*margins, *group_by]:
         if col not in df.columns:
@@ -496,30 +491,72 @@ def table_html(
         group_derived=group_derived,
         where=where,
     )
-    keyed = _publish(state, prot, publishes, where, per_row=set(explicit))
+    keyed = _publish(state, prot, publishes, where, per_row=explicit)
     state.n_tables += 1
-    formats = {_flat_name(k): v for k, v in (formats or {}).items()}
     shown = prot.frame.iloc[:max_rows, :max_cols]
+    cells = _formatted(shown, df, counts, formats)
+    sizes = [*sizes, *D.sizes_in(caption, r.threshold)]
+    texts, used = D.guard_texts(
+        [[t for t, _ in row] for row in cells], list(shown.columns), prot, r, sizes
+    )
+    hideable = {*counts, *derived_all, *(group_derived or {})}
+    body = _body_html(cells, texts, list(shown.columns), counts, hideable, keyed, r)
+    head = _table_open(prot, caption, list(shown.columns), len(df) > max_rows, r, margins)
+    notes = _notes(
+        df, max_rows, max_cols, counts, used | prot.labels_used, r, bool(derived_all or shares)
+    )
+    return head + body + "</tbody></table>" + notes
+
+
+def _margin_keys(
+    counts: list[str],
+    universe: str | None,
+    margins: Mapping[str, str] | None,
+    publishes: Mapping[str, str] | None,
+) -> tuple[dict[str, str], dict[str, str], set[str]]:
+    """Declared margins and publications; a ``universe`` adds "<universe>|<column>" for every
+    count column (published from total rows only)."""
+    margins_d, publishes_d = dict(margins or {}), dict(publishes or {})
+    explicit = set(publishes_d)
+    if universe:
+        margins_d.update({c: f"{universe}|{c}" for c in counts if c not in margins_d})
+        publishes_d.update({c: f"{universe}|{c}" for c in counts if c not in publishes_d})
+    return margins_d, publishes_d, explicit
+
+
+def _formatted(
+    shown: pd.DataFrame, df: pd.DataFrame, counts: list[str], formats: Mapping[str, str] | None
+) -> list[list[tuple[str, str]]]:
+    """(text, css class) of every displayed cell."""
+    fmts = {_flat_name(k): v for k, v in (formats or {}).items()}
     columns = list(shown.columns)
     col_formats = {
-        c: formats.get(c) or ("{}" if _looks_like_year(df[c]) and c not in counts else None)
+        c: fmts.get(c) or ("{}" if _looks_like_year(df[c]) and c not in counts else None)
         for c in columns
     }
-    cells = [
+    return [
         [_format_cell(v, col_formats[c]) for c, v in zip(columns, row, strict=True)]
         for row in shown.itertuples(index=False, name=None)
     ]
-    sizes = [*sizes, *D.sizes_in(caption, r.threshold)]
-    texts, used = D.guard_texts([[t for t, _ in row] for row in cells], columns, prot, r, sizes)
-    used |= prot.labels_used
-    head = _table_open(prot, caption, columns, len(df) > max_rows, r, margins)
+
+
+def _body_html(
+    cells: list[list[tuple[str, str]]],
+    texts: list[list[str]],
+    columns: list[str],
+    counts: list[str],
+    hideable: set[str],
+    keyed: Mapping[tuple[int, str], str],
+    r: D.Rules,
+) -> str:
+    """The table rows: hidden figures grey (class ``sup``), ranges grey (``band``)."""
     body = []
     for i, row in enumerate(cells):
         out = []
         for j, col in enumerate(columns):
             text, cls = texts[i][j], row[j][1]
             changed = text != row[j][0]
-            if col in counts or col in derived_all or col in (group_derived or {}) or changed:
+            if col in hideable or changed:
                 if text in (r.small_label, D.SECONDARY_LABEL, D.DERIVED_LABEL):
                     cls = "num sup"
                 elif changed:
@@ -529,8 +566,7 @@ def table_html(
                 attrs += f" data-key='{_esc(keyed[(i, col)])}'"
             out.append(_cell_html(text, cls, attrs))
         body.append("<tr>" + "".join(out) + "</tr>")
-    notes = _notes(df, max_rows, max_cols, counts, used, r, bool(derived_all or shares))
-    return head + "".join(body) + "</tbody></table>" + notes
+    return "".join(body)
 
 
 def _table_open(

@@ -2,7 +2,8 @@
 
 Why: before anyone trusts a model, the analyst should see that the city looks like a city
 (age pyramid, household types) and that each item's prevalence and each outcome's base rate
-sit where the generator was told to put them. Inputs are ``data/raw/_truth/`` files; outputs
+sit where the generator was told to put them. Inputs are the generator's truth files
+(``helpers.paths``: ``truth_population``, ``truth_targets``, ``truth_defects``); outputs
 are small tables with count columns (suppressed by ``helpers.reports.api.show_table``).
 """
 
@@ -16,6 +17,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from helpers import MimamoriError
+from helpers.paths import Paths
 from helpers.reports.disclosure import Rules, small_mask
 from helpers.reports.plotting import PALETTE, axes, label
 
@@ -49,15 +51,20 @@ DENOMINATORS = {
 }
 
 
+def _truth(raw_dir: str | Path) -> Paths:
+    """The artefact catalogue of the data root holding ``raw_dir`` (data/raw)."""
+    return Paths(Path(raw_dir).parent, Path(raw_dir).parent)
+
+
 def load_truth(raw_dir: str | Path) -> tuple[pd.DataFrame, dict]:
-    """population.parquet and targets.json from ``raw_dir/_truth`` (synthetic runs only)."""
-    truth = Path(raw_dir) / "_truth"
-    pop_path, tgt_path = truth / "population.parquet", truth / "targets.json"
+    """The generator's population and targets next to ``raw_dir`` (synthetic runs only)."""
+    P = _truth(raw_dir)
+    pop_path, tgt_path = P.truth_population, P.truth_targets
     for p in (pop_path, tgt_path):
         if not p.exists():
             raise MimamoriError(
                 f"{p}: not found; the city overview needs the synthetic city's truth "
-                f"(run `python -m helpers synth`; real data has no _truth/)"
+                f"(run `python -m helpers synth`; real data has no generator truth)"
             )
     return pd.read_parquet(pop_path), json.loads(tgt_path.read_text(encoding="utf-8"))
 
@@ -162,8 +169,8 @@ def outcome_counts(pop: pd.DataFrame, targets: dict) -> pd.DataFrame:
 
 
 def defect_summary(raw_dir: str | Path) -> pd.DataFrame:
-    """Planted defects per table and reason (what ingest should reject), from _truth/defects.csv."""
-    path = Path(raw_dir) / "_truth" / "defects.csv"
+    """Planted defects per table and reason (what ingest should reject), from the truth."""
+    path = _truth(raw_dir).truth_defects
     if not path.exists():
         raise MimamoriError(f"{path}: not found (synthetic runs only)")
     d = pd.read_csv(path)
