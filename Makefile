@@ -15,7 +15,10 @@ SETUP_STAMP := $(VENV)/.mimamori-installed
 PROFILE ?=
 DATA ?= data
 REPORTS ?= reports
+# the settings folder: config/ (a municipality may keep its own elsewhere: CONFIG=/path)
+CONFIG ?= config
 SIZES ?= S,M
+export MIMAMORI_CONFIG := $(abspath $(CONFIG))
 export MIMAMORI_PROFILE := $(PROFILE)
 export MIMAMORI_DATA := $(abspath $(DATA))
 export MIMAMORI_REPORTS := $(abspath $(REPORTS))
@@ -24,14 +27,14 @@ export MPLBACKEND := Agg
 export OMP_WAIT_POLICY := PASSIVE
 
 SCHEMAS := $(wildcard data_schema/*.yaml)
-PROFILE_FILE := $(if $(PROFILE),config/profiles/$(PROFILE).yaml)
+PROFILE_FILE := $(if $(PROFILE),$(CONFIG)/profiles/$(PROFILE).yaml)
 # shared modules (settings, paths, io, schema, exports, ...) sit at the top of the package;
 # each stage is one subpackage, so a stage depends on its folder and the shared modules
 CORE := $(wildcard src/helpers/*.py) $(PROFILE_FILE)
 PKG = $(wildcard src/helpers/$(1)/*.py)
 # The outcomes analysed come from config/run.yaml (`targets:`, or the profile's): make writes
 # them to build/targets-<profile>.mk (after setting up, so a fresh clone works) and re-reads.
-TARGETS_MK := build/targets-$(or $(PROFILE),default).mk
+TARGETS_MK := build/targets-$(or $(PROFILE),default)$(if $(filter-out config,$(CONFIG)),-$(subst /,_,$(abspath $(CONFIG)))).mk
 ifeq ($(filter help clean distclean,$(MAKECMDGOALS)),)
 -include $(TARGETS_MK)
 endif
@@ -52,9 +55,9 @@ REPORT_05 := $(REPORTS)/05_review_results.html
 REPORT_06 := $(REPORTS)/06_annual_statistics.html
 REPORT_HTML := $(REPORT_00) $(REPORT_01) $(REPORT_02) $(REPORT_03) $(REPORT_04) $(REPORT_05) $(REPORT_06)
 # a report reads helpers of several stages: any package change may change what it shows
-REPORT_DEPS := $(wildcard src/helpers/*.py src/helpers/*/*.py) config/reports.yaml config/run.yaml
+REPORT_DEPS := $(wildcard src/helpers/*.py src/helpers/*/*.py) $(CONFIG)/reports.yaml $(CONFIG)/run.yaml
 
-$(TARGETS_MK): $(SETUP_STAMP) config/run.yaml $(PROFILE_FILE)
+$(TARGETS_MK): $(SETUP_STAMP) $(CONFIG)/run.yaml $(PROFILE_FILE)
 	@mkdir -p $(dir $@)
 	@$(PY) -m helpers targets --make > $@.tmp && mv $@.tmp $@
 
@@ -73,26 +76,31 @@ $(SETUP_STAMP): pyproject.toml requirements.lock
 	@touch $@
 
 data: $(RAW) ## generate the synthetic municipality's exports into data/raw (or check real ones)
-$(RAW): $(SETUP_STAMP) $(call PKG,synth) config/run.yaml config/synth.yaml $(SCHEMAS) $(CORE)
+$(RAW): $(SETUP_STAMP) $(call PKG,synth) $(CONFIG)/run.yaml $(CONFIG)/synth.yaml $(CONFIG)/ingest.yaml $(SCHEMAS) $(CORE)
 	$(PY) -m helpers synth
 
 mart: $(MART) ## ingest, validate and mask data/raw into data/mart
-$(MART): $(RAW) $(wildcard $(DATA)/raw/*.csv $(DATA)/raw/*.xlsx) $(call PKG,ingest) config/ingest.yaml config/run.yaml $(SCHEMAS) $(CORE)
+# The exports manifest (names, sizes and hashes of data/raw's exports) is refreshed whenever
+# make looks at the mart and rewritten only when the exports changed, so an added, removed,
+# changed or back-dated export redoes ingest (modification times alone miss the last two).
+.SECONDEXPANSION:
+EXPORTS_MANIFEST = $(shell test -x $(PY) && $(PY) -m helpers.exports $(abspath $(DATA)))
+$(MART): $(RAW) $$(EXPORTS_MANIFEST) $(call PKG,ingest) $(CONFIG)/ingest.yaml $(CONFIG)/run.yaml $(SCHEMAS) $(CORE)
 	$(PY) -m helpers ingest
 
 panel: $(PANEL) ## build the child x fiscal-year panel and feature catalogue
-$(PANEL): $(MART) $(call PKG,panel) config/panel.yaml config/run.yaml $(CORE)
+$(PANEL): $(MART) $(call PKG,panel) $(CONFIG)/panel.yaml $(CONFIG)/run.yaml $(CORE)
 	$(PY) -m helpers panel
 
 models: $(MODELS) ## fit baselines and models for every target
-$(DATA)/models/%/metrics.json: $(PANEL) $(call PKG,models) config/models.yaml config/run.yaml $(CORE)
+$(DATA)/models/%/metrics.json: $(PANEL) $(call PKG,models) $(CONFIG)/models.yaml $(CONFIG)/run.yaml $(CORE)
 	$(PY) -m helpers models --target $*
 
 review: $(REVIEW) ## draw the review list and blinded sample, simulate verdicts on synthetic data
 # On the synthetic city simulated reviewers answer at once; on real data the sheets go to the
 # schools and `python -m helpers review verdicts` reads them when they come back.
 IS_SYNTHETIC = $(PY) -c "import sys; from helpers.config import load_config; sys.exit(0 if load_config()['run']['synthetic'] else 1)"
-$(REVIEW): $(MODELS) $(call PKG,review) config/review.yaml config/run.yaml $(CORE)
+$(REVIEW): $(MODELS) $(call PKG,review) $(CONFIG)/review.yaml $(CONFIG)/run.yaml $(CORE)
 	$(PY) -m helpers review draw
 	if $(IS_SYNTHETIC); then $(PY) -m helpers review simulate && $(PY) -m helpers review verdicts; \
 	elif ls $(DATA)/review/verdicts/* >/dev/null 2>&1; then $(PY) -m helpers review verdicts; fi
@@ -100,7 +108,7 @@ $(REVIEW): $(MODELS) $(call PKG,review) config/review.yaml config/run.yaml $(COR
 
 reports: $(REPORTS)/index.html ## render every notebook into code-free HTML under reports/
 
-$(REPORT_00): notebooks/00_city_overview.py $(RAW) $(REPORT_DEPS)
+$(REPORT_00): notebooks/00_city_overview.py $(RAW) $(PANEL) $(REPORT_DEPS)
 	$(PY) -m helpers reports --only 00_city_overview
 $(REPORT_01): notebooks/01_data_quality.py $(MART) $(REPORT_DEPS)
 	$(PY) -m helpers reports --only 01_data_quality

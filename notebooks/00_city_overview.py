@@ -18,28 +18,41 @@ config_dir = ""       # empty: config/
 pyramid_year = 0      # fiscal year of the population pyramid; 0: the last one
 
 # %%
+from helpers.reports import city as C
 from helpers.reports import overview as O
-from helpers.config import data_dir as cfg_data_dir
+from helpers.reports.api import (
+    close_report,
+    open_report,
+    rules,
+    set_headline,
+    show_figure,
+    show_table,
+    show_text,
+)
 from helpers.reports.plotting import label, population_pyramid
-from helpers.reports.api import close_report, open_report, rules, set_headline, show_figure, show_table
 
 cfg = open_report("市の概況（City overview）", profile=profile, data_dir=data_dir,
                   config_dir=config_dir,
                   params={"profile": profile, "data_dir": data_dir, "config_dir": config_dir,
                           "pyramid_year": pyramid_year})
-raw_dir = cfg_data_dir(cfg) / "raw"
-pop, targets = O.load_truth(raw_dir)
+city = C.city_facts(cfg)
+pop = city.pop
 R = rules(cfg)
 years = sorted(pop["fiscal_year"].unique())
 year = pyramid_year or years[-1]
 
 # %% [markdown]
-# This report describes the **synthetic municipality** the workbench is developed and tested on
-# (生成された架空の市). Every figure comes from the generator's own truth (`data/raw/_truth/`), which
-# ingest, the panel and the models never read. It shows that the city looks like a city and
-# that each item and outcome sits at the rate the generator was told to produce, with the public
-# statistic each target comes from.
-#
+# On the **synthetic municipality** (生成された架空の市) every figure comes from the generator's
+# own truth (`data/raw/_truth/`), which ingest, the panel and the models never read: the report
+# shows that the city looks like a city and that each item and outcome sits at the rate the
+# generator was told to produce, with the public statistic each target comes from.
+# On **real exports** there is no truth: the city is drawn from the masked mart (residents on
+# 1 April) and the panel, an item is counted only where it is known, and there are no targets.
+
+# %%
+show_text(C.provenance_note(city), cfg)
+
+# %% [markdown]
 # ## 人口ピラミッド（Population pyramid）
 
 # %%
@@ -57,7 +70,7 @@ show_figure(ax, "住民の年齢（5歳階級）と性別（residents by 5-year 
 # ## 世帯類型（Household types of children）
 
 # %%
-hh = O.household_type_table(pop)
+hh = city.households
 show_table(hh[hh["年度"].isin([years[0], years[-1]])],
            "児童の世帯類型（children by household type, first and last fiscal year）", cfg,
            counts=["児童数（children）"], rates={"割合（share）": "児童数（children）"},
@@ -70,7 +83,7 @@ show_table(hh[hh["年度"].isin([years[0], years[-1]])],
 # Sources of the targets are listed at the end.
 
 # %%
-prev = O.item_prevalence(pop, targets)
+prev = city.prevalence
 show_figure(O.plot_prevalence_vs_target(prev, R),
             "全年度平均の有病率（bars）と目標（diamonds）（prevalence pooled over years vs target）")
 show_table(prev.drop(columns=["item"]), "年度別の項目有病率（item prevalence by fiscal year）", cfg,
@@ -80,11 +93,13 @@ show_table(prev.drop(columns=["item"]), "年度別の項目有病率（item prev
 
 # %% [markdown]
 # ## 目的変数（Outcomes by fiscal year）
-# Physical abuse is counted for ages 0–15 and young-carer determinations for the school ages the
-# generator uses; counts of 1–9 are suppressed.
+# Synthetic city: physical abuse for ages 0–15 and young-carer determinations for the school ages
+# the generator uses. Real exports: the labels of the panel in each target's review population;
+# a year whose outcome window the export does not complete has no child-years. Counts of 1–9
+# are suppressed.
 
 # %%
-outcomes = O.outcome_counts(pop, targets)
+outcomes = city.outcomes
 show_figure(O.plot_outcome_rates(outcomes, R),
             "目的変数の発生率（outcome rates per 1,000 child-years; dashed = target）")
 show_table(outcomes, "年度別の目的変数（outcome counts by fiscal year）", cfg,
@@ -97,22 +112,22 @@ show_table(outcomes, "年度別の目的変数（outcome counts by fiscal year�
 # The generator plants known defects (duplicates, impossible dates, unknown codes, orphan keys)
 # so the data-quality report can show that ingest rejects exactly these rows.
 
+# (Synthetic city only; for real exports the data-quality report lists every rejected row.)
+
 # %%
-show_table(O.defect_summary(raw_dir), "テーブル・理由別の既知の不備（planted defects by table and reason）",
-           cfg, counts=["行数（rows）"], max_rows=150)
+if city.synthetic:
+    show_table(city.defects, "テーブル・理由別の既知の不備（planted defects by table and reason）",
+               cfg, counts=["行数（rows）"], max_rows=150)
 
 # %% [markdown]
 # ## 目標の出典（Sources of the targets）
+# (Synthetic city only: the public statistics the generator's targets come from.)
 
 # %%
-import pandas as pd  # noqa: E402
-
-sources = pd.DataFrame(targets["prevalence"].values())[["label_ja", "target", "per", "source"]]
-show_table(sources.rename(columns={"label_ja": "項目（item）", "target": "目標（target）",
-                                   "per": "単位（per）", "source": "出典（source）"}),
-           "有病率の目標と公的統計（prevalence targets and public sources）", cfg,
-           formats={"目標（target）": "{:.1%}"}, fixed=["目標（target）"])
+if city.synthetic:
+    show_table(C.target_sources(city.targets),
+               "有病率の目標と公的統計（prevalence targets and public sources）", cfg,
+               formats={"目標（target）": "{:.1%}"}, fixed=["目標（target）"])
 
 # %%
-close_report(cfg, inputs=[raw_dir / "_truth" / "population.parquet",
-                          raw_dir / "_truth" / "targets.json"])
+close_report(cfg, inputs=city.inputs)

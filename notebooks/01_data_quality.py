@@ -17,8 +17,8 @@ data_dir = ""         # empty: from config (env MIMAMORI_DATA)
 config_dir = ""       # empty: config/
 
 # %%
-from helpers.ingest import quality
 from helpers.config import data_dir as cfg_data_dir
+from helpers.ingest import quality
 from helpers.reports.api import close_report, open_report, set_headline, show_table
 from helpers.schema import load_schemas
 
@@ -48,12 +48,46 @@ set_headline(
 )
 show_table(summary.assign(removed=summary["rows_in"] - summary["rows_out"]),
            "表ごとの取込件数（rows per table; removed = rejected + duplicates）", cfg,
-           counts=["rows_in", "rows_out", "rows_rejected", "duplicates_dropped", "removed"],
+           counts=["rows_in", "rows_out", "rows_rejected", "duplicates_dropped", "removed",
+                   "cells_blanked"],
            rates={"reject_rate": "rows_rejected"}, max_rows=40, publishes={"removed": "removed"})
 
 # %%
 show_table(quality.reason_counts(report), "除外理由（reject reasons per table）", cfg,
            counts=["rows"], max_rows=80, group_by=["table"], margins={"rows": "removed"})
+
+# %% [markdown]
+# ## 空欄にした値（Bad values in optional fields: cell blanked, row kept）
+# Only a bad value in a required field, a key or a reference rejects its row. A bad value in
+# any other field (a weight of 400 kg, an impossible end date, an unknown result code) is set to
+# blank, so the rest of the record still counts; each one is listed with file, row, column,
+# value and reason in `data/mart/_warnings/`.
+
+# %%
+show_table(quality.cell_warning_counts(report),
+           "空欄にした不正な値（bad cells blanked, per table, column and reason）", cfg,
+           counts=["cells"], max_rows=80)
+
+# %% [markdown]
+# ## 対応表にない値（Values that match no code）
+# Spellings of a coded field that neither the schema vocabulary (`data_schema/`) nor the
+# value map (`value_map` in `config/ingest.yaml`) knows. `python -m helpers ingest --suggest-map`
+# writes a starter value map of exactly these values to check and copy into the settings.
+
+# %%
+show_table(quality.unmapped_values(report),
+           "対応表にない値（unmapped values: table, field, value, rows）", cfg,
+           counts=["rows"], max_rows=80)
+
+# %% [markdown]
+# ## 読み取らなかった行とファイル（What was not read as records）
+# Title lines above the header and totals lines after the records are skipped and listed here,
+# as are open-end dates (9999/12/31 ...) read as "still open", optional sources without an
+# export, files whose name fits no table and broken links.
+
+# %%
+show_table(quality.file_notes(report), "ファイルごとの注記（notes per file）", cfg,
+           counts=["title_lines", "footer_lines", "blank_lines"], max_rows=80)
 
 # %% [markdown]
 # ## 欠損（Blank cells: unknown, none, or zero）
@@ -89,14 +123,15 @@ if "residents" in mart:
 
 # %% [markdown]
 # ## 連携率（Linkage to the resident registry）
-# Share of each table's records whose person is found in the resident registry (school
-# attendance links through the student number in the school register).
+# Share of each table's records whose key is found in the table it refers to (persons in the
+# resident registry; school attendance through the student number in the school register;
+# household-keyed tables in the household history), counted **before** records with an
+# unknown key were rejected as `orphan_key`.
 
 # %%
-if "residents" in mart:
-    show_table(quality.linkage_rate(mart, schemas), "住民記録との連携率（linkage rate）", cfg,
-               counts=["records", "key_blank", "linked"], rates={"linkage_rate": "linked"},
-               max_rows=40)
+show_table(quality.linkage_rate(report), "住民記録との連携率（linkage rate, before orphans are "
+           "rejected）", cfg, counts=["records", "key_blank", "linked", "not_found"],
+           rates={"linkage_rate": "linked"}, max_rows=40)
 
 # %% [markdown]
 # ## マスキング（What masking did）

@@ -42,9 +42,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from helpers import MimamoriError
-from helpers.config import load_config
 from helpers.normalize import normalize_key
-from helpers.paths import paths
+from helpers.paths import Paths
 from helpers.schema import TableSchema, load_schemas
 
 SUPPORTED_SUFFIXES = (".csv", ".txt", ".xlsx")
@@ -618,19 +617,24 @@ def _write_json(obj: Mapping, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m helpers.exports``: refresh the exports manifest, print its path (for make).
+    """``python -m helpers.exports DATA_DIR``: refresh DATA_DIR's exports manifest (rewritten
+    only when the exports changed) and print its path, for make's ingest prerequisite.
 
-    Prints nothing when there is no raw folder yet (make then runs the chain from the start).
+    Prints nothing when there is no raw folder yet or it cannot be read (make then runs the
+    chain, and ingest stops with the message).
     """
-    del argv
+    args = list(argv or [])
+    if len(args) != 1:
+        print("usage: python -m helpers.exports DATA_DIR", file=sys.stderr)
+        return 2
+    P = Paths(Path(args[0]), Path(args[0]))
+    if not P.raw.is_dir():
+        return 0
     try:
-        P = paths(load_config())
-        if not P.raw.is_dir():
-            return 0
         write_manifest(P.raw, load_schemas(), P.exports_manifest)
     except MimamoriError as exc:
-        print(f"mimamori exports: error: {exc}", file=sys.stderr)
-        return 0  # ingest itself stops with the same message
+        print(f"mimamori exports: {exc}", file=sys.stderr)
+        return 0
     print(P.exports_manifest)
     return 0
 
