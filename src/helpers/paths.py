@@ -56,6 +56,10 @@ class ModelPaths:
     odds_ratios = property(lambda self: self.dir / "odds_ratios.csv")
     shap_values = property(lambda self: self.dir / "shap_values.parquet")
     shap_importance = property(lambda self: self.dir / "shap_importance.csv")
+    backtest = property(lambda self: self.dir / "backtest.csv")
+    reference_tree_nodes = property(lambda self: self.dir / "reference_tree_nodes.csv")
+    year_to_year = property(lambda self: self.dir / "year_to_year.csv")
+    fold_to_fold = property(lambda self: self.dir / "fold_to_fold.csv")
 
 
 @dataclass(frozen=True)

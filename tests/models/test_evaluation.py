@@ -166,22 +166,44 @@ def test_stability_and_subsets():
     assert yo["jaccard"] == 1.0 and yo["overlap"] == 20
 
 
-def test_plots_return_axes():
+def test_plots_draw_what_they_say():
     import matplotlib
 
     matplotlib.use("Agg")
     from helpers.reports.disclosure import Rules
 
+    rules = Rules(threshold=9)
     folds, test = ev.temporal_splits(range(2017, 2023), 3)
-    assert ev.plot_splits(folds, test, range(2017, 2023)) is not None
+    ax = ev.plot_splits(folds, test, range(2017, 2023))
+    assert len(ax.get_yticklabels()) == len(folds) + 1 and "temporal" in ax.get_title()
     tab = pd.DataFrame(
-        {"list": ["a", "b"], "value": [0.2, 0.1], "ci_low": [0.1, 0.0], "ci_high": [0.3, 0.2]}
+        {"list": ["a", "b"], "value": [0.2, 0.01], "ci_low": [0.1, 0.0], "ci_high": [0.3, 0.05]}
     )
-    assert ev.plot_headline(tab, 100, Rules(9)) is not None
+    ax = ev.plot_headline(tab, 100, rules)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+    assert len(ax.patches) == 2  # one bar, one hatched band for the list with 1 hit
     curve = ev.precision_curve(Y, S, [1, 2, 4])
-    assert ev.plot_precision_curve({"m": curve}, 2, Rules(0, enabled=False)) is not None
-    assert ev.plot_pr_curve({"m": (Y, S)}, Rules(0, enabled=False)) is not None
-    assert ev.plot_calibration(ev.calibration_table(Y, S / 2, 2)) is not None
+    ax = ev.plot_precision_curve({"m": curve}, 2, Rules(threshold=0, enabled=False))
+    assert ax.get_lines()[0].get_label() == "m"
+    ax = ev.plot_pr_curve({"m": (Y, S)}, Rules(threshold=0, enabled=False))
+    assert "recall" in ax.get_xlabel()
+    ax = ev.plot_calibration(ev.calibration_table(Y, S / 2, 2))
+    assert len(ax.get_lines()) == 2
+    per_year = pd.DataFrame(
+        {
+            "test_year": [2021, 2022],
+            "precision_at_k": [0.2, 0.03],
+            "precision_ci_low": [0.1, 0.0],
+            "precision_ci_high": [0.3, 0.1],
+            "expected_precision_at_k": [0.15, 0.1],
+            "validation_precision_at_k": [0.12, 0.11],
+        }
+    )
+    ax = ev.plot_backtest(per_year, 100, rules)
+    labels = [h.get_label() for h in ax.get_legend_handles_labels()[0]]
+    assert len(labels) == 3 and "backtest" in ax.get_title()
+    realised = ax.containers[0].lines[0].get_xdata()  # the 3-hit year has no realised point
+    assert list(realised) == [2021]
 
 
 def test_sorted_ranking_matches_reference_metrics_with_ties():

@@ -15,6 +15,7 @@ from helpers.models import data as d
 from helpers.models import families as fam
 from helpers.models import stage as m
 from helpers.models import tuning as tu
+from helpers.models.population import population_for
 
 YC_ITEMS = [
     "yc_independence_support_ever",
@@ -49,7 +50,10 @@ def make_toy_panel(
     frames = []
     for j, fy in enumerate(years):
         n = n_children
-        df = pd.DataFrame({"child_id": ids, "fiscal_year": fy, "age": age0 + j})
+        df = pd.DataFrame(
+            {"child_id": ids, "fiscal_year": fy, "age": age0 + j, "school_age": age0 + j}
+        )
+        df["grade"] = np.where(df["age"].between(6, 14), df["age"] - 5, np.nan)
         prev = np.array([0.05, 0.08, 0.04, 0.06, 0.05, 0.1, 0.07, 0.15, 0.12, 0.2, 0.04, 0.03])
         items = (rng.random((n, 12)) < prev).astype(float)
         items[rng.random((n, 12)) < 0.02] = np.nan
@@ -194,12 +198,17 @@ def test_fit_target_writes_artifacts_and_metrics(fitted):
         "scores.parquet",
         "tuning.parquet",
         "segment_table.csv",
+        "reference_tree_nodes.csv",
         "model_lightgbm.txt",
         "model_logistic.joblib",
         "shap_values.parquet",
         "fairness.csv",
         "crosstab_topk.csv",
         "single_variable.csv",
+        "backtest.csv",
+        "calibration.csv",
+        "year_to_year.csv",
+        "fold_to_fold.csv",
     ]:
         assert (out / name).exists(), name
     on_disk = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
@@ -211,46 +220,130 @@ def test_fit_target_writes_artifacts_and_metrics(fitted):
     # the planted signal is learnable: the model beats the noise floor
     assert h["model"]["roc_auc"]["value"] > 0.6
     assert 0 < metrics["oracle"]["model_share_of_oracle"] < 2
+
+
+def test_metrics_contract_population_backtest_calibration(fitted):
+    """The fields other stages and checks read (issue 13's contract)."""
+    m, _, _ = fitted
+    pop = m["population"]
+    assert {"description", "min_age", "max_age", "n_evaluated"} <= set(pop)
+    assert (pop["min_age"], pop["max_age"]) == (6, 14) and pop["description"]
+    bt = m["backtest"]
+    assert bt["test_years"] == [2019, 2020, 2021]
+    pooled = bt["pooled"]
+    for key in ("precision_at_k", "expected_precision_at_k", "oracle_expected_share"):
+        d = pooled[key]
+        assert d["ci_low"] <= d["value"] <= d["ci_high"], key
+    assert 0 < pooled["oracle_expected_share"]["value"] <= 1.0
+    assert len(bt["per_year"]) == 3
+    for row in bt["per_year"]:
+        assert {
+            "test_year",
+            "events",
+            "precision_at_k",
+            "expected_precision_at_k",
+            "validation_precision_at_k",
+        } <= set(row)
+    assert sum(r["n_evaluated"] for r in bt["per_year"]) == pop["n_evaluated"]
+    assert set(bt["comparisons"]) == {
+        "model_vs_best_single_variable",
+        "model_vs_yc_rule_score",
+        "model_vs_reference_tree",
+    }
+    for d in bt["comparisons"].values():
+        assert d["ci_low"] <= d["value"] <= d["ci_high"]
+    cal = m["calibration"]
+    assert {"test_observed", "test_expected", "oe", "oe_ci_low", "oe_ci_high", "ok"} <= set(cal)
+    assert cal["oe_ci_low"] <= cal["oe"] <= cal["oe_ci_high"]
+    assert isinstance(cal["ok"], bool)
+    assert cal["test_observed"] == sum(r["events"] for r in bt["per_year"])
+    assert cal["recalibrated_on"] == 2020  # the most recent validation year of the final model
+
+
+def test_scores_hold_only_eligible_child_years_of_every_backtest_year(toy, fitted):
+    panel, _, _ = toy
+    metrics, out, cfg = fitted
     scores = pd.read_parquet(out / "scores.parquet")
-    assert len(scores) == 1500 and scores["child_id"].is_unique
-    known = scores["known"] == 1
-    assert scores.loc[known, "rank"].isna().all()
-    assert sorted(scores.loc[~known, "rank"].astype(int)) == list(range(1, (~known).sum() + 1))
-    top = scores.nsmallest(30, "rank")
-    assert top["reason_1"].notna().all() and top["reason_1"].str.startswith("項目_").all()
-    assert np.allclose(
-        scores["risk_ratio"], scores["probability"] / metrics["test"]["train_base_rate"]
-    )
+    assert sorted(scores["fiscal_year"].unique()) == [2019, 2020, 2021]
+    assert not scores.duplicated(["child_id", "fiscal_year"]).any()
+    merged = scores[["child_id", "fiscal_year"]].merge(panel, on=["child_id", "fiscal_year"])
+    population_for(cfg.models, "physical_abuse").check(merged, "scores.parquet")
+    eligible = population_for(cfg.models, "physical_abuse").mask(panel)
+    per_year = panel[eligible].groupby("fiscal_year").size()
+    assert scores.groupby("fiscal_year").size().to_dict() == per_year.loc[2019:].to_dict()
+    for _, part in scores.groupby("fiscal_year"):
+        assert sorted(part["rank"].astype(int)) == list(range(1, len(part) + 1))
+    listed = scores[scores["fiscal_year"] == 2021].nsmallest(30, "rank")
+    assert listed["reason_1"].notna().all() and listed["reason_1"].str.startswith("項目_").all()
+    if metrics["risk_ratio_withheld"]:
+        assert scores["risk_ratio"].isna().all()
+    else:
+        rr = scores["probability"] / scores["risk_ratio"]
+        assert rr.notna().all()
+
+
+def test_ranking_a_child_outside_the_population_is_an_error(toy, fitted):
+    """The list must never rank a child who cannot be in it (or cannot be positive)."""
+    panel, _, _ = toy
+    _, out, cfg = fitted
+    scores = pd.read_parquet(out / "scores.parquet")
+    pop = population_for(cfg.models, "young_carer")
+    merged = scores[["child_id", "fiscal_year"]].merge(panel, on=["child_id", "fiscal_year"])
+    with pytest.raises(MimamoriError, match="outside the eligible population of young_carer"):
+        pop.check(merged, "scores.parquet")  # physical_abuse's 6-9-year-olds are not 10-14
+
+
+def test_young_carer_is_scored_only_within_its_age_range(toy, tmp_path):
+    panel, cat, truth = toy
+    cfg = toy_cfg(tmp_path)
+    m.fit_target(panel, cat, cfg, "young_carer", tmp_path / "yc", truth)
+    scores = pd.read_parquet(tmp_path / "yc" / "scores.parquet")
+    ages = scores[["child_id", "fiscal_year"]].merge(panel, on=["child_id", "fiscal_year"])
+    assert ages["school_age"].between(10, 14).all() and len(ages) == len(scores)
+    metrics = json.loads((tmp_path / "yc" / "metrics.json").read_text(encoding="utf-8"))
+    assert (metrics["population"]["min_age"], metrics["population"]["max_age"]) == (10, 14)
+
+
+def test_a_target_without_a_population_is_a_config_error(toy, tmp_path):
+    panel, cat, _ = toy
+    panel = panel.assign(label_neglect=panel["label_physical_abuse"], known_neglect=0)
+    with pytest.raises(MimamoriError, match="populations.neglect"):
+        m.fit_target(panel, cat, toy_cfg(tmp_path), "neglect", tmp_path / "n")
 
 
 def test_tuning_keeps_every_candidate_fold_score(fitted):
     _, out, _ = fitted
     tun = pd.read_parquet(out / "tuning.parquet")
-    for _fam, part in tun.groupby("family"):
+    assert sorted(tun["test_year"].unique()) == [2019, 2020, 2021]
+    for (year, _fam), part in tun.groupby(["test_year", "family"]):
         assert part["candidate"].nunique() == 2
-        assert len(part) == 2 * 2  # candidates x folds
+        assert len(part) == 2 * min(2, year - 2018)  # candidates x folds before the test year
         assert part.loc[part["chosen"], "candidate"].nunique() == 1
-    assert set(tun["valid_year"]) == {2019, 2020}  # never the test year
+        assert (part["valid_year"] < year).all()  # never the test year or later
 
 
 def test_segment_table_sums_to_population(toy, fitted):
+    """The reference tree's segments add up to the eligible training child-years, with an
+    exact CI around every risk ratio and the risk ratios along each path."""
     panel, _, _ = toy
-    _, out, _ = fitted
+    _, out, cfg = fitted
     seg = pd.read_csv(out / "segment_table.csv")
-    train = panel[
-        panel["fiscal_year"].between(2017, 2020)
-        & panel["label_physical_abuse"].notna()
-        & (panel["known_physical_abuse"] == 0)
+    eligible = panel[population_for(cfg.models, "physical_abuse").mask(panel)]
+    train = eligible[
+        eligible["fiscal_year"].between(2017, 2020) & eligible["label_physical_abuse"].notna()
     ]
     assert seg["child_years"].sum() == len(train)
     assert seg["positives"].sum() == train["label_physical_abuse"].sum()
-    assert (
-        seg["test_child_years"].sum()
-        == ((panel["fiscal_year"] == 2021) & (panel["known_physical_abuse"] == 0)).sum()
-    )
+    assert seg["test_child_years"].sum() == (eligible["fiscal_year"] == 2021).sum()
     assert seg["rule"].str.len().gt(0).all()
     rate = seg["positives"].sum() / seg["child_years"].sum()
     assert np.allclose(seg["risk_ratio"], seg["rate"] / rate)
+    assert (seg["rr_ci_low"] <= seg["risk_ratio"]).all()
+    assert (seg["risk_ratio"] <= seg["rr_ci_high"]).all()
+    last = seg["path_risk_ratios"].astype(str).str.split(" → ").str[-1].astype(float)
+    assert np.allclose(last, seg["risk_ratio"], atol=0.006)
+    nodes = pd.read_csv(out / "reference_tree_nodes.csv")
+    assert nodes.loc[nodes["node"] == 0, "child_years"].item() == len(train)
 
 
 def test_full_fit_is_deterministic(toy, tmp_path):

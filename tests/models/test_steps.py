@@ -1,5 +1,5 @@
-"""helpers.models.steps one step at a time (typed inputs and outputs), and the shared helpers
-they use: ``missing_last`` and ``helpers.oracle``."""
+"""helpers.models.steps / summary / artefacts one step at a time (typed inputs and outputs), and
+the shared helpers they use: ``missing_last``, ``helpers.oracle`` and the backtest pooling."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import pytest
 
 from helpers import MimamoriError, oracle
 from helpers.ingest.masking import DEMO_KEY, pseudonym
+from helpers.models import backtest as bt
 from helpers.models import evaluation as ev
-from helpers.models import steps
+from helpers.models import steps, summary
+from helpers.models.artefacts import Fit, scores_frame, write
 from helpers.models.settings import FitSettings
 from helpers.paths import ModelPaths
 from tests.models.test_models import make_toy_panel, toy_cfg
@@ -25,101 +27,126 @@ def run(tmp_path_factory):
     cfg = toy_cfg(tmp_path_factory.mktemp("steps"))
     s = FitSettings.from_config(cfg)
     prep = steps.prepare(panel, cat, "physical_abuse", s)
-    tuned = steps.tune(prep, s)
-    fitted = steps.fit_final(prep, tuned, s)
-    calib = steps.calibrate(prep, tuned, fitted, s)
-    scored = steps.score(prep, tuned, fitted, calib, truth, s)
-    evaluation = steps.evaluate(prep, fitted, scored, s)
-    diag = steps.diagnose(prep, tuned, fitted, scored, evaluation, s)
-    fit = steps.Fit(prep, tuned, fitted, calib, scored, evaluation, diag)
+    cache: dict = {}
+    runs = [
+        steps.run_origin(
+            prep, o, truth, s, cache, explain_list=o is prep.origins[-1], full=o is prep.origins[-1]
+        )
+        for o in prep.origins
+    ]
+    fit = Fit(prep, runs, summary.backtest(runs, s), summary.diagnose(prep, runs, s))
     return panel, cat, truth, cfg, s, fit
 
 
-def test_prepare_keeps_the_test_year_out_of_every_fold(run):
+def test_prepare_sets_out_the_rolling_origins(run):
     panel, _, _, _, _, fit = run
     p = fit.prep
-    assert p.test_year == 2021 and p.train_years == [2017, 2018, 2019, 2020]
-    assert [v for _, v in p.folds] == [2019, 2020]
-    assert all(max(tr) < v for tr, v in p.folds)
-    known = panel["known_physical_abuse"].to_numpy() == 1
-    assert p.usable.sum() == (~known & panel["label_physical_abuse"].notna()).sum()
+    assert [o.test_year for o in p.origins] == [2019, 2020, 2021]
+    for o in p.origins:
+        assert o.evaluated and o.train_years == list(range(2017, o.test_year))
+        assert all(max(tr) < v < o.test_year for tr, v in o.folds)
+    assert [v for _, v in p.origins[-1].folds] == [2019, 2020]
+    assert p.usable.sum() == (p.eligible & panel["label_physical_abuse"].notna()).sum()
     assert len(p.y) == len(p.year) == len(p.X) == p.usable.sum()
-    assert [f["valid_year"] for f in p.fold_info] == [2019, 2020]
+    ages = panel.loc[p.eligible, "school_age"]
+    assert ages.between(6, 14).all() and (panel.loc[p.eligible, "known_physical_abuse"] == 0).all()
 
 
-def test_prepare_refuses_training_years_without_events(run):
+def test_prepare_adds_a_scoring_only_origin_for_an_unlabelled_year(run):
     panel, cat, _, _, s, _ = run
-    none = panel.assign(
-        label_physical_abuse=np.where(
-            panel["fiscal_year"] < 2021, 0.0, panel["label_physical_abuse"]
-        )
+    later = panel[panel["fiscal_year"] == 2021].assign(
+        fiscal_year=2022, label_physical_abuse=np.nan
     )
-    with pytest.raises(MimamoriError, match="no true cases in training years"):
+    prep = steps.prepare(pd.concat([panel, later], ignore_index=True), cat, "physical_abuse", s)
+    assert [(o.test_year, o.evaluated) for o in prep.origins][-2:] == [(2021, True), (2022, False)]
+    assert prep.origins[-1].train_years == [2017, 2018, 2019, 2020, 2021]
+
+
+def test_prepare_refuses_when_no_year_can_be_tested(run):
+    panel, cat, _, _, s, _ = run
+    none = panel.assign(label_physical_abuse=0.0)
+    with pytest.raises(MimamoriError, match="need at least three labelled fiscal years"):
         steps.prepare(none, cat, "physical_abuse", s)
 
 
-def test_tune_scores_every_candidate_on_every_fold(run):
+def test_tune_scores_every_candidate_on_every_fold_and_shares_folds(run):
     _, _, _, _, s, fit = run
-    t = fit.tuned
+    t = fit.runs[-1].tuned
     assert set(t.chosen) == {"lightgbm", "logistic"}
     assert len(t.tuning) == 2 * 2 * 2  # families x candidates x folds
-    for family, scores in t.valid_scores.items():
-        assert [len(a) for a in scores] == [
-            int((fit.prep.year == v).sum()) for _, v in fit.prep.folds
-        ], family
-    assert t.primary in t.chosen
+    folds = fit.prep.origins[-1].folds
+    for scores in t.valid_scores.values():
+        assert [len(a) for a in scores] == [int((fit.prep.year == v).sum()) for _, v in folds]
+    # a fold is the same whatever the test year: FY2020's scores come from one fit
+    a = fit.runs[1].tuned.tuning.query("valid_year == 2019")
+    b = fit.runs[2].tuned.tuning.query("valid_year == 2019")
+    pd.testing.assert_series_equal(
+        a["precision_at_k"].reset_index(drop=True), b["precision_at_k"].reset_index(drop=True)
+    )
+    assert 0 <= t.validation_precision <= 1
 
 
 def test_primary_model_from_config_overrides_auto(run):
     _, _, _, cfg, _, fit = run
     s = FitSettings.from_config(cfg.with_overrides({"models": {"primary_model": "logistic"}}))
-    assert steps.tune(fit.prep, s).primary == "logistic"
+    assert steps.tune(fit.prep, fit.prep.origins[-1], s).primary == "logistic"
 
 
 def test_fit_final_uses_training_years_only(run):
     _, _, _, _, _, fit = run
-    p, f = fit.prep, fit.fitted
-    assert f.base_rate_train == pytest.approx(p.y[p.train_mask].mean())
-    assert f.segments["child_years"].sum() == p.train_mask.sum()
-    assert set(f.models) == {"lightgbm", "logistic"}
+    p, r = fit.prep, fit.runs[-1]
+    tr = p.train_mask(r.origin)
+    assert r.fitted.base_rate_train == pytest.approx(p.y[tr].mean())
+    assert r.fitted.segments["child_years"].sum() == tr.sum()
+    assert set(r.fitted.models) == {"lightgbm", "logistic"}
 
 
-def test_calibrate_on_validation_years(run):
+def test_calibrate_on_validation_years_with_the_latest_intercept(run):
     _, _, _, _, s, fit = run
-    c = fit.calib
-    valid = np.isin(fit.prep.year, [v for _, v in fit.prep.folds])
+    r = fit.runs[-1]
+    c, folds = r.calib, r.origin.folds
+    valid = np.isin(fit.prep.year, [v for _, v in folds])
     assert c.validation_events == int(fit.prep.y[valid].sum())
-    assert c.method == "platt"  # few events: never isotonic
-    for family, cal in c.calibrators.items():
-        p = cal.predict(np.concatenate(fit.tuned.valid_scores[family]))
-        assert p.mean() == pytest.approx(fit.prep.y[valid].mean(), abs=0.01)
+    assert c.method == "platt" and c.recalibrated_on == folds[-1][1]
+    latest = fit.prep.year == folds[-1][1]
+    for family, cal in c.calibrators.items():  # the latest year's events are matched exactly
+        p = cal.predict(r.tuned.valid_scores[family][-1])
+        assert p.sum() == pytest.approx(fit.prep.y[latest].sum(), rel=1e-6)
 
 
 def test_calibrate_without_events_warns(run):
     _, _, _, _, s, fit = run
-    prep = fit.prep
+    prep, r = fit.prep, fit.runs[-1]
     quiet = dataclasses.replace(prep)  # a copy without the cached arrays
     quiet.__dict__["y"] = np.where(np.isin(prep.year, [2019, 2020]), 0, prep.y)
-    c = steps.calibrate(quiet, fit.tuned, fit.fitted, s)
+    c = steps.calibrate(quiet, r.origin, r.tuned, r.fitted, s)
     assert all(v is None for v in c.calibrators.values())
     assert any("no events to calibrate" in w for w in c.warnings)
 
 
-def test_score_ranks_every_test_child_not_already_known(run):
-    _, _, truth, _, _, fit = run
-    sc = fit.scored.scores
+def test_score_ranks_every_eligible_child_of_the_year(run):
+    panel, _, _, _, _, fit = run
+    sc = fit.runs[-1].scored.scores
     assert (sc["fiscal_year"] == 2021).all()
-    known = sc["known"] == 1
-    assert sc.loc[known, "rank"].isna().all()
-    assert sorted(sc.loc[~known, "rank"].astype(int)) == list(range(1, (~known).sum() + 1))
-    assert sc["oracle_p"].notna().all() and fit.scored.oracle_available
-    order = sc.loc[~known].sort_values("rank")["score"].to_numpy()
+    assert len(sc) == fit.prep.test_rows(2021).sum()
+    assert sorted(sc["rank"].astype(int)) == list(range(1, len(sc) + 1))
+    assert sc["oracle_p"].notna().all() and fit.runs[-1].scored.oracle_available
+    order = sc.sort_values("rank")["score"].to_numpy()
     assert np.all(np.diff(order) <= 0)
+    assert "reason_1" in sc.columns and "reason_1" not in fit.runs[0].scored.scores.columns
+
+
+def test_explanation_is_of_the_model_that_built_the_list(run):
+    _, _, _, _, s, fit = run
+    r = fit.runs[-1]
+    contrib, base = steps.explain_primary(fit.prep, r.tuned, r.fitted, r.scored.Xt, s)
+    total = contrib.sum(axis=1).to_numpy() + base
+    np.testing.assert_allclose(total, r.scored.scores["score"].to_numpy(), atol=1e-4)
 
 
 def test_evaluate_covers_every_ranking_and_comparison(run):
     _, _, _, _, s, fit = run
-    e = fit.evaluation
+    e = fit.runs[-1].evaluation
     assert set(e.headline) == {
         "model",
         "lightgbm",
@@ -131,7 +158,19 @@ def test_evaluate_covers_every_ranking_and_comparison(run):
     }
     assert set(e.comparisons) == {f"model_vs_{b}" for b in steps.BASELINES}
     assert len(e.evs) == e.mask.sum() and e.y.sum() == e.headline["model"]["events"]
-    assert e.oracle["oracle_expected_hits"] > 0
+    assert 0 < e.oracle["model_expected_hits"] <= e.oracle["oracle_expected_hits"]
+    assert fit.runs[0].evaluation.headline == {}  # earlier years: pooled only
+
+
+def test_backtest_pools_the_years(run):
+    _, _, _, _, s, fit = run
+    b = fit.backtest
+    assert b.record["test_years"] == [2019, 2020, 2021]
+    hits = sum(r["precision_at_k"] * min(s.k, r["n_evaluated"]) for r in b.record["per_year"])
+    places = sum(min(s.k, r["n_evaluated"]) for r in b.record["per_year"])
+    assert b.record["pooled"]["precision_at_k"]["value"] == pytest.approx(hits / places)
+    assert list(b.per_year["test_year"]) == [2019, 2020, 2021]
+    assert set(b.calibration) >= {"test_observed", "test_expected", "oe", "ok"}
 
 
 def test_diagnose_tables(run):
@@ -144,18 +183,46 @@ def test_diagnose_tables(run):
     }
     assert d.missed["events"] == d.missed["caught"] + d.missed["missed"]
     assert "test_precision_at_k" in d.single.columns
-    assert d.subsets["n"].sum() == len(fit.evaluation.evs)
+    assert d.subsets["n"].sum() == len(fit.runs[-1].evaluation.evs)
+    assert {"ci_low", "ci_high", "too_few_events"} <= set(d.subsets.columns)
+    assert list(zip(d.year_to_year["from_year"], d.year_to_year["to_year"], strict=True)) == [
+        (2019, 2020),
+        (2020, 2021),
+    ]
+    assert d.year_to_year["jaccard"].between(0, 1).all()
+    assert len(d.fold_to_fold) == 3  # two fold models and the final one, pairwise
+    assert d.fold_to_fold["jaccard"].between(0, 1).all()
+    assert (d.crosstab["q_value"].dropna() >= d.crosstab["p_value"].dropna() - 1e-12).all()
 
 
-def test_write_puts_the_stamp_last(run, tmp_path):
+def test_write_puts_the_stamp_last_and_withholds_risk_ratios_when_calibration_fails(run, tmp_path):
     _, _, _, _, s, fit = run
     out = ModelPaths(tmp_path / "physical_abuse")
-    metrics = steps.write(fit, out, s)
+    metrics = write(fit, out, s)
     stamp = out.metrics.stat().st_mtime_ns
     assert all(p.stat().st_mtime_ns <= stamp for p in out.dir.iterdir())
     assert json.loads(out.metrics.read_text(encoding="utf-8"))["k"] == metrics["k"] == s.k
     params = json.loads(out.params.read_text(encoding="utf-8"))
-    assert params["primary_model"] == fit.tuned.primary
+    assert params["primary_model"] == fit.runs[-1].tuned.primary
+    failing = dataclasses.replace(
+        fit,
+        backtest=dataclasses.replace(
+            fit.backtest, calibration={**fit.backtest.calibration, "ok": False}
+        ),
+    )
+    assert scores_frame(failing)["risk_ratio"].isna().all()
+    assert scores_frame(fit)["risk_ratio"].notna().all() or not fit.backtest.calibration_ok
+
+
+def test_notes_follow_the_chosen_weighting(run, tmp_path):
+    _, _, _, _, s, fit = run
+    from helpers.models.artefacts import explanation_source
+
+    r = fit.runs[-1]
+    weighting = r.tuned.chosen[r.tuned.primary]["params"]["weighting"]
+    text = explanation_source(r)
+    assert ("unweighted" in text) == (weighting == "none")
+    assert (f"weighting={weighting}" in text) == (weighting != "none")
 
 
 # ----------------------------------------------------------------------- missing last
@@ -165,10 +232,38 @@ def test_missing_last_puts_missing_scores_below_every_known_one():
     assert (ev.missing_last([np.nan, np.nan]) == 0).all()
     ranks = ev.rank_with_tiebreak([np.nan, 1.0, 0.0], seed=0)
     assert ranks.tolist() == [3, 1, 2]
-    # the original array is untouched
     a = np.array([np.nan, 1.0])
     ev.missing_last(a)
-    assert np.isnan(a[0])
+    assert np.isnan(a[0])  # the input is untouched
+
+
+# ------------------------------------------------------------------- backtest helpers
+def test_pooled_expected_hits_and_oracle_share():
+    rng = np.random.default_rng(0)
+    years = []
+    for t in range(3):
+        p = rng.beta(0.5, 20, 2000)
+        y = (rng.random(2000) < p).astype(float)
+        years.append(
+            bt.YearData(
+                2020 + t, y, p, {"model": p + rng.normal(0, 0.01, 2000), "rule": np.round(p * 10)}
+            )
+        )
+    out = bt.pooled(years, 50, ["rule"], n_boot=50, seed=1)
+    oracle_hits = sum(np.sort(yd.p_true)[::-1][:50].sum() for yd in years)
+    assert out["expected:oracle"]["value"] == pytest.approx(oracle_hits / 150)
+    assert 0.9 < out["share"]["value"] <= 1.0  # the model ranks by p plus a little noise
+    assert out["share"]["ci_low"] <= out["share"]["value"] <= out["share"]["ci_high"]
+    assert "diff:rule" in out and "expdiff:rule" in out
+
+
+def test_observed_expected_exact_interval():
+    y = np.r_[np.ones(68), np.zeros(9932)]
+    check = bt.observed_expected(y, np.full(10_000, 40.4 / 10_000))
+    assert check["oe"] == pytest.approx(68 / 40.4)
+    assert check["oe_ci_low"] > 1 and not check["ok"]  # the issue's physical-abuse year
+    assert bt.observed_expected(y, np.full(10_000, 68 / 10_000))["ok"]
+    assert bt.poisson_p(68, 53.6) == pytest.approx(0.0575, abs=0.03)
 
 
 # ------------------------------------------------------------------------------ oracle

@@ -269,6 +269,24 @@ class SortedRanking:
         new_group = np.r_[True, s[1:] != s[:-1]] if len(s) else np.array([], bool)
         self.starts = np.flatnonzero(new_group)
 
+    def hits(self, w: np.ndarray, k: int) -> float:
+        """Expected hits in the top k (tie mean) for count weights ``w`` (original row order).
+
+        ``y`` may be fractional (a true probability): then this is the expected number of true
+        cases in the list, the noise-free counterpart of the realised hits.
+        """
+        w = np.asarray(w, dtype=float)[self.order]
+        gw = np.add.reduceat(w, self.starts)
+        pw = np.add.reduceat(w * self.y, self.starts)
+        cum_w = np.cumsum(gw)
+        kk = min(float(k), float(cum_w[-1]) if len(cum_w) else 0.0)
+        if kk <= 0:
+            return 0.0
+        g = min(int(np.searchsorted(cum_w, kk, side="left")), len(gw) - 1)
+        before_w = cum_w[g] - gw[g]
+        before_p = float(pw[:g].sum())
+        return before_p + (kk - before_w) * (pw[g] / gw[g] if gw[g] else 0.0)
+
     def metrics(self, w: np.ndarray, k: int) -> dict[str, float]:
         """precision/recall/lift at k (tie mean), AP, ROC AUC and Brier for count weights ``w``
         given in the original row order."""
@@ -406,8 +424,28 @@ def crosstab_topk(
             "p_value": p.values if hasattr(p, "values") else p,
         }
     )
+    out["q_value"] = benjamini_hochberg(out["p_value"].to_numpy(float))
     out["abs_t"] = out["welch_t"].abs()
     return out.sort_values("abs_t", ascending=False).drop(columns="abs_t").reset_index(drop=True)
+
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values) over the tests that have a p-value;
+    many features compared at once, so a raw p < 0.05 means little on its own."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(p, dtype=float)
+    q = np.full(len(p), np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        q[ok] = multipletests(p[ok], method="fdr_bh")[1]
+    return q
+
+
+def jaccard_sets(a: set, b: set) -> float:
+    """|a & b| / |a | b| of two lists of children (NaN when both are empty)."""
+    union = a | b
+    return len(a & b) / len(union) if union else float("nan")
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -449,23 +487,30 @@ def year_to_year_overlap(
     }
 
 
-def subset_precision(
-    scores: pd.DataFrame,
-    group_col: str,
-    score_cols: Sequence[str],
-    k: int,
-    label_col: str = "label",
-) -> pd.DataFrame:
-    """Precision re-thresholded within each subset, each with its proportional share of capacity."""
+def subset_precision(scores: pd.DataFrame, group_col: str, score_cols: Sequence[str], k: int,
+                     label_col: str = "label", min_events: int = 10, alpha: float = 0.05
+                     ) -> pd.DataFrame:
+    """Precision re-thresholded within each subset, each with its proportional share of
+    capacity; the first score column (the model) with a Wilson CI on its hits. Subsets with
+    fewer than ``min_events`` true cases are flagged "too few to judge"."""
+    from statsmodels.stats.proportion import proportion_confint
+
     n_all = len(scores)
     rows = []
     for g, part in scores.groupby(group_col, dropna=False, observed=True):
         k_g = max(1, round(k * len(part) / n_all))
-        row = {group_col: g, "n": len(part), "events": int(part[label_col].sum()), "k_group": k_g}
-        for col in score_cols:
-            row[f"precision_{col}"] = precision_at_k(
-                part[label_col].to_numpy(float), part[col].to_numpy(float), k_g, "mean"
-            )
+        y = part[label_col].to_numpy(float)
+        row = {group_col: g, "n": len(part), "events": int(y.sum()), "k_group": k_g}
+        for i, col in enumerate(score_cols):
+            prec = precision_at_k(y, part[col].to_numpy(float), k_g, "mean")
+            row[f"precision_{col}"] = prec
+            if i == 0:
+                kk = min(k_g, len(part))
+                lo, hi = proportion_confint(prec * kk, kk, alpha=alpha, method="wilson")
+                row["ci_low"], row["ci_high"] = float(lo), float(hi)
+        row["too_few_events"] = row["events"] < min_events
+        row["judgement"] = ("事例が少なく判定しない（too few to judge）" if row["too_few_events"]
+                            else "")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -601,6 +646,31 @@ def plot_headline(table: pd.DataFrame, k: int, rules: Rules, ax=None):
     ax.set_xticks(x, table["list"], rotation=15, ha="right")
     ax.set_ylabel(f"上位{k}人の適合率（precision@{k}）")
     ax.set_title("上位k人に含まれる真の事例の割合（95% CI）")
+    return ax
+
+
+def plot_backtest(per_year: pd.DataFrame, k: int, rules: Rules, ax=None):
+    """Per test year: realised precision@k with its CI, expected under the true probabilities
+    and the oracle's (synthetic city), and the chosen candidate's validation precision. A year
+    whose list holds 1..T true cases has no realised point (it would show that count)."""
+    ax = axes(ax, (7, 4))
+    x = per_year["test_year"].to_numpy(int)
+    v = per_year["precision_at_k"].to_numpy(float)
+    err = np.vstack([v - per_year["precision_ci_low"].to_numpy(float),
+                     per_year["precision_ci_high"].to_numpy(float) - v])
+    _, small = visible_counts(np.round(v * k), rules)
+    ax.errorbar(x[~small], v[~small], yerr=np.clip(np.nan_to_num(err[:, ~small]), 0, None),
+                fmt="o", capsize=4, color="#4c72b0", label="実績（realised, 95% CI）")
+    for col, style, name in (("expected_precision_at_k", "s--", "期待値（expected, true p）"),
+                             ("oracle_expected_precision_at_k", "^:", "理論上限（oracle, expected）"),
+                             ("validation_precision_at_k", "x-.", "検証年度（validation）")):
+        if col in per_year.columns:
+            ax.plot(x, per_year[col].to_numpy(float), style, label=name)
+    ax.set_xticks(x)
+    ax.set_xlabel("テスト年度（test year）")
+    ax.set_ylabel(f"上位{k}人の適合率（precision@{k}）")
+    ax.set_title("年度別の適合率（backtest: each year out of time）")
+    ax.legend(fontsize=8)
     return ax
 
 

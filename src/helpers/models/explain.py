@@ -66,7 +66,8 @@ def reason_codes(contrib: pd.DataFrame, labels: dict[str, str], n: int = 3) -> p
     out = {}
     for i in range(n):
         positive = top_vals[:, i] > 0
-        out[f"reason_{i + 1}"] = np.where(positive, names[order[:, i]], None)
+        blank = np.full(len(positive), None, dtype=object)
+        out[f"reason_{i + 1}"] = np.where(positive, names[order[:, i]], blank)
         out[f"reason_{i + 1}_logodds"] = np.where(positive, top_vals[:, i], np.nan)
     return pd.DataFrame(out)
 

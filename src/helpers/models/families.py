@@ -12,6 +12,8 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+from scipy.optimize import brentq
+from scipy.special import expit, logit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.impute import SimpleImputer
 from sklearn.isotonic import IsotonicRegression
@@ -60,7 +62,7 @@ def lgbm_dataset(X: np.ndarray, y: np.ndarray, max_bin: int, features: list[str]
 
 
 def fit_lgbm(data: lgb.Dataset, cand: dict, seed: int, threads: int) -> lgb.Booster:
-    params = lgbm_params(cand, data.get_label(), seed, threads)
+    params = lgbm_params(cand, np.asarray(data.get_label()), seed, threads)
     return lgb.train(params, data, num_boost_round=int(cand["n_estimators"]))
 
 
@@ -120,10 +122,18 @@ def margin(model: Any, X: np.ndarray) -> np.ndarray:
 
 
 class Calibrator:
-    """Maps the weighted model's log-odds to a yearly probability (Platt or isotonic)."""
+    """Maps the weighted model's log-odds to a yearly probability (Platt or isotonic), then
+    shifts the intercept (on the log-odds scale) to the most recent out-of-time year.
+
+    The map is fitted on every validation year's out-of-time scores; a yearly rate that drifts
+    makes the pooled map too low or too high for next year, so ``recalibrate_intercept`` sets
+    the shift that makes the expected events of the latest validation year equal its observed
+    events (the maximum-likelihood intercept with the map's slope held fixed).
+    """
 
     def __init__(self, method: str = "platt"):
         self.method = method
+        self.shift_ = 0.0
 
     def fit(self, score: np.ndarray, y: np.ndarray) -> Calibrator:
         score = np.asarray(score, dtype=float).reshape(-1, 1)
@@ -136,11 +146,35 @@ class Calibrator:
             self.model_ = LogisticRegression(C=1e6, max_iter=1000).fit(score, y)
         return self
 
-    def predict(self, score: np.ndarray) -> np.ndarray:
+    def _base(self, score: np.ndarray) -> np.ndarray:
         score = np.asarray(score, dtype=float).reshape(-1, 1)
         if self.method == "isotonic":
             return np.asarray(self.model_.predict(score[:, 0]))
         return np.asarray(self.model_.predict_proba(score)[:, 1])
+
+    def predict(self, score: np.ndarray) -> np.ndarray:
+        p = self._base(score)
+        return p if self.shift_ == 0.0 else _shifted(p, self.shift_)
+
+    def recalibrate_intercept(self, score: np.ndarray, y: np.ndarray) -> float | None:
+        """Set the log-odds shift so that sum(p) = sum(y) on (score, y); None (no shift) when
+        the year holds no events or no non-events."""
+        y = np.asarray(y, dtype=float)
+        if not 0 < y.sum() < len(y):
+            return None
+        p = self._base(score)
+        target = float(y.sum())
+
+        def gap(shift: float) -> float:
+            return float(_shifted(p, shift).sum()) - target
+
+        self.shift_ = float(brentq(gap, -20.0, 20.0)) if gap(-20) < 0 < gap(20) else 0.0
+        return self.shift_
+
+
+def _shifted(p: np.ndarray, shift: float) -> np.ndarray:
+    q = np.clip(p, 1e-9, 1 - 1e-9)
+    return np.asarray(expit(logit(q) + shift))
 
 
 def choose_calibration(events: int, isotonic_min_events: int) -> str:

@@ -8,7 +8,7 @@ counts and which rates hang on them, for small-cell suppression), a figure or a 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from helpers.config import Settings
 from helpers.models import evaluation as ev
 from helpers.models import explain
 from helpers.paths import ModelPaths, paths
+from helpers.reports.api import Table
 from helpers.reports.disclosure import Rules
 
 CURVE_COLUMNS = {
@@ -30,19 +31,20 @@ CURVE_COLUMNS = {
 }
 
 
-@dataclass
-class Table:
-    """A table as the report shows it (``show_table(t.frame, t.caption, cfg, counts=t.counts,
-    rates=t.rates)``)."""
+def _ci(d: dict, pct: bool = False) -> str:
+    if pct:
+        return f"{d['value']:.0%} [{d['ci_low']:.0%}–{d['ci_high']:.0%}]"
+    return f"{d['value']:.3f} [{d['ci_low']:.3f}–{d['ci_high']:.3f}]"
 
-    frame: pd.DataFrame
-    caption: str
-    counts: list[str] = field(default_factory=list)
-    rates: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def empty(self) -> bool:
-        return not len(self.frame)
+def _judgement(low: float, high: float) -> str:
+    return (
+        "モデルが上回る（model better）"
+        if low > 0
+        else "モデルが下回る（model worse）"
+        if high < 0
+        else "差は不確か（CI includes 0）"
+    )
 
 
 def read_model_table(model_dir: Path, name: str) -> pd.DataFrame:
@@ -87,6 +89,10 @@ class ModelReport:
         )
 
     @property
+    def rules(self) -> Rules:
+        return Rules.from_cfg(self.cfg)
+
+    @property
     def k(self) -> int:
         return int(self.metrics["k"])
 
@@ -98,33 +104,167 @@ class ModelReport:
         return read_model_table(self.out.dir, name)
 
     # ------------------------------------------------------------------------ headline
+    @property
+    def backtest(self) -> dict:
+        return self.metrics["backtest"]
+
+    @property
+    def years_text(self) -> str:
+        years = self.backtest["test_years"]
+        return f"FY{years[0]}–FY{years[-1]}" if len(years) > 1 else f"FY{years[0]}"
+
     def headline_text(self) -> str:
-        m = ev.headline_table(self.metrics).set_index("key")
-        k = self.k
+        """Pooled precision@k over the backtest years with its CI; expected hits and the
+        oracle share on the synthetic city; the paired gain over the rule / best single
+        variable; a calibration warning when the observed/expected check fails."""
+        pooled, k = self.backtest["pooled"], self.k
+        p = pooled["precision_at_k"]
         text = (
-            f"上位{k}人の適合率（precision@{k}, FY{self.metrics['test_year']}）: モデル "
-            f"{m.loc['model', 'value']:.3f} [{m.loc['model', 'ci_low']:.3f}–"
-            f"{m.loc['model', 'ci_high']:.3f}]"
+            f"上位{k}人の適合率（precision@{k}）{self.years_text} の{len(self.backtest['test_years'])}"
+            f"年を合算: モデル {_ci(p)}"
         )
-        if "best_single_variable" in m.index:
-            b = m.loc["best_single_variable"]
-            text += f"; 最良の単一変数 {b['value']:.3f} [{b['ci_low']:.3f}–{b['ci_high']:.3f}]"
-        if "yc_rule_score" in m.index:
-            text += f"; 該当数スコア {m.loc['yc_rule_score', 'value']:.3f}"
-        if "oracle" in m.index:
-            text += f"; 理論上限（oracle） {m.loc['oracle', 'value']:.3f}"
+        if "expected_precision_at_k" in pooled:
+            text += f"；真の確率での期待値 {_ci(pooled['expected_precision_at_k'])}"
+        if "oracle_expected_share" in pooled:
+            text += f"；理論上限（oracle）に対する期待的中の割合 {_ci(pooled['oracle_expected_share'], pct=True)}"
+        comps = self.backtest["comparisons"]
+        for key, name in (
+            ("model_vs_yc_rule_score", "該当数スコア"),
+            ("model_vs_best_single_variable", "最良の単一変数"),
+        ):
+            if key in comps:
+                d = comps[key]
+                text += (
+                    f"；{name}との差 {d['value']:+.1f}人/リスト "
+                    f"[{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]"
+                )
+                break
+        cal = self.metrics["calibration"]
+        if not cal.get("ok"):
+            text += "；⚠ 較正が検証年度の実績と合わない：リスク比は表示しない (calibration check failed)"
         return text
 
-    def headline(self) -> Table:
-        head = ev.headline_table(self.metrics)
+    def lists(self) -> Table:
+        rows = []
+        for name, d in self.backtest["pooled"]["lists"].items():
+            p, e = d["precision_at_k"], d.get("expected_precision_at_k")
+            rows.append(
+                {
+                    "list": ev.LIST_LABELS.get(name, name),
+                    "value": p["value"],
+                    "ci_low": p["ci_low"],
+                    "ci_high": p["ci_high"],
+                    **(
+                        {
+                            "expected": e["value"],
+                            "expected_ci_low": e["ci_low"],
+                            "expected_ci_high": e["ci_high"],
+                        }
+                        if e
+                        else {}
+                    ),
+                }
+            )
+        if "oracle_expected_precision_at_k" in self.backtest["pooled"]:
+            o = self.backtest["pooled"]["oracle_expected_precision_at_k"]
+            rows.append(
+                {
+                    "list": ev.LIST_LABELS["oracle"],
+                    "value": np.nan,
+                    "ci_low": np.nan,
+                    "ci_high": np.nan,
+                    "expected": o["value"],
+                    "expected_ci_low": o["ci_low"],
+                    "expected_ci_high": o["ci_high"],
+                }
+            )
+        frame = pd.DataFrame(rows).rename(columns={"value": f"precision@{self.k}"})
         return Table(
-            head.drop(columns="key").rename(columns={"value": f"precision@{self.k}"}),
-            f"上位{self.k}人の適合率と95%信頼区間（precision@{self.k} with bootstrap 95% "
-            "CI; worst/best = ties ordered negatives/positives first）",
+            frame,
+            f"{self.years_text} 合算の適合率と95%信頼区間（pooled precision@{self.k}: "
+            "realised hits; expected = under the true probabilities, synthetic city "
+            "only; bootstrap within each year）",
         )
 
     def headline_figure(self) -> Any:
-        return ev.plot_headline(ev.headline_table(self.metrics), self.k, Rules.from_cfg(self.cfg))
+        table = self.lists().frame.rename(columns={f"precision@{self.k}": "value"})
+        return ev.plot_headline(table.dropna(subset=["value"]), self.k, self.rules)
+
+    def per_year(self) -> Table:
+        frame = pd.DataFrame(self.backtest["per_year"])
+        keep = [
+            c
+            for c in (
+                "test_year",
+                "n_evaluated",
+                "events",
+                "true_expected_events",
+                "events_poisson_p",
+                "precision_at_k",
+                "precision_ci_low",
+                "precision_ci_high",
+                "expected_precision_at_k",
+                "oracle_expected_precision_at_k",
+                "validation_precision_at_k",
+                "predicted_events",
+                "oe",
+                "oe_ci_low",
+                "oe_ci_high",
+                "primary_model",
+            )
+            if c in frame.columns
+        ]
+        return Table(
+            frame[keep],
+            "年度別（per test year: each year scored by a model tuned and "
+            "trained only on the years before it; validation = the chosen candidate's "
+            "mean validation precision; true_expected_events = sum of the true "
+            "probabilities, with the Poisson p of the observed events）",
+            ["n_evaluated", "events"],
+        )
+
+    def backtest_figure(self) -> Any:
+        return ev.plot_backtest(pd.DataFrame(self.backtest["per_year"]), self.k, self.rules)
+
+    def comparisons(self) -> Table:
+        rows = []
+        for name, d in self.backtest["comparisons"].items():
+            base = name.removeprefix("model_vs_")
+            row = {
+                "compared_with": ev.LIST_LABELS.get(base, base),
+                "hits_difference_per_list": d["value"],
+                "ci_low": d["ci_low"],
+                "ci_high": d["ci_high"],
+            }
+            if "expected_value" in d:
+                row.update(
+                    {
+                        "expected_difference": d["expected_value"],
+                        "expected_ci_low": d["expected_ci_low"],
+                        "expected_ci_high": d["expected_ci_high"],
+                    }
+                )
+            row["judgement"] = _judgement(d["ci_low"], d["ci_high"])
+            rows.append(row)
+        return Table(
+            pd.DataFrame(rows),
+            f"モデルとベースラインの差（{self.years_text} 合算、上位{self.k}"
+            "人あたりの的中数の差、対応のあるブートストラップ; paired difference in hits "
+            "per list, pooled over the test years）",
+        )
+
+    def population_text(self) -> str:
+        pop, t = self.metrics["population"], self.metrics["test"]
+        excluded = "、".join(
+            f"{k} {ev.count_text(v, self.threshold)}"
+            for k, v in t["population_excluded"].items()
+            if v
+        )
+        return (
+            f"対象（eligible population）: {pop['description']}\n"
+            f"評価した人年（child-years evaluated over {self.years_text}）: "
+            f"{pop['n_evaluated']:,}；FY{self.metrics['test_year']} の対象外: {excluded}"
+        )
 
     def test_population(self) -> Table:
         t = self.metrics["test"]
@@ -132,8 +272,8 @@ class ModelReport:
             [
                 {
                     "test_year": self.metrics["test_year"],
-                    "child_years": t["n_child_years"],
-                    "known_excluded": t["known_excluded"],
+                    "panel_child_years": t["panel_child_years"],
+                    "eligible": t["n_child_years"],
                     "unlabelled_excluded": t["unlabelled_excluded"],
                     "evaluated": t["n_evaluated"],
                     "events": t["events"],
@@ -143,9 +283,9 @@ class ModelReport:
         )
         return Table(
             frame,
-            "テスト年度の対象（test year population; already-known children "
-            "excluded from the ranking）",
-            ["child_years", "known_excluded", "unlabelled_excluded", "evaluated", "events"],
+            "最新のテスト年度の対象（latest test year: children in the panel, in "
+            "the eligible population, evaluated）",
+            ["panel_child_years", "eligible", "unlabelled_excluded", "evaluated", "events"],
             {"base_rate": "events"},
         )
 
@@ -154,6 +294,39 @@ class ModelReport:
         if self.metrics["warnings"]:
             text += "\n注意（warnings）:\n- " + "\n- ".join(self.metrics["warnings"])
         return text
+
+    # ---------------------------------------------------------------------- calibration
+    def calibration_check_text(self) -> str:
+        c = self.metrics["calibration"]
+        if c.get("oe") is None:
+            return c.get("note", "")
+        verdict = (
+            "1を含む：較正は実績と矛盾しない (consistent with the observed events)"
+            if c["ok"]
+            else "1を含まない：確率は実績と合わない。リスク比は表示しない "
+            "(calibration fails: risk ratios withheld)"
+        )
+        return (
+            f"検証年度（{self.years_text}）の観測 {ev.count_text(c['test_observed'], self.threshold)}"
+            f" 件 / 予測 {c['test_expected']:.1f} 件 = O/E {c['oe']:.2f}（95%CI "
+            f"{c['oe_ci_low']:.2f}–{c['oe_ci_high']:.2f}、正確Poisson）— {verdict}。"
+            f"Hosmer–Lemeshow p = {c['hosmer_lemeshow_p']:.3g}。"
+            + (
+                f"切片は FY{c['recalibrated_on']} に合わせて再較正（shift {c['intercept_shift']:+.2f} "
+                "log-odds）"
+                if c.get("recalibrated_on") and c.get("intercept_shift") is not None
+                else ""
+            )
+        )
+
+    def deciles(self) -> Table:
+        return Table(
+            self.csv("calibration.csv"),
+            "予測確率の十分位ごとの観測/予測（observed / "
+            "expected by decile of the predicted probability, exact Poisson 95% CI; "
+            f"{self.years_text} pooled）",
+            ["n", "events"],
+        )
 
     # ------------------------------------------------------------------ temporal design
     def splits_figure(self) -> Any:
@@ -171,7 +344,10 @@ class ModelReport:
         )
 
     def tuning_figure(self) -> Any:
-        return ev.plot_tuning(pd.read_parquet(self.out.tuning))
+        tuning = pd.read_parquet(self.out.tuning)
+        if "test_year" in tuning.columns:
+            tuning = tuning[tuning["test_year"] == self.metrics["test_year"]]
+        return ev.plot_tuning(tuning)
 
     def chosen(self) -> Table:
         frame = pd.DataFrame(
@@ -187,6 +363,7 @@ class ModelReport:
         return Table(
             frame,
             f"選ばれた候補（chosen candidates; primary model: {self.metrics['primary_model']}）",
+            fixed=list(frame.columns),  # tuning settings and scores, not counts of children
         )
 
     def calibration_text(self) -> str:
@@ -202,14 +379,16 @@ class ModelReport:
     def all_metrics(self) -> Table:
         return Table(
             ev.metrics_table(self.metrics),
-            "テスト年度の指標（precision/recall/lift at k "
-            "use the mean over tie orderings; worst/best cases beside them）",
+            f"最新のテスト年度 FY{self.metrics['test_year']}"
+            " の指標（precision/recall/lift at k use the mean over tie orderings; "
+            "worst/best cases beside them）",
         )
 
-    def comparisons(self) -> Table:
+    def year_comparisons(self) -> Table:
         return Table(
             ev.comparison_table(self.metrics),
-            f"モデルとベースラインの差（paired bootstrap difference in precision@{self.k}）",
+            f"FY{self.metrics['test_year']} のみの差"
+            f"（paired bootstrap difference in precision@{self.k}, latest test year）",
         )
 
     def oracle_text(self) -> str:
@@ -217,14 +396,19 @@ class ModelReport:
         if not o:
             return ""
         return (
-            f"モデルは理論上限の {o['model_share_of_oracle']:.0%} (model precision@k as a share "
-            "of the oracle's)"
+            f"FY{self.metrics['test_year']}: モデルの期待的中 {o['model_expected_hits']:.1f} 人 / "
+            f"理論上限 {o['oracle_expected_hits']:.1f} 人 = {o['model_expected_share']:.0%} "
+            "(expected hits under the true probabilities, model vs oracle)"
         )
+
+    def _test_rows(self) -> pd.DataFrame:
+        sc = self.scores
+        return sc[(sc["fiscal_year"] == self.metrics["test_year"]) & sc["label"].notna()]
 
     def curves_figure(self) -> Any:
         import matplotlib.pyplot as plt
 
-        rows = self.scores[(self.scores["known"] == 0) & self.scores["label"].notna()]
+        rows = self._test_rows()
         y = rows["label"].to_numpy(float)
         cols = {
             n: c for n, c in CURVE_COLUMNS.items() if c in rows.columns and rows[c].notna().all()
@@ -234,13 +418,14 @@ class ModelReport:
         )
         fig, axes = plt.subplots(1, 2, figsize=(12, 4))
         ev.plot_precision_curve(
-            {n: ev.precision_curve(y, rows[c].to_numpy(float), ks) for n, c in cols.items()},
+            {n: ev.precision_curve(y, rows[c].to_numpy(float), ks.tolist()) for n, c in cols.items()},
             self.k,
-            Rules.from_cfg(self.cfg),
+            self.rules,
             ax=axes[0],
         )
-        ev.plot_pr_curve({n: (y, rows[c].to_numpy(float)) for n, c in cols.items()},
-                        Rules.from_cfg(self.cfg), ax=axes[1])
+        ev.plot_pr_curve(
+            {n: (y, rows[c].to_numpy(float)) for n, c in cols.items()}, self.rules, ax=axes[1]
+        )
         return fig
 
     def calibration_figure(self) -> Any | None:
@@ -252,9 +437,46 @@ class ModelReport:
         seg = self.csv("segment_table.csv")
         return Table(
             seg.drop(columns=["leaf"]),
-            "セグメント表（segment table: training years; test-year columns beside）",
+            "セグメント表（segment table: training years, risk "
+            "ratio vs their base rate with an exact 95% CI and the risk ratios along the "
+            "path; test-year columns beside; notes flag splits chosen on few events or "
+            "not significant）",
             ["child_years", "positives", "test_child_years", "test_positives"],
-            {"rate": "positives", "risk_ratio": "positives", "test_rate": "test_positives"},
+            {
+                "rate": "positives",
+                "risk_ratio": "positives",
+                "rr_ci_low": "positives",
+                "rr_ci_high": "positives",
+                "test_rate": "test_positives",
+            },
+        )
+
+    def tree_nodes(self) -> Table:
+        nodes = self.csv("reference_tree_nodes.csv")
+        keep = [
+            c
+            for c in (
+                "node",
+                "depth",
+                "condition",
+                "rule",
+                "child_years",
+                "events",
+                "risk_ratio",
+                "rr_ci_low",
+                "rr_ci_high",
+                "path_risk_ratios",
+                "split_p_value",
+                "note",
+            )
+            if c in nodes.columns
+        ]
+        return Table(
+            nodes[keep] if len(nodes) else nodes,
+            "参照決定木の全ノード（every node on "
+            "every path of the reference tree, training years）",
+            ["child_years", "events"],
+            {"risk_ratio": "events", "rr_ci_low": "events", "rr_ci_high": "events"},
         )
 
     def single_variables(self) -> Table:
@@ -283,7 +505,8 @@ class ModelReport:
     def crosstab(self) -> Table:
         return Table(
             self.csv("crosstab_topk.csv").head(self.top_n),
-            "上位k人とそれ以外の特徴量の平均・該当率（Welch t-test）",
+            "上位k人とそれ以外の特徴量の平均・該当率（Welch t-test; q = Benjamini–Hochberg "
+            "adjusted over all features compared）",
             ["n_top", "n_rest"],
         )
 
@@ -308,19 +531,29 @@ class ModelReport:
             ["overlap_top_k"],
         )
 
-    def year_to_year_text(self) -> str:
-        yy = self.metrics.get("year_to_year")
-        if not yy:
-            return ""
-        return (
-            f"前年度（FY{yy['previous_year']}）の上位{self.k}人との重なり: Jaccard "
-            f"{yy['jaccard']:.2f} — {yy['note']}"
+    def year_to_year(self) -> Table:
+        return Table(
+            self.csv("year_to_year.csv"),
+            f"年度間の上位{self.k}人の重なり（year-to-year "
+            "overlap of the lists; each year's list from the model trained before that "
+            "year, i.e. out of time）",
+            ["eligible_both_years", "overlap", "still_eligible_of_list"],
+        )
+
+    def fold_to_fold(self) -> Table:
+        return Table(
+            self.csv("fold_to_fold.csv"),
+            f"学習年度を変えたときの上位{self.k}人の重なり"
+            "（fold-to-fold: the chosen model refitted on each fold's training years "
+            f"ranks FY{self.metrics['scoring_year']}; Jaccard of the top-k lists）",
+            ["overlap"],
         )
 
     def subsets(self) -> Table:
         return Table(
             self.csv("subsets.csv"),
-            "地区ごとの適合率（precision within subsets, proportional capacity）",
+            "地区ごとの適合率（precision within subsets, proportional capacity; Wilson 95% CI "
+            "for the model; subsets with too few true cases are not judged）",
             ["n", "events", "k_group"],
         )
 
@@ -341,10 +574,9 @@ class ModelReport:
         """(SHAP values, the features they explain, global importance) of the test year."""
         shap_all = pd.read_parquet(self.out.shap_values)
         feats = [c for c in shap_all.columns if c not in ("child_id", "fiscal_year")]
-        panel = pd.read_parquet(
-            paths(self.cfg).panel, filters=[("fiscal_year", "==", self.metrics["test_year"])]
-        )
-        X = self.scores[["child_id"]].merge(panel[["child_id"] + feats], on="child_id", how="left")
+        year = self.metrics["scoring_year"]
+        panel = pd.read_parquet(paths(self.cfg).panel, filters=[("fiscal_year", "==", year)])
+        X = shap_all[["child_id"]].merge(panel[["child_id"] + feats], on="child_id", how="left")
         return shap_all[feats], X[feats], self.csv("shap_importance.csv")
 
     def importance_figure(self) -> Any:
@@ -359,15 +591,16 @@ class ModelReport:
         top = imp["feature"].head(int(self.cfg.models.dependence_top)).tolist()
         return explain.plot_dependence_grid(values, X, top, self.labels_ja)
 
-    def reasons_text(self) -> str:
+    def explanation_text(self) -> str:
         return (
-            f"理由コードの出典（reason codes from the primary model, "
-            f"{self.params['primary_model']}）: "
-            f"{self.params.get('reason_codes_from', 'SHAP (log-odds)')}"
+            f"説明はリストを作ったモデル（{self.params['primary_model']}）のもの: "
+            f"{self.params.get('reason_codes_from', '')} (the contributions shown are of the "
+            "model that built the list)"
         )
 
     def reasons(self) -> Table:
-        top = self.scores[self.scores["rank"].notna() & (self.scores["rank"] <= self.k)]
+        sc = self.scores[self.scores["fiscal_year"] == self.metrics["scoring_year"]]
+        top = sc[sc["rank"].notna() & (sc["rank"] <= self.k)]
         freq = explain.reason_frequencies(top)
         return Table(
             freq.head(self.top_n),

@@ -26,28 +26,26 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from helpers import MimamoriError, oracle  # noqa: E402
 from helpers.config import Settings  # noqa: E402
 from helpers.io import append_audit  # noqa: E402
-from helpers.models import steps  # noqa: E402
+from helpers.models import steps, summary  # noqa: E402
+from helpers.models.artefacts import Fit, write  # noqa: E402
 from helpers.models.settings import FitSettings  # noqa: E402
+from helpers.models.tuning import FoldCache  # noqa: E402
 from helpers.paths import ModelPaths, paths  # noqa: E402
 from helpers.runs.archive import archive_run  # noqa: E402
 
 
-def run_steps(
-    panel: pd.DataFrame,
-    catalogue: pd.DataFrame,
-    target: str,
-    truth: pd.DataFrame | None,
-    s: FitSettings,
-) -> steps.Fit:
-    """prepare -> tune -> fit final -> calibrate -> score -> evaluate -> diagnose."""
+def run_steps(panel: pd.DataFrame, catalogue: pd.DataFrame, target: str,
+              truth: pd.DataFrame | None, s: FitSettings) -> Fit:
+    """prepare -> per origin (tune -> fit final -> calibrate -> score -> evaluate) -> backtest
+    -> diagnose. Origins share their tuning folds (a fold does not depend on the test year)."""
     prep = steps.prepare(panel, catalogue, target, s)
-    tuned = steps.tune(prep, s)
-    fitted = steps.fit_final(prep, tuned, s)
-    calib = steps.calibrate(prep, tuned, fitted, s)
-    scored = steps.score(prep, tuned, fitted, calib, truth, s)
-    evaluation = steps.evaluate(prep, fitted, scored, s)
-    diagnostics = steps.diagnose(prep, tuned, fitted, scored, evaluation, s)
-    return steps.Fit(prep, tuned, fitted, calib, scored, evaluation, diagnostics)
+    cache: FoldCache = {}
+    last_evaluated = prep.evaluated_origins[-1]
+    runs = [steps.run_origin(prep, origin, truth, s, cache,
+                             explain_list=origin is prep.origins[-1],
+                             full=origin is last_evaluated)
+            for origin in prep.origins]
+    return Fit(prep, runs, summary.backtest(runs, s), summary.diagnose(prep, runs, s))
 
 
 def fit_target(
@@ -58,11 +56,11 @@ def fit_target(
     out_dir: str | Path,
     truth_probs: pd.DataFrame | None = None,
 ) -> dict:
-    """Tune, fit, calibrate, evaluate and explain one target; write every artefact to ``out_dir``.
+    """Backtest, fit, calibrate, evaluate and explain one target on its eligible population
+    (``models.populations``); write every artefact to ``out_dir``.
 
-    Already-known children (``known_<target>`` == 1) are excluded from training, validation and
-    the test ranking. ``truth_probs`` is the synthetic oracle keyed by pseudonym
-    (``helpers.oracle.load_truth``). Returns the metrics dict written to metrics.json.
+    ``truth_probs`` is the synthetic oracle keyed by pseudonym (``helpers.oracle.load_truth``).
+    Returns the metrics dict written to metrics.json.
     """
     s = FitSettings.from_config(cfg)
     # BLAS threads buy nothing for these matrix-vector products and spin badly on busy cores
@@ -70,7 +68,7 @@ def fit_target(
         warnings.filterwarnings("ignore", message="Skipping features without any observed values")
         warnings.filterwarnings("ignore", category=RuntimeWarning)
         fit = run_steps(panel, catalogue, target, truth_probs, s)
-        return steps.write(fit, ModelPaths(Path(out_dir)), s)
+        return write(fit, ModelPaths(Path(out_dir)), s)
 
 
 def main(cfg: Settings, argv: list[str]) -> int:
@@ -95,12 +93,12 @@ def main(cfg: Settings, argv: list[str]) -> int:
         t0 = time.perf_counter()
         metrics = fit_target(panel, catalogue, cfg, target, out.dir, truth)
         elapsed = time.perf_counter() - t0
-        h = metrics["headline"]["model"]["precision_at_k"]
-        print(
-            f"{target}: precision@{metrics['k']} = {h['value']:.3f} "
-            f"[{h['ci_low']:.3f}, {h['ci_high']:.3f}] ({metrics['test']['events']} events in "
-            f"FY{metrics['test_year']}, {elapsed:.1f} s)"
-        )
+        h = metrics["backtest"]["pooled"]["precision_at_k"]
+        years = metrics["backtest"]["test_years"]
+        print(f"{target}: pooled precision@{metrics['k']} = {h['value']:.3f} "
+              f"[{h['ci_low']:.3f}, {h['ci_high']:.3f}] over FY{years[0]}-FY{years[-1]} "
+              f"({metrics['population']['n_evaluated']:,} eligible child-years evaluated, "
+              f"{elapsed:.1f} s)")
         append_audit(
             P.data,
             f"models:{target}",

@@ -1,10 +1,12 @@
-"""One target's fit as steps: prepare -> tune -> fit final -> calibrate -> score -> evaluate ->
-diagnose -> write.
+"""One target's fit as steps: prepare -> (per origin) tune -> fit final -> calibrate -> score ->
+evaluate -> then backtest, diagnose and write (helpers.models.summary / .artefacts).
 
-Each step is a function of the earlier steps' typed results (dataclasses below) and the
-``FitSettings``; none reads the configuration or the disk except ``write``. Adding a baseline
-means one entry in ``fit_final`` and one in ``ranking_lists``; adding a metric, one line in
-``evaluate`` or ``diagnose``.
+Everything is measured on the target's **eligible population** (config ``populations``): the
+children staff will review. ``prepare`` sets out the rolling-origin design: each of the last
+``backtest_years`` labelled years is a test year (an *origin*) for models tuned and trained
+only on the years before it; when the panel holds a later, still unlabelled year, a last
+origin scores it for the review list without evaluating it. Each step is a function of the
+earlier steps' typed results and the ``FitSettings``; none reads the configuration or the disk.
 """
 
 from __future__ import annotations
@@ -13,24 +15,16 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
-from sklearn.tree import DecisionTreeClassifier
 from tqdm.auto import tqdm
 
 from helpers import MimamoriError
 from helpers import oracle as oracle_mod
-from helpers.io import atomic_path, write_csv, write_json, write_parquet, write_text
 from helpers.models import evaluation as ev
 from helpers.models import explain
-from helpers.models.baselines import (
-    best_single_variable,
-    fit_reference_tree,
-    odds_ratios,
-    segment_table,
-    tree_leaf_rules,
-)
+from helpers.models.backtest import YearData
+from helpers.models.baselines import ReferenceTree, best_single_variable
 from helpers.models.data import (
     INFO_COLUMNS,
     binary_features,
@@ -40,9 +34,9 @@ from helpers.models.data import (
     numeric_column,
 )
 from helpers.models.families import Calibrator, choose_calibration, fit_family, margin
+from helpers.models.population import Population, population_for
 from helpers.models.settings import FitSettings
-from helpers.models.tuning import tune_family
-from helpers.paths import ModelPaths
+from helpers.models.tuning import FoldCache, tune_family
 
 ORACLE_MAX_UNCOVERED = 0.01  # share of test child-years the oracle may lack
 BASELINES = ("best_single_variable", "yc_rule_score", "reference_tree")
@@ -55,8 +49,19 @@ def count_text(n: float, s: FitSettings) -> str:
 
 # ------------------------------------------------------------------------------ prepare
 @dataclass
+class Origin:
+    """One test year of the backtest: its folds and the years its final model trains on."""
+
+    test_year: int
+    folds: list[tuple[list[int], int]]
+    train_years: list[int]
+    fold_info: list[dict]
+    evaluated: bool  # False: the latest year, not labelled yet (scored for the list only)
+
+
+@dataclass
 class Prepared:
-    """The panel as arrays, the temporal design and who is usable (labelled, not known)."""
+    """The panel as arrays, who is eligible and usable, and the rolling-origin design."""
 
     target: str
     panel: pd.DataFrame
@@ -64,22 +69,16 @@ class Prepared:
     labels_ja: dict[str, str]
     binary: list[str]
     X_all: np.ndarray
-    is_known: np.ndarray
-    usable: np.ndarray
+    population: Population
+    eligible: np.ndarray  # panel rows in the population
+    usable: np.ndarray  # eligible and labelled
     years_labelled: list[int]
-    folds: list[tuple[list[int], int]]
-    test_year: int
-    train_years: list[int]
-    fold_info: list[dict]
+    origins: list[Origin] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
         return f"label_{self.target}"
-
-    @property
-    def known(self) -> str:
-        return f"known_{self.target}"
 
     @cached_property
     def lab(self) -> pd.DataFrame:  # the usable rows of the panel
@@ -97,14 +96,21 @@ class Prepared:
     def year(self) -> np.ndarray:
         return self.panel["fiscal_year"].to_numpy(int)[self.usable]
 
-    @cached_property
-    def train_mask(self) -> np.ndarray:  # among usable rows
-        return np.isin(self.year, self.train_years)
+    def train_mask(self, origin: Origin) -> np.ndarray:  # among usable rows
+        return np.isin(self.year, origin.train_years)
+
+    def test_rows(self, year: int) -> np.ndarray:  # among panel rows: eligible in ``year``
+        return self.eligible & (self.panel["fiscal_year"].to_numpy(int) == year)
+
+    @property
+    def evaluated_origins(self) -> list[Origin]:
+        return [o for o in self.origins if o.evaluated]
 
 
 def _fold_info(
-    y: np.ndarray, year: np.ndarray, folds: list, min_events: int, s: FitSettings
+    y: np.ndarray, year: np.ndarray, folds: list, s: FitSettings
 ) -> tuple[list[dict], list[str]]:
+    min_events = int(s.models.tuning.min_valid_events)
     info, warn = [], []
     for tr, v in folds:
         e = int(y[year == v].sum())
@@ -129,14 +135,61 @@ def _fold_info(
     return info, warn
 
 
+def _origin(
+    prep: Prepared, test_year: int, evaluated: bool, s: FitSettings
+) -> tuple[Origin | None, list[str]]:
+    before = [y for y in prep.years_labelled if y < test_year]
+    if len(before) < 2:
+        return None, []
+    folds, _ = ev.temporal_splits([*before, test_year], int(s.models.tuning.n_folds))
+    if not prep.y[np.isin(prep.year, before)].sum():
+        return None, [
+            f"FY{test_year}: 学習年度に事例がないため検証から除外 (no true cases in the "
+            f"training years {before}: not a backtest year)"
+        ]
+    info, warn = _fold_info(prep.y, prep.year, folds, s)
+    return Origin(test_year, folds, before, info, evaluated), warn
+
+
+def _origins(prep: Prepared, s: FitSettings) -> list[str]:
+    """Set ``prep.origins``: the last ``backtest_years`` labelled years, then a scoring-only
+    origin for a later unlabelled year. Returns the warnings."""
+    n = max(1, int(s.models.backtest_years))
+    warn: list[str] = []
+    for year in prep.years_labelled[-n:]:
+        origin, w = _origin(prep, year, True, s)
+        warn += w
+        if origin is not None:
+            prep.origins.append(origin)
+    if not prep.origins:
+        raise MimamoriError(
+            f"panel.parquet: label_{prep.target}: need at least three labelled fiscal years with "
+            f"true cases before the test year in the eligible population (have "
+            f"{prep.years_labelled})"
+        )
+    if len(prep.origins) < n:
+        warn.append(
+            f"検証年度は {len(prep.origins)} 年のみ（設定 {n} 年）(backtest has "
+            f"{len(prep.origins)} test year(s), {n} configured)"
+        )
+    eligible_years = prep.panel.loc[prep.eligible, "fiscal_year"].astype(int)
+    latest = int(eligible_years.max())
+    if latest > prep.origins[-1].test_year:
+        origin, w = _origin(prep, latest, False, s)
+        warn += w
+        if origin is not None:
+            prep.origins.append(origin)
+    return warn
+
+
 def prepare(panel: pd.DataFrame, catalogue: pd.DataFrame, target: str, s: FitSettings) -> Prepared:
-    """Check the inputs, build the feature matrix and the rolling-origin design."""
+    """Check the inputs, apply the eligible population, build the rolling-origin design."""
     features = check_inputs(panel, catalogue, target)
+    population = population_for(s.models, target)
     panel = panel.reset_index(drop=True)
-    is_known = panel[f"known_{target}"].fillna(0).to_numpy(float) == 1
-    usable = panel[f"label_{target}"].notna().to_numpy() & ~is_known
+    eligible = population.mask(panel)
+    usable = eligible & panel[f"label_{target}"].notna().to_numpy()
     years = sorted(panel.loc[usable, "fiscal_year"].astype(int).unique().tolist())
-    folds, test_year = ev.temporal_splits(years, int(s.models.tuning.n_folds))
     prep = Prepared(
         target,
         panel,
@@ -144,22 +197,12 @@ def prepare(panel: pd.DataFrame, catalogue: pd.DataFrame, target: str, s: FitSet
         catalogue_labels(catalogue),
         binary_features(catalogue, features),
         feature_matrix(panel, features),
-        is_known,
+        population,
+        eligible,
         usable,
         years,
-        folds,
-        test_year,
-        ev.final_train_years(years, test_year),
-        [],
     )
-    y, year = prep.y, prep.year
-    if y[prep.train_mask].sum() == 0:
-        raise MimamoriError(
-            f"panel.parquet: label_{target}: no true cases in training years {prep.train_years}"
-        )
-    prep.fold_info, prep.warnings = _fold_info(
-        y, year, folds, int(s.models.tuning.min_valid_events), s
-    )
+    prep.warnings = _origins(prep, s)
     return prep
 
 
@@ -174,13 +217,20 @@ class Tuned:
     primary: str
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def validation_precision(self) -> float:
+        """Mean validation precision@k of the chosen primary candidate (what tuning saw)."""
+        return float(self.chosen[self.primary]["mean_precision"])
 
-def tune(prep: Prepared, s: FitSettings) -> Tuned:
-    """Tune each family on the validation years only; pick the primary model."""
-    tables, chosen, valid_scores, warn = [], {}, {}, []
-    X, y, year = prep.X, prep.y, prep.year
+
+def tune(prep: Prepared, origin: Origin, s: FitSettings, cache: FoldCache | None = None) -> Tuned:
+    """Tune each family on the origin's validation years only; pick the primary model."""
+    tables: list[pd.DataFrame] = []
+    chosen: dict[str, dict] = {}
+    valid_scores: dict[str, list[np.ndarray]] = {}
+    warn: list[str] = []
     for family in s.models.tuning.families:
-        res = tune_family(family, X, y, year, prep.folds, s, prep.features)
+        res = tune_family(family, prep.X, prep.y, prep.year, origin.folds, s, prep.features, cache)
         tables.append(res.table)
         chosen[family] = info = res.info
         if info["budget_hit"]:
@@ -191,28 +241,29 @@ def tune(prep: Prepared, s: FitSettings) -> Tuned:
                 "machine-independent result)"
             )
         valid_scores[family] = res.valid_scores
-    primary = s.models.primary_model
+    primary: str = s.models.primary_model
     if primary == "auto":
         primary = max(chosen, key=lambda f: (chosen[f]["objective"], f == "lightgbm"))
-    return Tuned(pd.concat(tables, ignore_index=True), chosen, valid_scores, primary, warn)
+    table = pd.concat(tables, ignore_index=True).assign(test_year=origin.test_year)
+    return Tuned(table, chosen, valid_scores, primary, warn)
 
 
 # ---------------------------------------------------------------------------- fit final
 @dataclass
 class Fitted:
-    """The final models (every year before the test year) and the baselines beside them."""
+    """The origin's final models (every year before its test year) and the baselines."""
 
     models: dict[str, Any]
-    tree: DecisionTreeClassifier
+    tree: ReferenceTree
     segments: pd.DataFrame
     single: pd.DataFrame
     best_single: str | None
     base_rate_train: float
 
 
-def fit_final(prep: Prepared, tuned: Tuned, s: FitSettings) -> Fitted:
+def fit_final(prep: Prepared, origin: Origin, tuned: Tuned, s: FitSettings) -> Fitted:
     """Refit each chosen candidate on the training years; fit / choose the baselines there."""
-    X, y, year, tr = prep.X, prep.y, prep.year, prep.train_mask
+    X, y, year, tr = prep.X, prep.y, prep.year, prep.train_mask(origin)
     models = {
         family: fit_family(
             family,
@@ -228,14 +279,22 @@ def fit_final(prep: Prepared, tuned: Tuned, s: FitSettings) -> Fitted:
         for family, info in tuned.chosen.items()
     }
     single = (
-        best_single_variable(prep.lab, prep.binary, prep.label, prep.train_years, s.k)
+        best_single_variable(prep.lab, prep.binary, prep.label, origin.train_years, s.k)
         if prep.binary
         else pd.DataFrame()
     )
-    tree = fit_reference_tree(X[tr], y[tr], s.models.reference_tree, s.seed)
-    rules = tree_leaf_rules(tree, prep.features, prep.labels_ja, set(prep.binary))
-    te = year == prep.test_year
-    segments = segment_table(tree, X[tr], y[tr], rules, X[te], y[te])
+    tree = ReferenceTree.fit_matrix(
+        X[tr],
+        y[tr],
+        prep.features,
+        s.models.reference_tree,
+        s.seed,
+        prep.labels_ja,
+        set(prep.binary),
+        s.small,
+    )
+    te = year == origin.test_year
+    segments = tree.segments(X[tr], y[tr], X[te], y[te], s.alpha)
     best = single["feature"].iloc[0] if len(single) else None
     return Fitted(models, tree, segments, single, best, float(y[tr].mean()))
 
@@ -249,57 +308,67 @@ class Calibration:
     method: str
     validation_events: int
     isotonic_min_events: int
+    recalibrated_on: int | None
     warnings: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self, primary: str) -> dict:
+        cal = self.calibrators.get(primary)
         return {
             "method": self.method,
             "validation_events": self.validation_events,
             "isotonic_min_events": self.isotonic_min_events,
+            "recalibrated_on": self.recalibrated_on,
+            "intercept_shift": cal.shift_ if cal is not None else None,
         }
 
 
-def calibrate(prep: Prepared, tuned: Tuned, fitted: Fitted, s: FitSettings) -> Calibration:
-    """Fit each family's calibrator on the chosen candidate's out-of-time validation scores."""
+def calibrate(
+    prep: Prepared, origin: Origin, tuned: Tuned, fitted: Fitted, s: FitSettings
+) -> Calibration:
+    """Fit each family's calibrator on the chosen candidate's out-of-time validation scores,
+    then (``recalibrate_intercept``) shift its intercept to the most recent validation year."""
     y, year = prep.y, prep.year
-    valid_y = np.concatenate([y[year == v] for _, v in prep.folds])
+    valid = [y[year == v] for _, v in origin.folds]
+    valid_y = np.concatenate(valid)
     events = int(valid_y.sum())
     iso_min = int(s.models.calibration.isotonic_min_events)
     method = choose_calibration(events, iso_min)
     out: dict[str, Calibrator | None] = {}
-    warn = []
+    warn, latest = [], origin.folds[-1][1]
     for family in fitted.models:
-        if 0 < valid_y.sum() < len(valid_y):
-            out[family] = Calibrator(method).fit(
-                np.concatenate(tuned.valid_scores[family]), valid_y
-            )
-        else:
+        if not 0 < valid_y.sum() < len(valid_y):
             out[family] = None
             warn.append(f"{family}: 検証年度に事例がなく較正できません (no events to calibrate)")
-    return Calibration(out, method, events, iso_min, warn)
+            continue
+        cal = Calibrator(method).fit(np.concatenate(tuned.valid_scores[family]), valid_y)
+        if (
+            s.models.calibration.recalibrate_intercept
+            and cal.recalibrate_intercept(tuned.valid_scores[family][-1], valid[-1]) is None
+        ):
+            warn.append(
+                f"{family}: FY{latest} に事例がなく切片を再較正できません (no events in the "
+                "latest validation year: intercept not recalibrated)"
+            )
+        out[family] = cal
+    recal = latest if s.models.calibration.recalibrate_intercept else None
+    return Calibration(out, method, events, iso_min, recal, warn)
 
 
 # -------------------------------------------------------------------------------- score
 @dataclass
 class Scored:
-    """The test year: every child-year's scores, rank, reasons, baselines and oracle."""
+    """The origin's test year: every eligible child-year's scores, rank, baselines, oracle."""
 
     scores: pd.DataFrame
     test: pd.DataFrame
-    test_known: np.ndarray
+    Xt: np.ndarray
     explanation: pd.DataFrame | None
-    shap_base: float | None
+    explanation_base: float | None
     oracle_available: bool
 
 
 def _score_frame(
-    prep: Prepared,
-    tuned: Tuned,
-    fitted: Fitted,
-    calib: Calibration,
-    test: pd.DataFrame,
-    Xt: np.ndarray,
-    s: FitSettings,
+    tuned: Tuned, fitted: Fitted, calib: Calibration, test: pd.DataFrame, Xt: np.ndarray
 ) -> pd.DataFrame:
     scores = pd.DataFrame(
         {"child_id": test["child_id"].to_numpy(), "fiscal_year": test["fiscal_year"].to_numpy()}
@@ -323,10 +392,10 @@ def _add_baselines(
         scores["best_single_variable"] = np.nan_to_num(
             numeric_column(test, fitted.best_single), nan=0.0
         )
-    scores["tree_score"] = fitted.tree.predict_proba(Xt)[:, 1]
+    scores["tree_score"] = fitted.tree.score_matrix(Xt)
     seg = fitted.segments
     scores["tree_segment"] = (
-        pd.Series(fitted.tree.apply(Xt))
+        pd.Series(fitted.tree.leaf_of(Xt))
         .map(dict(zip(seg["leaf"], seg["segment"], strict=True)))
         .to_numpy()
     )
@@ -335,68 +404,63 @@ def _add_baselines(
             scores[col] = test[col].to_numpy()
 
 
-def _explain(
+def explain_primary(
     prep: Prepared, tuned: Tuned, fitted: Fitted, Xt: np.ndarray, s: FitSettings
-) -> tuple[pd.DataFrame | None, float | None, pd.DataFrame | None]:
-    """(LightGBM SHAP values, their base value, reason codes of the primary model)."""
-    shap_df, shap_base = None, None
-    if "lightgbm" in fitted.models:
-        shap_df, shap_base = explain.tree_shap(
-            fitted.models["lightgbm"], Xt, prep.features, s.models.shap_method
-        )
-    contrib = (
-        shap_df
-        if tuned.primary == "lightgbm" or shap_df is None and tuned.primary != "logistic"
-        else explain.linear_contributions(fitted.models["logistic"], Xt, prep.features)
-    )
-    reasons = (
-        explain.reason_codes(contrib, prep.labels_ja, int(s.models.reasons))
-        if contrib is not None
-        else None
-    )
-    return shap_df, shap_base, reasons
+) -> tuple[pd.DataFrame, float]:
+    """Item-by-item log-odds contributions of the model that built the list (TreeSHAP for
+    LightGBM, coefficient x standardised value for the logistic model) and their base value."""
+    model = fitted.models[tuned.primary]
+    if tuned.primary == "lightgbm":
+        return explain.tree_shap(model, Xt, prep.features, s.models.shap_method)
+    contrib = explain.linear_contributions(model, Xt, prep.features)
+    base = float(margin(model, Xt[:1])[0] - contrib.iloc[0].sum()) if len(Xt) else 0.0
+    return contrib, base
 
 
 def score(
     prep: Prepared,
+    origin: Origin,
     tuned: Tuned,
     fitted: Fitted,
     calib: Calibration,
     truth: pd.DataFrame | None,
     s: FitSettings,
+    explain_list: bool = False,
 ) -> Scored:
-    """Score every child-year of the test year (already-known ones are not ranked)."""
-    te_rows = prep.panel["fiscal_year"].to_numpy(int) == prep.test_year
-    test = prep.panel.loc[te_rows].reset_index(drop=True)
-    Xt = prep.X_all[te_rows]
-    test_known = test[prep.known].fillna(0).to_numpy(float) == 1
-    scores = _score_frame(prep, tuned, fitted, calib, test, Xt, s)
-    rank = np.full(len(test), np.nan)
-    rank[~test_known] = ev.rank_with_tiebreak(scores.loc[~test_known, "score"].to_numpy(), s.seed)
-    scores["rank"] = pd.array(rank, dtype="Int64")
+    """Score every eligible child-year of the origin's test year, rank them (seeded tie-break)
+    and, for the list year, explain every score item by item (reason codes)."""
+    rows = prep.test_rows(origin.test_year)
+    test = prep.panel.loc[rows].reset_index(drop=True)
+    Xt = prep.X_all[rows]
+    scores = _score_frame(tuned, fitted, calib, test, Xt)
+    scores["rank"] = pd.array(
+        ev.rank_with_tiebreak(scores["score"].to_numpy(), s.seed), dtype="Int64"
+    )
     scores["label"] = test[prep.label].to_numpy(float)
-    scores["known"] = test_known.astype(int)
+    scores["known"] = 0  # the population excludes already-known children
     _add_baselines(scores, test, fitted, Xt)
-    shap_df, shap_base, reasons = _explain(prep, tuned, fitted, Xt, s)
-    if reasons is not None:
+    contrib, base = explain_primary(prep, tuned, fitted, Xt, s) if explain_list else (None, None)
+    if contrib is not None:
+        reasons = explain.reason_codes(contrib, prep.labels_ja, int(s.models.reasons))
         for c in reasons.columns:
             scores[c] = reasons[c].to_numpy()
     scores = oracle_mod.attach(scores, truth, prep.target)
-    return Scored(scores, test, test_known, shap_df, shap_base, truth is not None)
+    return Scored(scores, test, Xt, contrib, base, truth is not None)
 
 
 # ----------------------------------------------------------------------------- evaluate
 @dataclass
 class Evaluation:
-    """Test-year figures over the evaluated child-years (labelled, not already known)."""
+    """Test-year figures over the evaluated child-years (eligible and labelled)."""
 
     mask: np.ndarray
     evs: pd.DataFrame
     y: np.ndarray
     lists: dict[str, tuple[str, str | None]]
-    headline: dict[str, dict]
-    comparisons: dict[str, dict]
-    oracle: dict | None
+    year_data: YearData
+    headline: dict[str, dict] = field(default_factory=dict)
+    comparisons: dict[str, dict] = field(default_factory=dict)
+    oracle: dict | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -415,9 +479,11 @@ def ranking_lists(
     return lists
 
 
-def _oracle_usable(evs: pd.DataFrame, available: bool, s: FitSettings) -> tuple[bool, list[str]]:
+def _oracle_usable(
+    evs: pd.DataFrame, available: bool, year: int, s: FitSettings
+) -> tuple[bool, list[str]]:
     """A handful of child-years the generator did not score (residence edge cases at month
-    precision) are ranked last by the oracle, which can only understate the ceiling."""
+    precision) count as 0 for the oracle, which can only understate the ceiling."""
     if not available:
         return False, []
     n_missing = int(evs["oracle_p"].isna().sum())
@@ -425,45 +491,66 @@ def _oracle_usable(evs: pd.DataFrame, available: bool, s: FitSettings) -> tuple[
     if not n_missing:
         return ok, []
     return ok, [
-        f"oracle: {count_text(n_missing, s)} test child-years without a true probability; "
+        f"oracle FY{year}: {count_text(n_missing, s)} test child-years without a true "
+        "probability; "
         + (
-            "ranked last by the oracle (its ceiling is a lower bound)"
+            "counted as 0 (the oracle's ceiling is a lower bound)"
             if ok
             else "too many: oracle not evaluated"
         )
     ]
 
 
-def _oracle_summary(headline: dict, evs: pd.DataFrame, k: int) -> dict:
+def _oracle_summary(headline: dict, evs: pd.DataFrame, yd: YearData, k: int) -> dict:
     op = headline["oracle"]["precision_mean"]
     mp = headline["model"]["precision_mean"]
+    p = yd.p_true if yd.p_true is not None else np.zeros(len(evs))
+    model_exp = ev.SortedRanking(p, yd.scores["model"]).hits(np.ones(len(p)), k)
+    oracle_exp = float(np.sort(p)[::-1][:k].sum())
     return {
         "oracle_precision_at_k": op,
         "model_precision_at_k": mp,
         "model_share_of_oracle": mp / op if op else None,
-        "oracle_expected_hits": float(
-            np.sort(evs["oracle_p"].fillna(0).to_numpy())[::-1][:k].sum()
-        ),
+        "oracle_expected_hits": oracle_exp,
+        "model_expected_hits": model_exp,
+        "model_expected_share": model_exp / oracle_exp if oracle_exp else None,
     }
 
 
-def evaluate(prep: Prepared, fitted: Fitted, scored: Scored, s: FitSettings) -> Evaluation:
-    """Headline metrics with bootstrap CIs for every ranking, paired comparisons, the oracle."""
+def evaluate(
+    prep: Prepared,
+    origin: Origin,
+    fitted: Fitted,
+    scored: Scored,
+    s: FitSettings,
+    full: bool = False,
+) -> Evaluation:
+    """The year's rankings over its evaluated child-years (for the pooled backtest); ``full``:
+    headline metrics with bootstrap CIs for every ranking, paired comparisons, the oracle."""
     sc = scored.scores
-    mask = (~sc["known"].astype(bool) & sc["label"].notna()).to_numpy()
+    mask = sc["label"].notna().to_numpy()
     evs = sc.loc[mask].reset_index(drop=True)
     ye = evs["label"].to_numpy(float)
     lists = ranking_lists(fitted.models, evs, fitted.best_single)
-    oracle_ok, warn = _oracle_usable(evs, scored.oracle_available, s)
+    oracle_ok, warn = _oracle_usable(evs, scored.oracle_available, origin.test_year, s)
+    p_true = evs["oracle_p"].fillna(0).to_numpy(float) if oracle_ok else None
+    yd = YearData(
+        origin.test_year,
+        ye,
+        p_true,
+        {name: ev.missing_last(evs[col]) for name, (col, _) in lists.items()},
+    )
+    out = Evaluation(mask, evs, ye, lists, yd, warnings=warn)
+    if not full:
+        return out
     if oracle_ok:
         lists["oracle"] = ("oracle_p", "oracle_p")
-    headline = {}
     for i, (name, (scol, pcol)) in enumerate(tqdm(lists.items(), desc="bootstrap", leave=False)):
         prob = evs[pcol].to_numpy(float) if pcol and evs[pcol].notna().all() else None
-        headline[name] = ev.headline_metrics(
+        out.headline[name] = ev.headline_metrics(
             ye, ev.missing_last(evs[scol]), s.k, prob, s.n_boot, s.alpha, s.seed + i, s.n_orderings
         )
-    comparisons = {
+    out.comparisons = {
         f"model_vs_{name}": ev.paired_hits_difference(
             ye,
             evs["score"].to_numpy(float),
@@ -476,291 +563,41 @@ def evaluate(prep: Prepared, fitted: Fitted, scored: Scored, s: FitSettings) -> 
         for name in BASELINES
         if name in lists
     }
-    summary = _oracle_summary(headline, evs, s.k) if oracle_ok else None
-    return Evaluation(mask, evs, ye, lists, headline, comparisons, summary, warn)
-
-
-# ----------------------------------------------------------------------------- diagnose
-@dataclass
-class Diagnostics:
-    """What the report shows beside the headline: who is in the list and who was missed."""
-
-    single: pd.DataFrame
-    crosstab: pd.DataFrame
-    missed: dict
-    missed_table: pd.DataFrame
-    stability: pd.DataFrame
-    year_to_year: dict | None
-    fairness: pd.DataFrame
-    subsets: pd.DataFrame
-    calibration: pd.DataFrame
-    odds: pd.DataFrame
-    odds_note: str
-
-
-def _single_test_precision(
-    single: pd.DataFrame, test_eval: pd.DataFrame, y: np.ndarray, k: int
-) -> pd.DataFrame:
-    """Test-year precision of every single-variable list, for information only."""
-    if not len(single):
-        return single
-    single = single.copy()
-    single["test_precision_at_k"] = [
-        ev.precision_at_k(y, np.nan_to_num(numeric_column(test_eval, f), nan=0.0), k, "mean")
-        for f in single["feature"]
-    ]
-    return single
-
-
-def _year_to_year(
-    prep: Prepared, tuned: Tuned, fitted: Fitted, scored: Scored, s: FitSettings
-) -> dict | None:
-    prev_year = prep.test_year - 1
-    prev_rows = (prep.panel["fiscal_year"].to_numpy(int) == prev_year) & ~prep.is_known
-    if not prev_rows.any():
-        return None
-    prev = pd.DataFrame(
-        {
-            "child_id": prep.panel.loc[prev_rows, "child_id"].to_numpy(),
-            "score": margin(fitted.models[tuned.primary], prep.X_all[prev_rows]),
-        }
-    )
-    out = ev.year_to_year_overlap(prev, scored.scores.loc[~scored.test_known], "score", s.k, s.seed)
-    out.update(
-        {
-            "previous_year": prev_year,
-            "note": "previous year scored by the final "
-            "model (in-sample for that year): list stability, not performance",
-        }
-    )
+    out.oracle = _oracle_summary(out.headline, evs, yd, s.k) if oracle_ok else None
     return out
 
 
-def _fairness(evs: pd.DataFrame, in_top: np.ndarray, s: FitSettings) -> pd.DataFrame:
-    f = s.models.fairness
-    tables = [
-        ev.fairness_table(evs, g, in_top, f.tolerance, int(f.min_group_events))
-        for g in f.groups
-        if g in evs.columns
-    ]
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-
-
-def _missed(
-    prep: Prepared,
-    evs: pd.DataFrame,
-    evs_feat: pd.DataFrame,
-    y: np.ndarray,
-    in_top: np.ndarray,
-    s: FitSettings,
-) -> tuple[dict, pd.DataFrame]:
-    pos = y == 1
-    missed = ev.missed_cases(
-        evs.assign(rank_eval=ev.rank_with_tiebreak(evs["score"].to_numpy(), s.seed)),
-        in_top,
-        rank_col="rank_eval",
-    )
-    table = (
-        ev.crosstab_topk(
-            evs_feat[pos].reset_index(drop=True), ~in_top[pos], prep.features, prep.labels_ja
-        )
-        if 0 < (pos & ~in_top).sum() < pos.sum()
-        else pd.DataFrame()
-    )
-    return missed, table
-
-
-def _odds(prep: Prepared, s: FitSettings) -> tuple[pd.DataFrame, str]:
-    items = [c for c in prep.features if c.startswith("yc_") and c != "yc_rule_score"]
-    if not any(c.startswith("yc_") for c in prep.features):
-        return pd.DataFrame(), "no yc_ items"
-    return odds_ratios(prep.lab[prep.train_mask], items, prep.label, s.small)
-
-
-def diagnose(
-    prep: Prepared,
-    tuned: Tuned,
-    fitted: Fitted,
-    scored: Scored,
-    evaluation: Evaluation,
-    s: FitSettings,
-) -> Diagnostics:
-    """Top k vs the rest, missed cases, list stability, fairness, subsets, calibration, odds."""
-    evs, y, k = evaluation.evs, evaluation.y, s.k
-    in_top = ev.topk_mask(evs["score"].to_numpy(float), k, s.seed)
-    test_eval = scored.test.loc[evaluation.mask]
-    evs_feat = pd.concat(
-        [evs[["child_id", "fiscal_year"]], test_eval[prep.features].reset_index(drop=True)], axis=1
-    )
-    missed, missed_table = _missed(prep, evs, evs_feat, y, in_top, s)
-    base_cols = [evaluation.lists[n][0] for n in BASELINES if n in evaluation.lists]
-    ranked = evs.assign(**{c: ev.missing_last(evs[c]) for c in base_cols})
-    subset_col = s.models.subset_column
-    if subset_col not in evs.columns and "school_code" in evs.columns:
-        subset_col = "school_code"
-    subsets = (
-        ev.subset_precision(ranked, subset_col, ["score"] + base_cols, k)
-        if subset_col in evs.columns
-        else pd.DataFrame()
-    )
-    calib = (
-        ev.calibration_table(y, evs["probability"].to_numpy(float))
-        if evs["probability"].notna().all() and len(evs) >= 10
-        else pd.DataFrame()
-    )
-    odds, odds_note = _odds(prep, s)
-    return Diagnostics(
-        single=_single_test_precision(fitted.single, test_eval, y, k),
-        crosstab=ev.crosstab_topk(evs_feat, in_top, prep.features, prep.labels_ja),
-        missed=missed,
-        missed_table=missed_table,
-        stability=ev.list_stability(ranked, "score", base_cols, k, s.seed),
-        year_to_year=_year_to_year(prep, tuned, fitted, scored, s),
-        fairness=_fairness(evs, in_top, s),
-        subsets=subsets,
-        calibration=calib,
-        odds=odds,
-        odds_note=odds_note,
-    )
-
-
-# -------------------------------------------------------------------------------- write
+# ------------------------------------------------------------------------- one origin
 @dataclass
-class Fit:
-    """Every step's result for one target (what ``write`` turns into artefacts)."""
+class OriginRun:
+    """Every step's result for one origin of the backtest."""
 
-    prep: Prepared
+    origin: Origin
     tuned: Tuned
     fitted: Fitted
     calib: Calibration
     scored: Scored
-    evaluation: Evaluation
-    diagnostics: Diagnostics
+    evaluation: Evaluation | None
+
+    @property
+    def warnings(self) -> list[str]:
+        ev_warn = self.evaluation.warnings if self.evaluation is not None else []
+        return [*self.tuned.warnings, *self.calib.warnings, *ev_warn]
 
 
-def _write_models(fit: Fit, out: ModelPaths) -> None:
-    models = fit.fitted.models
-    if "lightgbm" in models:
-        write_text(models["lightgbm"].model_to_string(), out.lightgbm_model)
-    if "logistic" in models:
-        with atomic_path(out.logistic_model) as tmp:
-            joblib.dump(models["logistic"], tmp)
-    with atomic_path(out.calibrators) as tmp:
-        joblib.dump(fit.calib.calibrators, tmp)
-    with atomic_path(out.reference_tree) as tmp:
-        joblib.dump(fit.fitted.tree, tmp)
-
-
-def _write_tables(fit: Fit, out: ModelPaths) -> None:
-    d, scored = fit.diagnostics, fit.scored
-    write_parquet(scored.scores, out.scores)
-    write_parquet(fit.tuned.tuning, out.tuning)
-    for frame, path in (
-        (fit.fitted.segments, out.segment_table),
-        (d.single, out.single_variable),
-        (d.crosstab, out.crosstab_topk),
-        (d.missed_table, out.missed_vs_caught),
-        (d.stability, out.stability),
-        (d.fairness, out.fairness),
-        (d.subsets, out.subsets),
-        (d.calibration, out.calibration),
-        (d.odds, out.odds_ratios),
-    ):
-        write_csv(frame, path)
-    if scored.explanation is not None:
-        shap_out = pd.concat(
-            [scored.scores[["child_id", "fiscal_year"]], scored.explanation.astype("float32")],
-            axis=1,
-        )
-        write_parquet(shap_out, out.shap_values)
-        write_csv(
-            explain.global_importance(scored.explanation, fit.prep.labels_ja), out.shap_importance
-        )
-
-
-def params_record(fit: Fit, s: FitSettings) -> dict:
-    """params.json: what was chosen and how (enough to refit the same models)."""
-    primary = fit.tuned.primary
-    return {
-        "target": fit.prep.target,
-        "primary_model": primary,
-        "chosen": fit.tuned.chosen,
-        "features": fit.prep.features,
-        "calibration": fit.calib.as_dict(),
-        "reference_tree": s.models.reference_tree.as_dict(),
-        "seed": s.seed,
-        "capacity": s.k,
-        "num_threads": s.threads,
-        "best_single_variable": fit.fitted.best_single,
-        "shap_base_value": (
-            float(fit.scored.shap_base) if fit.scored.explanation is not None else None
-        ),
-        "reason_codes_from": (
-            "lightgbm TreeSHAP (log-odds)"
-            if primary == "lightgbm"
-            else "logistic: coefficient x standardised value (exact linear SHAP, log-odds)"
-        ),
-    }
-
-
-def metrics_record(fit: Fit, s: FitSettings) -> dict:
-    """metrics.json: the headline figures with their CIs and everything the report quotes."""
-    p, e, d = fit.prep, fit.evaluation, fit.diagnostics
-    ye, scores = e.y, fit.scored.scores
-    warn = [*p.warnings, *fit.tuned.warnings, *fit.calib.warnings, *e.warnings]
-    if len(ye) and ye.sum() < 20:
-        warn.append(
-            f"テスト年度の事例は {count_text(ye.sum(), s)} 件のみ: 信頼区間は非常に広くなります "
-            f"(test year has only {count_text(ye.sum(), s)} events; intervals are wide)"
-        )
-    test_known = fit.scored.test_known
-    label = p.labels_ja.get(fit.fitted.best_single) if fit.fitted.best_single else None
-    return {
-        "target": p.target,
-        "k": s.k,
-        "test_year": p.test_year,
-        "train_years": p.train_years,
-        "years_labelled": p.years_labelled,
-        "folds": p.fold_info,
-        "primary_model": fit.tuned.primary,
-        "test": {
-            "n_child_years": int(len(scores)),
-            "known_excluded": int(test_known.sum()),
-            "unlabelled_excluded": int((~test_known & scores["label"].isna()).sum()),
-            "n_evaluated": int(len(e.evs)),
-            "events": int(ye.sum()),
-            "base_rate": float(ye.mean()) if len(ye) else None,
-            "train_base_rate": fit.fitted.base_rate_train,
-        },
-        "headline": e.headline,
-        "comparisons": e.comparisons,
-        "oracle": e.oracle,
-        "tuning": fit.tuned.chosen,
-        "calibration": fit.calib.as_dict(),
-        "missed": d.missed,
-        "year_to_year": d.year_to_year,
-        "best_single_variable": fit.fitted.best_single,
-        "best_single_variable_label": label,
-        "odds_ratio_note": d.odds_note,
-        "warnings": warn,
-        "notes": [
-            f"既知の事例（known_{p.target} = 1）は学習・検証・テストの順位付けから除外 "
-            "(already-known children excluded from training, validation and the test "
-            "ranking)",
-            "SHAP値は重み付きモデルの対数オッズ (SHAP values are log-odds of the "
-            "class-weighted model)",
-            "スコアは判断の補助であり、判断ではありません (scores support, never replace, a "
-            "human assessment)",
-        ],
-    }  # no timings here: metrics must be identical for the same inputs, settings and seed
-
-
-def write(fit: Fit, out: ModelPaths, s: FitSettings) -> dict:
-    """Write every artefact of one target; metrics.json last (the make stamp). Returns metrics."""
-    out.dir.mkdir(parents=True, exist_ok=True)
-    _write_models(fit, out)
-    _write_tables(fit, out)
-    write_json(params_record(fit, s), out.params)
-    metrics = metrics_record(fit, s)
-    write_json(metrics, out.metrics)
-    return metrics
+def run_origin(
+    prep: Prepared,
+    origin: Origin,
+    truth: pd.DataFrame | None,
+    s: FitSettings,
+    cache: FoldCache,
+    explain_list: bool = False,
+    full: bool = False,
+) -> OriginRun:
+    """tune -> fit final -> calibrate -> score -> evaluate for one test year."""
+    tuned = tune(prep, origin, s, cache)
+    fitted = fit_final(prep, origin, tuned, s)
+    calib = calibrate(prep, origin, tuned, fitted, s)
+    scored = score(prep, origin, tuned, fitted, calib, truth, s, explain_list)
+    evaluation = evaluate(prep, origin, fitted, scored, s, full) if origin.evaluated else None
+    return OriginRun(origin, tuned, fitted, calib, scored, evaluation)

@@ -44,35 +44,34 @@ class FamilyTuning:
     valid_scores: list[np.ndarray] = field(default_factory=list)
 
 
+FoldCache = dict[tuple[str, str, int], np.ndarray]
+
+
 def _fold_data(
     family: str,
     X: np.ndarray,
     y: np.ndarray,
     year: np.ndarray,
-    folds: list,
+    train_years: list,
+    valid_year: int,
     s: FitSettings,
     features: list[str],
-) -> list[tuple]:
-    """Per fold (training data, validation matrix, training labels, validation labels, year)."""
-    prepared = []
-    for train_years, valid_year in folds:
-        tr, va = np.isin(year, train_years), year == valid_year
-        if family == "lightgbm":
-            data = lgbm_dataset(X[tr], y[tr], s.models.max_bin, features)
-            prepared.append((data, X[va], y[tr], y[va], valid_year))
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                pre = lr_preprocess().fit(X[tr])
-                prepared.append(
-                    (pre.transform(X[tr]), pre.transform(X[va]), y[tr], y[va], valid_year)
-                )
-    return prepared
+) -> tuple:
+    """One fold's (training data, validation matrix, training labels)."""
+    tr, va = np.isin(year, train_years), year == valid_year
+    if family == "lightgbm":
+        return lgbm_dataset(X[tr], y[tr], s.models.max_bin, features), X[va], y[tr]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pre = lr_preprocess().fit(X[tr])
+        return pre.transform(X[tr]), pre.transform(X[va]), y[tr]
 
 
 def _validation_score(
     family: str, data, Xva: np.ndarray, ytr: np.ndarray, cand: dict, s: FitSettings
 ) -> np.ndarray:
+    if not 0 < ytr.sum() < len(ytr):  # nothing to learn from: every child ties (no information)
+        return np.zeros(len(Xva))
     if family == "lightgbm":
         return np.asarray(fit_lgbm(data, cand, s.seed, s.threads).predict(Xva, raw_score=True))
     with warnings.catch_warnings():
@@ -117,23 +116,34 @@ def tune_family(
     folds: list,
     s: FitSettings,
     features: list[str],
+    cache: FoldCache | None = None,
 ) -> FamilyTuning:
     """Seeded random search maximising mean precision@k - penalty x std over temporal folds.
 
     Candidates run in a fixed order; the time budget (off by default) only cuts the list short.
+    A fold is (every labelled year before v, v) whatever the test year, so the backtest's
+    origins share folds: ``cache`` keeps each (family, candidate, validation year)'s scores.
     """
     t = s.models.tuning
+    cache = {} if cache is None else cache
     budget = float(t.time_budget_s or np.inf)  # null: no budget, fully reproducible
     cands = sample_candidates(s.space(family), s.defaults(family), int(t.n_trials), s.seed)
-    prepared = _fold_data(family, X, y, year, folds, s, features)
+    data: dict[int, tuple] = {}
     rows, valid_scores = [], {}
     start = time.perf_counter()
     for ci, cand in enumerate(tqdm(cands, desc=f"tuning {family}", leave=False)):
         if ci > 0 and time.perf_counter() - start > budget:
             break
         fold_scores = []
-        for data, Xva, ytr, yva, vyear in prepared:
-            score = _validation_score(family, data, Xva, ytr, cand, s)
+        for train_years, vyear in folds:
+            key = (family, str(cand), int(vyear))
+            if key not in cache:
+                if vyear not in data:
+                    data[vyear] = _fold_data(family, X, y, year, train_years, vyear, s, features)
+                fd = data[vyear]
+                cache[key] = _validation_score(family, fd[0], fd[1], fd[2], cand, s)
+            score = cache[key]
+            yva = y[year == vyear]
             fold_scores.append(score)
             rows.append(
                 {
