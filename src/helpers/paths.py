@@ -97,6 +97,7 @@ class ReviewPaths:
     power = property(lambda self: self.dir / "power.csv")
     exclusions = property(lambda self: self.dir / "exclusions.csv")
     draw_summary = property(lambda self: self.dir / "draw_summary.json")
+    arm_balance = property(lambda self: self.dir / "arm_balance_analyst.csv")
     verdicts_in = property(lambda self: self.dir / "verdicts")
     verdicts = property(lambda self: self.dir / "verdicts.parquet")
     arm_rates = property(lambda self: self.dir / "arm_rates.csv")

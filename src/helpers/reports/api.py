@@ -687,7 +687,9 @@ _DECLARATIONS = (
 def show(t: Any, cfg: Settings, **overrides: Any) -> None:
     """Show a `Table` (or any object with ``frame``, ``caption``, ``counts``, ``rates`` and
     optionally the other `Table` fields) through disclosure control; ``overrides`` are
-    `table_html` keywords."""
+    `table_html` keywords. An empty table shows nothing."""
+    if not len(t.frame):
+        return
     kwargs = {k: getattr(t, k) for k in _DECLARATIONS if getattr(t, k, None) is not None}
     kwargs.update(overrides)
     max_rows = kwargs.pop("max_rows", 30)

@@ -190,14 +190,13 @@ def _sheet_from_rows(rows: list[list], file: str, sheet: str) -> VerdictSheet | 
     if not rows or all(_text(c) == "" for c in rows[0]):
         return None
     positions = _header_keys(list(rows[0]), where)
-    records = []
+    records: list[dict[str, object]] = []
     for offset, row in enumerate(rows[1:], start=2):
         cells = {k: _text(row[i]) if i < len(row) else "" for k, i in positions.items()}
         if all(v == "" for k, v in cells.items() if k not in ("no", "school_code", "grade")) and \
                 cells.get("pseudonym", "") == "":
             continue  # a trailing empty (or numbered but unused) row
-        cells["_row"] = offset
-        records.append(cells)
+        records.append({**cells, "_row": offset})
     frame = pd.DataFrame(records, columns=[*positions, "_row"])
     letters = {k: get_column_letter(i + 1) for k, i in positions.items()}
     return VerdictSheet(file, sheet, frame, letters)

@@ -24,9 +24,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from helpers import MimamoriError, oracle
-from helpers.config import data_dir
+from helpers.config import ReviewSettings, Settings
 from helpers.io import append_audit, write_csv, write_json, write_parquet
 from helpers.models.explain import reason_frequencies  # noqa: F401 - the list report uses it
+from helpers.models.population import Population, population_for
+from helpers.paths import paths as artefact_paths
+from helpers.review.blind import SHEET_FEATURES, arm_predictability, stratified_low_arm
 from helpers.review.sheets import (
     NO,
     YES,
@@ -57,34 +60,21 @@ AGE_LABELS = ["0–2歳", "3–5歳", "6–8歳", "9–11歳", "12–15歳", "16
 
 
 # ---------------------------------------------------------------------------------- paths
-def review_paths(cfg: dict, target: str = "") -> dict[str, Path]:
-    """Every file the review stage reads or writes, in one place (``target`` overrides config)."""
-    root = data_dir(cfg)
-    target = target or cfg["review"]["target"]
-    review = root / "review"
-    return {
-        "root": root,
-        "scores": root / "models" / target / "scores.parquet",
-        "panel": root / "panel" / "panel.parquet",
-        "catalogue": root / "panel" / "feature_catalogue.csv",
-        "truth": root / "raw" / "_truth" / "true_probabilities.parquet",
-        "correspondence": root / "private" / "correspondence.parquet",
-        "private": root / "private",
-        "review": review,
-        "capacity_list": review / "capacity_list.parquet",
-        "staff_list": review / "staff_list.xlsx",
-        "sample": review / "sample_analyst.parquet",
-        "sheets": review / "sheets",
-        "power": review / "power.csv",
-        "exclusions": review / "exclusions.csv",
-        "draw_summary": review / "draw_summary.json",
-        "verdicts_in": review / "verdicts",
-        "verdicts": review / "verdicts.parquet",
-        "arm_rates": review / "arm_rates.csv",
-        "item_prevalence": review / "item_prevalence.csv",
-        "rounds": review / "rounds.csv",
-        "results": review / "results.json",
-    }
+REVIEW_ARTEFACTS = ("capacity_list", "staff_list", "sample", "sheets", "power", "exclusions",
+                    "draw_summary", "arm_balance", "verdicts_in", "verdicts", "arm_rates",
+                    "item_prevalence", "rounds", "results")
+
+
+def review_paths(cfg: Settings, target: str = "") -> dict[str, Path]:
+    """Every file the review stage reads or writes, from the artefact catalogue
+    (``helpers.paths``; ``target`` overrides ``review.target``)."""
+    P = artefact_paths(cfg)
+    R = P.review(target or cfg.review.target)
+    return {"root": P.data, "scores": R.scores, "panel": P.panel,
+            "catalogue": P.feature_catalogue, "truth": P.truth_probabilities,
+            "correspondence": P.correspondence,  # ingest --write-correspondence
+            "private": P.private, "review": R.dir,
+            **{key: getattr(R, key) for key in REVIEW_ARTEFACTS}}
 
 
 # ------------------------------------------------------------------------------- loading
@@ -102,9 +92,9 @@ def load_scores(path: Path) -> pd.DataFrame:
     return scores
 
 
-def scoring_year(scores: pd.DataFrame, cfg: dict) -> int:
+def scoring_year(scores: pd.DataFrame, cfg: Settings) -> int:
     """The year the list is drawn for: ``review.scoring_year`` if set, else the latest scored year."""
-    year = cfg["review"].get("scoring_year")
+    year = cfg.review.scoring_year
     years = set(scores["fiscal_year"].dropna().astype(int))
     if year is None:
         if not years:
@@ -148,50 +138,28 @@ def attach_info(scores_year: pd.DataFrame, info: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ the list
-def eligible_ranking(
-    frame: pd.DataFrame,
-    seed: int,
-    exclude_known: bool = True,
-    exclude_age_below: float | None = 6,
-    exclude_school_codes: tuple[str, ...] = ("OUT",),
-    exclude_missing_school: bool = True,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Apply the exclusions, then rank by score (highest first) with a seeded random tie-break.
+def eligible_ranking(frame: pd.DataFrame, seed: int,
+                     population: Population | None = None) -> pd.DataFrame:
+    """Rank the eligible children by score (highest first) with a seeded random tie-break.
 
-    Returns (ranking with ``tiebreak`` and ``list_rank`` 1..n, exclusion counts). Each child is
-    counted under the first exclusion that applies. Rows are sorted by child_id before the
-    random numbers are drawn, so the same children and seed give the same ranking whatever
-    order the input came in.
+    ``frame`` holds the scoring year's scores with the panel's info; with ``population`` every
+    row is checked to be in it (the models stage scores only eligible children; a list must
+    never rank anyone else). Rows are sorted by child_id before the random numbers are drawn,
+    so the same children and seed give the same ranking whatever order the input came in.
+    Adds ``tiebreak`` and ``list_rank`` 1..n.
     """
     frame = frame.sort_values("child_id", kind="mergesort").reset_index(drop=True)
     if frame["score"].isna().any():
         raise MimamoriError(f"scores.parquet: {int(frame['score'].isna().sum())} blank score(s) "
                             f"(first child_id {frame.loc[frame['score'].isna(), 'child_id'].iloc[0]!r})")
-    reason = pd.Series(pd.NA, index=frame.index, dtype="string")
-    school = frame["school_code"].astype("string")
-    rules = []
-    if exclude_known:
-        rules.append(("既に把握済み（already known）", pd.to_numeric(frame["known"], errors="coerce").fillna(0) == 1))
-    if exclude_age_below is not None:
-        rules.append((f"{exclude_age_below}歳未満（age below {exclude_age_below}）",
-                      pd.to_numeric(frame["age"], errors="coerce") < exclude_age_below))
-    if exclude_school_codes:
-        rules.append(("市外の学校（school outside the municipality）", school.isin(list(exclude_school_codes)).fillna(False)))
-    if exclude_missing_school:
-        rules.append(("学校不明（no school on record）", school.isna() | (school.str.strip() == "")))
-    for name, mask in rules:  # a rule that cannot be evaluated (NA age) does not exclude
-        hit = pd.Series(mask, index=frame.index).astype("boolean").fillna(False).to_numpy(dtype=bool)
-        reason = reason.mask(reason.isna() & hit, name)
-    counts = pd.DataFrame({
-        "exclusion": [n for n, _ in rules],
-        "children": [int((reason == n).sum()) for n, _ in rules],
-    })
-    ranked = frame.loc[reason.isna().to_numpy()].copy()
+    if population is not None:
+        population.check(frame, "scores.parquet (models stage)")
+    ranked = frame.copy()
     rng = np.random.default_rng(seed)
     ranked["tiebreak"] = rng.random(len(ranked))
     ranked = ranked.sort_values(["score", "tiebreak"], ascending=[False, True], kind="mergesort")
     ranked["list_rank"] = np.arange(1, len(ranked) + 1)
-    return ranked.reset_index(drop=True), counts
+    return ranked.reset_index(drop=True)
 
 
 def capacity_list(ranked: pd.DataFrame, capacity: int) -> pd.DataFrame:
@@ -201,9 +169,13 @@ def capacity_list(ranked: pd.DataFrame, capacity: int) -> pd.DataFrame:
     return ranked.loc[ranked["list_rank"] <= capacity].reset_index(drop=True)
 
 
-def blinded_sample(ranked: pd.DataFrame, n_high: int, n_low: int, low_pool_quantile: float, seed: int) -> pd.DataFrame:
-    """``n_high`` from the top and ``n_low`` at random from the bottom ``low_pool_quantile`` of the
-    ranking, shuffled. ``arm`` and the scores stay in this (analyst's) copy only."""
+def blinded_sample(ranked: pd.DataFrame, n_high: int, n_low: int, low_pool_quantile: float,
+                   seed: int, strata: list[str] | None = None,
+                   grade_bands: list[list[int]] | None = None) -> tuple[pd.DataFrame, dict]:
+    """``n_high`` from the top and ``n_low`` at random from the bottom ``low_pool_quantile`` of
+    the ranking - with ``strata``, of each of the high arm's strata's own ranking (see
+    helpers.review.blind) - shuffled.
+    ``arm`` and the scores stay in this (analyst's) copy only. Returns (sample, draw info)."""
     n = len(ranked)
     if not 0 < low_pool_quantile <= 1:
         raise MimamoriError(f"config review.low_pool_quantile={low_pool_quantile}: must be in (0, 1]")
@@ -212,17 +184,29 @@ def blinded_sample(ranked: pd.DataFrame, n_high: int, n_low: int, low_pool_quant
     if n_high > n:
         raise MimamoriError(f"review: n_high={n_high} but only {n} children are eligible")
     high = ranked.loc[ranked["list_rank"] <= n_high].assign(arm="high")
-    pool_start = n - math.floor(n * low_pool_quantile)  # ranks > pool_start form the bottom part
-    pool = ranked.loc[(ranked["list_rank"] > max(pool_start, n_high))]
-    if len(pool) < n_low:
-        raise MimamoriError(f"review: the low pool (bottom {low_pool_quantile:.0%} of {n} eligible, "
-                            f"outside the high arm) has {len(pool)} children, fewer than n_low={n_low}")
     rng = np.random.default_rng(seed)
-    low = pool.iloc[np.sort(rng.choice(len(pool), size=n_low, replace=False))].assign(arm="low")
-    sample = pd.concat([high, low], ignore_index=True)
+    if strata:
+        rest = ranked.loc[ranked["list_rank"] > n_high]
+        low, info = stratified_low_arm(high, rest, n_low, list(strata), grade_bands,
+                                       low_pool_quantile, rng)
+        if info["shortfall"]:
+            raise MimamoriError(
+                f"review: the low pools of the high arm's strata ({', '.join(strata)}) hold "
+                f"fewer than n_low={n_low} children ({info['shortfall']} short); lower n_low, "
+                "raise review.low_pool_quantile or use grade_bands")
+    else:
+        pool_start = n - math.floor(n * low_pool_quantile)  # ranks > pool_start: the bottom
+        pool = ranked.loc[(ranked["list_rank"] > max(pool_start, n_high))]
+        if len(pool) < n_low:
+            raise MimamoriError(
+                f"review: the low pool (bottom {low_pool_quantile:.0%} of {n} eligible, outside "
+                f"the high arm) has {len(pool)} children, fewer than n_low={n_low}")
+        low = pool.iloc[np.sort(rng.choice(len(pool), size=n_low, replace=False))]
+        info = {"strata": [], "grade_bands": None, "shortfall": 0}
+    sample = pd.concat([high, low.assign(arm="low")], ignore_index=True)
     sample = sample.iloc[rng.permutation(len(sample))].reset_index(drop=True)
     sample["sample_order"] = np.arange(1, len(sample) + 1)
-    return sample
+    return sample, info
 
 
 def age_band(age: pd.Series) -> pd.Series:
@@ -351,70 +335,99 @@ def analyse_verdicts(
             "fisher_p_two_sided": fisher_two, "fisher_p_greater": fisher_greater}
 
 
-def item_columns(available: list[str], cfg_review: dict) -> list[str]:
+def item_columns(available: list[str], review: ReviewSettings) -> list[str]:
     """Panel features compared between needs-support and not: configured list, else the prefix."""
-    listed = cfg_review.get("prevalence_items")
-    if listed:
-        return [c for c in listed if c in available]
-    prefix = cfg_review.get("prevalence_item_prefix", "yc_")
-    skip = set(cfg_review.get("prevalence_skip", ["yc_rule_score"]))
+    if review.prevalence_items:
+        return [c for c in review.prevalence_items if c in available]
+    prefix = review.prevalence_item_prefix
+    skip = set(review.prevalence_skip)
     return [c for c in available if c.startswith(prefix) and c not in skip]
 
 
 # ------------------------------------------------------------------------------------ CLI
-def _seed(cfg: dict) -> int:
-    return int(cfg["run"].get("seed", 0))
+def _seed(cfg: Settings) -> int:
+    return int(cfg.run.seed)
 
 
-def run_draw(cfg: dict) -> dict[str, int]:
-    paths = review_paths(cfg)
-    rc, run = cfg["review"], cfg["run"]
+def _draw(cfg: Settings, paths: dict[str, Path]) -> dict:
+    """Rank the scoring year's eligible children; the capacity list and the blinded sample."""
+    rc = cfg.review
+    population = population_for(cfg.models, rc.target)
     scores = load_scores(paths["scores"])
     year = scoring_year(scores, cfg)
     scores_year = scores.loc[scores["fiscal_year"] == year]
-    frame = attach_info(scores_year, load_panel_info(paths["panel"], year))
-    ranked, exclusions = eligible_ranking(
-        frame, seed=_seed(cfg) + SEED_TIEBREAK, exclude_known=rc.get("exclude_known", True),
-        exclude_age_below=rc.get("exclude_age_below"),
-        exclude_school_codes=tuple(rc.get("exclude_school_codes", ["OUT"])),
-        exclude_missing_school=rc.get("exclude_missing_school", True))
-    capacity = capacity_list(ranked, int(run["capacity"]))
-    sample = blinded_sample(ranked, int(rc["n_high"]), int(rc["n_low"]), float(rc["low_pool_quantile"]),
-                            seed=_seed(cfg) + SEED_SAMPLE)
-    pw = rc.get("power", {})
-    power = power_table(float(pw.get("expected_high_rate", 0.2)), float(pw.get("expected_low_rate", 0.05)),
-                        int(rc["n_high"]), int(rc["n_low"]), float(pw.get("alpha", 0.05)),
-                        float(pw.get("power", 0.8)), pw.get("expected_response_rate"))
-    keep = [c for c in (*SCORE_COLUMNS, "age", "school_age", "grade", "school_code", "school_district", "sex",
-                        "oracle_p", "tiebreak", "list_rank") if c in ranked.columns]
+    extra = [f"known_{rc.target}", population.settings.age_column]
+    info = load_panel_info(paths["panel"], year, extra)
+    ranked = eligible_ranking(attach_info(scores_year, info), _seed(cfg) + SEED_TIEBREAK,
+                              population)
+    sample, draw_info = blinded_sample(ranked, rc.n_high, rc.n_low, rc.low_pool_quantile,
+                                       _seed(cfg) + SEED_SAMPLE, list(rc.strata), rc.grade_bands)
+    blind = arm_predictability(sample.loc[:, list(SHEET_FEATURES)], sample["arm"],
+                               _seed(cfg) + SEED_SAMPLE)
+    return {"year": year, "population": population, "ranked": ranked, "sample": sample,
+            "scored": len(scores_year), "exclusions": population.exclusions(info),
+            "panel_children": len(info), "capacity": capacity_list(ranked, cfg.run.capacity),
+            "draw_info": draw_info, "blind": blind}
+
+
+def _draw_summary(cfg: Settings, d: dict) -> dict:
+    rc, ranked, sample = cfg.review, d["ranked"], d["sample"]
+    excl = d["exclusions"]
+    return {
+        "target": rc.target, "scoring_year": d["year"], "scored": int(d["scored"]),
+        "population": d["population"].description, "panel_children": int(d["panel_children"]),
+        "excluded": dict(zip(excl["exclusion"], excl["children"].astype(int), strict=True)),
+        "eligible": int(len(ranked)), "capacity": int(cfg.run.capacity),
+        "capacity_listed": int(len(d["capacity"])), "n_high": int(rc.n_high),
+        "n_low": int(rc.n_low), "low_pool_quantile": float(rc.low_pool_quantile),
+        "strata": d["draw_info"], "blind_check": d["blind"],
+        "schools": int(sample["school_code"].nunique()), "seed": _seed(cfg),
+        "tied_scores_in_list": int(ranked["score"].duplicated(keep=False)
+                                   .head(int(cfg.run.capacity)).sum()),
+        "power_settings": rc.power.as_dict(),
+    }
+
+
+def arm_balance(sample: pd.DataFrame) -> pd.DataFrame:
+    """Children per arm x school x grade: the analyst's check of the strata (never in a
+    shared report: it says which arm each stratum's children are in)."""
+    return counts_by(sample, ["school_code", "grade", "arm"])
+
+
+def run_draw(cfg: Settings) -> dict[str, int]:
+    paths = review_paths(cfg)
+    rc, d = cfg.review, _draw(cfg, paths)
+    ranked, capacity, sample = d["ranked"], d["capacity"], d["sample"]
+    pw = rc.power
+    power = power_table(pw.expected_high_rate, pw.expected_low_rate, rc.n_high, rc.n_low,
+                        pw.alpha, pw.power, pw.expected_response_rate)
+    keep = [c for c in (*SCORE_COLUMNS, "age", "school_age", "grade", "school_code",
+                        "school_district", "sex", "oracle_p", "tiebreak", "list_rank")
+            if c in ranked.columns]
     outputs = [
         write_parquet(capacity.loc[:, keep], paths["capacity_list"]),
         write_staff_workbook(capacity, paths["staff_list"]),
         write_parquet(sample.loc[:, [*keep, "arm", "sample_order"]], paths["sample"]),
+        write_csv(arm_balance(sample), paths["arm_balance"]),
         write_csv(power, paths["power"]),
-        write_csv(exclusions, paths["exclusions"]),
+        write_csv(d["exclusions"], paths["exclusions"]),
     ]
     for old in paths["sheets"].glob("review_*.xlsx"):
         old.unlink()  # a new draw replaces every school's workbook
     for school, part in tqdm(sample.groupby("school_code", sort=True), desc="reviewer workbooks",
                              disable=None):
         outputs.append(write_reviewer_workbook(reviewer_frame(part.sort_values("sample_order")),
-                                               paths["sheets"] / f"review_{school}.xlsx", str(school)))
-    summary = {
-        "target": rc["target"], "scoring_year": year, "scored": int(len(scores_year)),
-        "excluded": dict(zip(exclusions["exclusion"], exclusions["children"].astype(int), strict=True)),
-        "eligible": int(len(ranked)), "capacity": int(run["capacity"]), "capacity_listed": int(len(capacity)),
-        "n_high": int(rc["n_high"]), "n_low": int(rc["n_low"]), "low_pool_quantile": float(rc["low_pool_quantile"]),
-        "schools": int(sample["school_code"].nunique()), "seed": _seed(cfg),
-        "tied_scores_in_list": int(ranked["score"].duplicated(keep=False).head(int(run["capacity"])).sum()),
-        "power_settings": cfg.review.power.as_dict(),
-    }
+                                               paths["sheets"] / f"review_{school}.xlsx",
+                                               str(school)))
+    summary = _draw_summary(cfg, d)
     outputs.append(write_json(summary, paths["draw_summary"]))
     append_audit(paths["root"], "review draw", cfg, [paths["scores"], paths["panel"]], outputs,
-                 {"scored": len(scores_year), "eligible": len(ranked), "capacity_list": len(capacity),
+                 {"scored": d["scored"], "eligible": len(ranked), "capacity_list": len(capacity),
                   "sample": len(sample)})
-    print(f"review draw: FY{year}: {len(ranked)} eligible of {len(scores_year)} scored; "
-          f"list of {len(capacity)}; sample {rc['n_high']}+{rc['n_low']} over {summary['schools']} schools")
+    b = d["blind"]
+    print(f"review draw: FY{d['year']}: {len(ranked)} eligible children ranked; list of "
+          f"{len(capacity)}; sample {rc.n_high}+{rc.n_low} over {summary['schools']} schools; "
+          f"blind check AUC {b['auc']:.2f} [{b['ci_low']:.2f}, {b['ci_high']:.2f}]")
     return {"capacity_list": len(capacity), "sample": len(sample)}
 
 
@@ -424,19 +437,18 @@ def _read_sample(paths: dict[str, Path]) -> pd.DataFrame:
     return pd.read_parquet(paths["sample"])
 
 
-def run_simulate(cfg: dict) -> dict[str, int]:
-    if not cfg["run"].get("synthetic", False):
+def run_simulate(cfg: Settings) -> dict[str, int]:
+    if not cfg.run.synthetic:
         raise MimamoriError("review simulate: refused: run.synthetic is false; simulated verdicts are "
                             "only for the synthetic city (put the schools' returned sheets in review/verdicts/)")
     paths = review_paths(cfg)
     sample = _read_sample(paths)
-    sim = cfg["review"].get("simulated_reviewers", {})
+    sim = cfg.review.simulated_reviewers
     if "oracle_p" not in sample.columns:  # synthetic city: the generator's truth, if written
-        sample = oracle.attach(sample, oracle.load_truth(cfg), cfg["review"]["target"], "p_true")
+        sample = oracle.attach(sample, oracle.load_truth(cfg), cfg.review.target, "p_true")
     p_need, source = truth_probability(sample)
     answers = simulate_answers(sample, p_need, _seed(cfg) + SEED_SIMULATE,
-                               float(sim.get("sensitivity", 0.8)), float(sim.get("false_positive_rate", 0.02)),
-                               float(sim.get("response_rate", 0.4)))
+                               sim.sensitivity, sim.false_positive_rate, sim.response_rate)
     for old in paths["verdicts_in"].glob("review_*.xlsx"):
         old.unlink()  # synthetic only: the previous simulation is replaced, never mixed in
     outputs = []
@@ -452,12 +464,12 @@ def run_simulate(cfg: dict) -> dict[str, int]:
     return {"answered": len(answers)}
 
 
-def _item_frame(cfg: dict, paths: dict[str, Path], year: int) -> tuple[pd.DataFrame | None, dict[str, str]]:
+def _item_frame(cfg: Settings, paths: dict[str, Path], year: int) -> tuple[pd.DataFrame | None, dict[str, str]]:
     import pyarrow.parquet as pq
 
     if not paths["panel"].exists():
         return None, {}
-    cols = item_columns(pq.read_schema(paths["panel"]).names, cfg["review"])
+    cols = item_columns(pq.read_schema(paths["panel"]).names, cfg.review)
     if not cols:
         return None, {}
     items = pd.read_parquet(paths["panel"], columns=["child_id", *cols], filters=[("fiscal_year", "==", year)])
@@ -469,7 +481,7 @@ def _item_frame(cfg: dict, paths: dict[str, Path], year: int) -> tuple[pd.DataFr
     return items, labels
 
 
-def run_verdicts(cfg: dict) -> dict[str, int]:
+def run_verdicts(cfg: Settings) -> dict[str, int]:
     paths = review_paths(cfg)
     sample = _read_sample(paths)
     files = sorted(p for p in paths["verdicts_in"].glob("*") if p.suffix.lower() in (".xlsx", ".csv")
@@ -480,9 +492,11 @@ def run_verdicts(cfg: dict) -> dict[str, int]:
     verdicts, duplicates = validate_verdicts(sheets, set(sample["child_id"].astype(str)))
     year = int(sample["fiscal_year"].iloc[0])
     items, labels = _item_frame(cfg, paths, year)
-    rc = cfg["review"]
-    result = analyse_verdicts(verdicts, sample, rc.get("earlier_rounds", []), f"FY{year} 今回（this round）",
-                              items, labels, ci_method=rc.get("ci_method", "wilson"))
+    rc = cfg.review
+    simulated = bool(cfg.run.synthetic)  # the synthetic city's verdicts come from `simulate`
+    this_round = f"FY{year} 今回・模擬（this round, simulated）" if simulated else f"FY{year} 今回（this round）"
+    result = analyse_verdicts(verdicts, sample, list(rc.earlier_rounds), this_round,
+                              items, labels, ci_method=rc.ci_method)
     joined = result["joined"]
     outputs = [
         write_parquet(joined, paths["verdicts"]),
@@ -494,7 +508,7 @@ def run_verdicts(cfg: dict) -> dict[str, int]:
         "definition": NEEDS_SUPPORT_DEFINITION, "scoring_year": year, "files": [f.name for f in files],
         "sheets": len(sheets), "children_returned": int(len(verdicts)), "duplicates": duplicates,
         "fisher_p_two_sided": result["fisher_p_two_sided"], "fisher_p_greater": result["fisher_p_greater"],
-        "ci_method": rc.get("ci_method", "wilson"),
+        "ci_method": rc.ci_method, "simulated": simulated,
     }
     outputs.append(write_json(summary, paths["results"]))
     append_audit(paths["root"], "review verdicts", cfg, files + [paths["sample"]], outputs,
@@ -509,7 +523,7 @@ def run_verdicts(cfg: dict) -> dict[str, int]:
     return {"returned": len(verdicts)}
 
 
-def run_reidentify(cfg: dict, which: str) -> dict[str, int]:
+def run_reidentify(cfg: Settings, which: str) -> dict[str, int]:
     paths = review_paths(cfg)
     if not paths["correspondence"].exists():
         raise MimamoriError(f"{paths['correspondence']}: no correspondence table, so the list cannot be "
@@ -532,7 +546,7 @@ def run_reidentify(cfg: dict, which: str) -> dict[str, int]:
     return {"rows": len(out)}
 
 
-def main(cfg: dict, argv: list[str]) -> int:
+def main(cfg: Settings, argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers review", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["draw", "simulate", "verdicts", "reidentify"])
     parser.add_argument("--list", dest="which", choices=["sample", "capacity"], default="sample",
