@@ -16,6 +16,8 @@ from helpers.config import Settings, load_config
 STAGES = {
     "synth": ("helpers.synth.stage", "main", "generate the synthetic municipality into data/raw"),
     "ingest": ("helpers.ingest.stage", "main", "read, validate and mask data/raw into data/mart"),
+    "link": ("helpers.link.stage", "main", "名寄せ only: link the exports without a resident code "
+             "(ingest does this too; prints the linkage figures)"),
     "panel": ("helpers.panel.stage", "main", "build data/panel/panel.parquet and the feature catalogue"),
     "models": ("helpers.models.stage", "main", "fit baselines and models per target into data/models"),
     "review": ("helpers.review.stage", "main", "draw review lists, read verdicts back, re-identify"),

@@ -518,6 +518,8 @@ def default_stages(target: str) -> list[StageSpec]:
         StageSpec("generate", "synth", ["synth"], rows_key="raw_rows"),
         StageSpec("ingest", "ingest", ["ingest", "--force"], floor="raw", rows_key="raw_rows",
                   note="ingest + validation + masking (--force: no skip on unchanged inputs)"),
+        StageSpec("link", "link", ["link"], floor="raw", rows_key="raw_rows",
+                  note="名寄せ alone: read the registry and the code-less exports, link them"),
         StageSpec("panel", "panel", ["panel"], floor="mart", rows_key="panel_rows"),
         StageSpec("models", "models", ["models", "--target", target], floor="panel", rows_key="panel_rows",
                   note=f"target {target}: tuning, fit, evaluation and SHAP for the test year"),

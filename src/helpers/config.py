@@ -132,6 +132,26 @@ class PanelSettings(_Section):
     source_start: dict[str, str] = field(default_factory=dict)
 
 
+# ---------------------------------------------------------------------------------------- link
+@dataclass(frozen=True)
+class LinkSettings(_Section):
+    """名寄せ (helpers.link): linking exports that carry no resident code to the registry."""
+
+    engine: str = "duckdb"
+    accept_probability: float = 0.99
+    clerical_probability: float = 0.5
+    margin_weight: float = 4.0
+    candidate_floor: float = 0.05
+    blocking_rules: list[list[str]] = field(default_factory=lambda: [
+        ["birth_date"], ["surname_kana", "birth_year"], ["birth_swap"],
+        ["address_block", "sex"], ["given_kana", "birth_year"]])
+    u_max_pairs: int = 1_000_000
+    em_blocking: list[list[str]] = field(default_factory=lambda: [
+        ["birth_date"], ["surname_kana", "given_kana", "birth_year"]])
+    birth_year_slack: int = 1
+    seed: int = 1
+
+
 # -------------------------------------------------------------------------------------- models
 @dataclass(frozen=True)
 class TuningSettings(_Section):
@@ -342,6 +362,7 @@ SECTION_TYPES: dict[str, type] = {
     "review": ReviewSettings,
     "reports": ReportsSettings,
     "runs": RunsSettings,
+    "link": LinkSettings,
 }
 SECTIONS = tuple(SECTION_TYPES)
 
@@ -358,6 +379,7 @@ class Settings:
     review: ReviewSettings
     reports: ReportsSettings
     runs: RunsSettings
+    link: LinkSettings = field(default_factory=LinkSettings)
     profile: str | None = None
     config_dir: str = str(DEFAULT_CONFIG_DIR)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)

@@ -114,6 +114,7 @@ class MartPaths:
     dir: Path
 
     report = property(lambda self: self.dir / "_ingest_report.json")
+    linkage_report = property(lambda self: self.dir / "_linkage_report.json")  # 名寄せ (helpers.link)
     rejects_dir = property(lambda self: self.dir / "_rejects")
     warnings_dir = property(lambda self: self.dir / "_warnings")
 
@@ -142,6 +143,7 @@ class Paths:
     truth_defects = property(lambda self: self.truth / "defects.csv")
     truth_targets = property(lambda self: self.truth / "targets.json")
     truth_population = property(lambda self: self.truth / "population.parquet")
+    truth_identity = property(lambda self: self.truth / "identity_links.csv")  # 名寄せ truth
     # exports manifest (make's prerequisite of ingest: names, sizes, hashes of the exports)
     exports_manifest = property(lambda self: self.data / "exports_manifest.json")
     value_map_suggestion = property(lambda self: self.data / "value_map_suggestion.yaml")
@@ -150,6 +152,7 @@ class Paths:
     marts = property(lambda self: MartPaths(self.mart))
     rejects_dir = property(lambda self: self.marts.rejects_dir)
     ingest_report = property(lambda self: self.marts.report)
+    linkage_report = property(lambda self: self.marts.linkage_report)
     # panel
     panel_dir = property(lambda self: self.data / "panel")
     panel = property(lambda self: self.panel_dir / "panel.parquet")
@@ -162,6 +165,11 @@ class Paths:
     review_dir = property(lambda self: self.data / "review")
     private = property(lambda self: self.data / "private")
     correspondence = property(lambda self: self.private / "correspondence.parquet")
+    # 名寄せ (helpers.link): key master, clerical workbook, its manifest, staff decisions
+    key_master = property(lambda self: self.private / "key_master.parquet")
+    linkage_review = property(lambda self: self.private / "linkage_review.xlsx")
+    linkage_review_pairs = property(lambda self: self.private / "linkage_review_pairs.parquet")
+    linkage_decisions = property(lambda self: self.private / "linkage_decisions.parquet")
     audit_log = property(lambda self: audit_log_in(self.data))
     # run history (helpers.runs): archived models runs, their ledger, comparisons
     runs = property(lambda self: self.data / "runs")

@@ -20,6 +20,8 @@ FIELD_TYPES = {"code", "string", "text", "int", "float", "date", "bool", "enum"}
 MISSING_RULES = {"unknown", "none"}
 MASKING_RULES = {"hmac", "birth_month", "month", "topcode", "drop", "keep"}
 TABLE_ROLES = {"source", "post_outcome"}
+# 名寄せ: the identity roles a code-less export may declare under `link_by:` (role: field)
+LINK_ROLES = ("name", "name_kana", "birth_date", "sex", "address", "guardian_name", "school")
 # Yes/no spellings (matched after width and case folding); a value map in config/ingest.yaml
 # adds a vendor's own (value_map: {"table.field": {"要": true}}).
 BOOL_TRUE = ("有", "有り", "あり", "ある", "はい", "○", "〇", "◯", "●", "レ", "✓", "該当", "該当あり",
@@ -81,6 +83,7 @@ class TableSchema:
     references: dict[str, str]
     role: str
     fields: tuple[Field, ...] = field(default_factory=tuple)
+    link_by: dict[str, str] = field(default_factory=dict)  # identity role -> field (名寄せ)
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -151,6 +154,11 @@ def parse_schema(raw: dict, name: str = "?") -> TableSchema:
     for key in raw.get("primary_key", []):
         if key not in names:
             raise MimamoriError(f"data_schema/{table}.yaml: primary key {key!r} is not a field")
+    link_by = {str(k): str(v) for k, v in (raw.get("link_by") or {}).items()}
+    for k, v in link_by.items():
+        if k not in LINK_ROLES or v not in names:
+            raise MimamoriError(f"data_schema/{table}.yaml: link_by {k}: {v}: roles are "
+                                f"{list(LINK_ROLES)} and each must name a field of the table")
     role = raw.get("role", "source")
     if role not in TABLE_ROLES:
         raise MimamoriError(f"data_schema/{table}.yaml: role must be one of {sorted(TABLE_ROLES)}")
@@ -164,6 +172,7 @@ def parse_schema(raw: dict, name: str = "?") -> TableSchema:
         references=dict(raw.get("references", {}) or {}),
         role=role,
         fields=fields,
+        link_by=link_by,
     )
 
 

@@ -27,6 +27,7 @@ DOMAINS = ("resident", "household", "student", "consultation")
 # Which pseudonym domain each hmac field uses (the key is the field name).
 FIELD_DOMAINS = {
     "resident_code": "resident",
+    "candidate_code": "resident",  # 名寄せ: an unmatched record's best registry candidate
     "household_code": "household",
     "student_id": "student",
     "consultation_id": "consultation",

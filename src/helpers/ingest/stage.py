@@ -53,6 +53,7 @@ from helpers.ingest.validate import (
     validate_table,
     value_maps,
 )
+from helpers.link.stage import link_fingerprint, link_sources
 from helpers.paths import MartPaths, Paths, paths
 from helpers.schema import SCHEMA_DIR, TableSchema, load_schemas
 
@@ -80,6 +81,7 @@ def _fingerprint(cfg: Settings, files: list[Path], key: bytes, raw_dir: Path,
         "key": hashlib.sha256(b"fingerprint:" + key).hexdigest()[:16],
         "correspondence": correspondence,
         "raw_dir": str(raw_dir.resolve()),
+        "link": link_fingerprint(cfg, paths(cfg)),  # 名寄せ settings, code, staff decisions
     }
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -312,6 +314,7 @@ def ingest_all(cfg: Settings, raw_dir: Path, mart_dir: Path,
                          outputs=[MartPaths(mart_dir).report], rows={"skipped": 1})
         return old
     scan, results, file_info, missing = validate_all(cfg, raw_dir, schemas)
+    link_report = link_sources(cfg, results, schemas, key, P, raw_dir)  # 名寄せ, before masking
     links = linkage(results, schemas)
     references = check_references(results, schemas)
     new = MartPaths(mart_dir.with_name(f".{mart_dir.name}.new-{os.getpid()}"))
@@ -322,6 +325,8 @@ def ingest_all(cfg: Settings, raw_dir: Path, mart_dir: Path,
         report = _report(cfg, fingerprint, key_source, raw_dir, scan, missing, tables,
                          write_correspondence)
         hio.write_json(report, new.report)
+        if link_report:
+            hio.write_json(link_report, new.linkage_report)
         swap_in(new.dir, mart_dir)
     except BaseException as exc:
         shutil.rmtree(new.dir, ignore_errors=True)

@@ -21,6 +21,7 @@ from helpers.io import append_audit, write_csv, write_json, write_parquet, write
 from helpers.paths import paths
 from helpers.schema import load_schemas
 from helpers.synth.export import write_exports
+from helpers.synth.identity import write_identity_exports
 from helpers.synth.population import (
     PREVALENCE_SOURCES,
     build_city,
@@ -54,10 +55,13 @@ def generate_city(cfg: Settings, raw_dir: Path) -> dict:
     settings = synth_settings(cfg)
     city = build_city(settings)
     tables = build_tables(city, settings)
-    missing = sorted(set(schemas) - set(tables))
+    coded = {t: s for t, s in schemas.items() if not s.link_by}  # link_by: helpers.synth.identity
+    missing = sorted(set(coded) - set(tables))
     if missing:
         raise MimamoriError(f"synth: no generator for schema tables {missing}")
-    files, defects = write_exports(tables, schemas, settings, raw_dir)
+    files, defects = write_exports(tables, coded, settings, raw_dir)
+    files.update(write_identity_exports(city, tables, schemas, settings, raw_dir,
+                                        truth / P.truth_identity.name))
     write_csv(defects, truth / P.truth_defects.name)
     write_parquet(true_probabilities(city), truth / P.truth_probabilities.name)
     write_parquet(population_facts(city), truth / P.truth_population.name)

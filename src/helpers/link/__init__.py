@@ -1,0 +1,1 @@
+"""名寄せ: link records without a resident code to the registry (probabilistic, splink)."""
