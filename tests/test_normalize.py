@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -99,3 +100,28 @@ def test_grouped_and_fullwidth_numbers_read_back(n):
     values, errors = parse_numbers(texts, integer=True)
     assert errors.isna().all()
     assert (values == float(n)).all()
+
+
+@pytest.mark.parametrize("text, unit, value", [
+    ("10,000円", "円", 10000.0), ("１０，０００円", "円", 10000.0), ("¥1,200", "円", 1200.0),
+    ("￥1,200", None, 1200.0), ("14.2kg", "kg", 14.2), ("14.2 kg", "kg", 14.2),
+])
+def test_currency_and_units_are_spellings_of_a_number(text, unit, value):
+    values, errors = parse_numbers(pd.Series([text]), unit=unit)
+    assert errors.isna().all() and values[0] == value
+
+
+@pytest.mark.parametrize("text", ["円", "10,00円", "14.2cm", "kg14"])
+def test_a_unit_alone_or_a_wrong_unit_is_still_an_error(text):
+    values, errors = parse_numbers(pd.Series([text]), unit="kg")
+    assert errors[0] == "not a number" and np.isnan(values[0])
+
+
+def test_spelling_keys_fold_month_kana_and_range_dashes():
+    from helpers.normalize import spelling_key
+
+    assert {spelling_key(s) for s in ("1歳6ヶ月", "1歳6ケ月", "1歳6カ月", "1歳6ヵ月", "１歳６か月")} \
+        == {"1歳6か月"}
+    assert spelling_key("3〜4ヶ月児") == spelling_key("3～4か月児") == "3-4か月児"
+    assert spelling_key("ヤングケアラー") == "ヤングケアラー"  # a long vowel is not a dash
+    assert spelling_key("身体的虐待（疑い）") == "身体的虐待(疑い)"

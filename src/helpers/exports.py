@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -545,6 +546,27 @@ def record_columns(table: Located, sheet: Sheet) -> list[np.ndarray]:
                 f"{width}: {kind}; the last complete record before it is row {last_good}; "
                 "export it again")
     return [grid[:, i] for i in range(width)]
+
+
+def read_columns(path: str | Path, headers: Iterable[str],
+                 encoding: str | None = None) -> pd.DataFrame:
+    """The columns titled one of ``headers``, from every sheet of one export, as text.
+
+    Title lines and totals lines are skipped the way ingest skips them, and nothing else is
+    checked: a file ingest would reject (a missing required column, a ragged record) is still
+    read. Two columns with one title both come back (duplicate column names). For readers that
+    need only some columns of any export, such as the reports' identifier scan.
+    """
+    keys = {normalize_key(h) for h in headers}
+    frames = []
+    for sheet in read_sheets(path, encoding):
+        table = locate_table(sheet, keys)
+        picked = [(i, h) for i, h in enumerate(table.header)
+                  if normalize_key(h) in keys and i < table.grid.shape[1]]
+        frames.append(pd.DataFrame({k: pd.Series(table.grid[:, i], dtype=object)
+                                    for k, (i, _h) in enumerate(picked)})
+                      .set_axis([h for _i, h in picked], axis=1))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def header_keys_of(schema: TableSchema, header_map: Mapping[str, str] | None = None) -> set[str]:

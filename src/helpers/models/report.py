@@ -123,9 +123,10 @@ class ModelReport:
             f"上位{k}人の適合率（precision@{k}）{self.years_text} の{len(self.backtest['test_years'])}"
             f"年を合算: モデル {_ci(p)}"
         )
-        if "expected_precision_at_k" in pooled:
+        # real data has no truth: the expected figures are absent or None
+        if (pooled.get("expected_precision_at_k") or {}).get("value") is not None:
             text += f"；真の確率での期待値 {_ci(pooled['expected_precision_at_k'])}"
-        if "oracle_expected_share" in pooled:
+        if (pooled.get("oracle_expected_share") or {}).get("value") is not None:
             text += f"；理論上限（oracle）に対する期待的中の割合 {_ci(pooled['oracle_expected_share'], pct=True)}"
         comps = self.backtest["comparisons"]
         for key, name in (

@@ -138,20 +138,11 @@ class PiiIndex:
 
 
 def _read_raw_table(path: Path, headers: set[str]) -> pd.DataFrame:
-    """Only the PII columns of one raw export (CP932 or UTF-8 CSV, or xlsx), as text."""
+    """Only the PII columns of one raw export, as text: every sheet of a workbook, title and
+    totals lines skipped, by the same reading rules as ingest (helpers.exports)."""
+    from helpers.exports import read_columns
 
-    def wanted(col: Any) -> bool:
-        return normalise_text(col) in headers
-
-    if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
-        frames = pd.read_excel(path, sheet_name=None, dtype=str)
-        return pd.concat(
-            [f[[c for c in f.columns if wanted(c)]] for f in frames.values()], ignore_index=True
-        )
-    from helpers.exports import decode_export  # one encoding rule for ingest and the scan
-
-    text, _encoding = decode_export(path.read_bytes(), path)
-    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, usecols=wanted)
+    return read_columns(path, headers)
 
 
 def _pii_columns(path: Path, schema: Any, header_map: Mapping | None) -> pd.DataFrame:
@@ -332,8 +323,8 @@ class _Page(HTMLParser):
         for key, value in a.items():
             if value.strip().lower().startswith("data:"):
                 self.data_uris.append(value.strip())
-            elif value:
-                self.chunks.append((f"attribute {key}", value))
+            elif value:  # an anchor holds its heading percent-encoded: scan the heading
+                self.chunks.append((f"attribute {key}", urllib.parse.unquote(value)))
         if tag in ("style", "script"):
             self._flush()
             self._raw = tag
