@@ -308,3 +308,26 @@ def test_random_count_tables_through_the_api_never_fail_the_scan(cfg, data):
         assert "can be worked out" in str(exc)
         return
     assert not [f for f in findings(html) if "count" in f.kind], findings(html)
+
+
+def test_a_group_rebuilt_from_the_other_groups_of_a_partition():
+    # fairness: every attribute splits the same children; sex is shown in full (97 events),
+    # so foreign = 97 - 93 = 4 although its own cells are hidden
+    header = ["group", "attribute", "n", "events", "tp"]
+    rows = [["female", "sex", 3472, 50, 12], ["male", "sex", 3629, 47, 11],
+            ["foreign", "nationality", 160, "&lt;10", "&lt;10"],
+            ["japanese", "nationality", 6941, 93, 20]]
+    found = findings(table("公平性", header, rows))
+    assert {(f.row, f.column, f.masked) for f in found} == {
+        ("foreign / nationality", "events", "4"), ("foreign / nationality", "tp", "3")}
+
+
+def test_the_api_hides_the_rest_of_a_partition_itself(cfg):
+    fair = pd.DataFrame({"group": ["female", "male", "foreign", "japanese"],
+                         "attribute": ["sex", "sex", "nationality", "nationality"],
+                         "n": [3472, 3629, 160, 6941], "events": [50, 47, 4, 93],
+                         "tp": [12, 11, 3, 20]})
+    html = api.table_html(fair, "公平性", cfg, counts=["n", "events", "tp"],
+                          state=api.ReportState("t", R))
+    assert "data-group-by='[&quot;attribute&quot;]'" in html
+    assert not findings(html)

@@ -759,6 +759,29 @@ def infer_sums(
     return out
 
 
+def infer_partition(
+    df: pd.DataFrame, label_cols: Sequence[str], values: np.ndarray, counts: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """A label column whose groups each add up to the same total (fairness by sex, by
+    nationality, ...: every attribute splits the same children), and the count columns for
+    which they do. A reader who sees one group in full knows the total of every other group.
+    """
+    for col in label_cols:
+        keys = df[col].astype(str)
+        n_groups = keys.nunique()
+        if n_groups < 2 or n_groups == len(df):
+            continue
+        sums = (
+            pd.DataFrame(np.nan_to_num(values), columns=list(counts))
+            .groupby(keys.to_numpy(), sort=False)
+            .sum()
+        )
+        same = [c for c in counts if sums[c].nunique() == 1 and sums[c].iloc[0] > 0]
+        if same:
+            return [col], same
+    return [], []
+
+
 # ------------------------------------------------------------------------------ tables
 Source = str | int | float  # a count column of the table, or a count printed elsewhere
 
@@ -931,6 +954,10 @@ def protect_table(
     values = count_matrix(df, counts, where)
     found = infer_sums(values, counts)
     all_sums = {**found, **sums_d}
+    if not group_cols:  # rows that split one population several ways: each way adds up to it
+        exclude = [*counts, *derived_n, *shares, *fixed]
+        group_cols, same = infer_partition(df, label_columns(df, exclude), values, counts)
+        margins = {**{c: "partition" for c in same}, **margins}
     s = _structure(
         df, counts, [*derived_n, *shares, *fixed], all_sums, group_cols, margins, values, where
     )

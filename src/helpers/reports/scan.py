@@ -659,6 +659,8 @@ def structure_of(view: TableView, keys: Mapping[str, float]) -> tuple[D.Grid, li
     groups_at = [
         view.columns.index(g) for g in (view.declared("group-by") or []) if g in view.columns
     ]
+    if not groups_at:
+        groups_at = _partition_column(view, status, values)
     groups = (
         [" / ".join(row[j].text for j in groups_at if j < len(row)) for row in view.body]
         if groups_at
@@ -686,7 +688,56 @@ def structure_of(view: TableView, keys: Mapping[str, float]) -> tuple[D.Grid, li
                     known[seg] = value
             if known:
                 s.margins[col] = known
-    return D.Grid(values, status, labels, names), D.relations_for(s)
+    grid = D.Grid(values, status, labels, names)
+    return grid, D.relations_for(s) + (partition_relations(grid, groups) if groups else [])
+
+
+def _group_totals(grid: D.Grid, groups: list[str], j: int) -> set[float]:
+    """Totals of column ``j`` over the groups a reader sees in full."""
+    totals = set()
+    for g in dict.fromkeys(groups):
+        rows = [i for i, x in enumerate(groups) if x == g]
+        if all(grid.status[i, j] == D.VISIBLE for i in rows):
+            totals.add(float(np.sum(grid.values[rows, j])))
+    return totals
+
+
+def partition_relations(grid: D.Grid, groups: list[str]) -> list[D.Relation]:
+    """Groups that split one population (fairness by sex, by nationality ...): a group seen in
+    full gives the total every other group adds up to."""
+    rels = []
+    for j, col in enumerate(grid.cols):
+        totals = _group_totals(grid, groups, j)
+        if len(totals) != 1:
+            continue
+        total = totals.pop()
+        for g in dict.fromkeys(groups):
+            rows = [i for i, x in enumerate(groups) if x == g]
+            if any(grid.status[i, j] != D.VISIBLE for i in rows):
+                rels.append(
+                    D.Relation(
+                        tuple((i, j, 1.0) for i in rows),
+                        total,
+                        f"group {g!r} of column {col!r} adds up to {total:g} "
+                        "like the groups shown in full",
+                        "partition",
+                    )
+                )
+    return rels
+
+
+def _partition_column(view: TableView, status: np.ndarray, values: np.ndarray) -> list[int]:
+    """A label column whose groups add up alike in the groups a reader sees in full."""
+    for j in range(len(view.columns)):
+        if j in view.lp_cols:
+            continue
+        keys = [row[j].text if j < len(row) else "" for row in view.body]
+        if not 2 <= len(set(keys)) < len(keys) or not all(_is_label(k) for k in keys):
+            continue
+        grid = D.Grid(values, status, keys, [])
+        if any(len(_group_totals(grid, keys, c)) == 1 for c in range(values.shape[1])):
+            return [j]
+    return []
 
 
 def _may_hold(rel: D.Relation, grid: D.Grid) -> bool:
@@ -705,8 +756,13 @@ def subtraction(view: TableView, keys: Mapping[str, float], rules: D.Rules) -> l
         return []
     try:
         exposures = D.audit(grid, rels, rules.threshold, rules.protection)
-    except D.Inconsistent:
-        return []  # the reader's guess at the structure does not hold: nothing to solve
+    except D.Inconsistent:  # a guessed partition does not hold: solve without it
+        try:
+            exposures = D.audit(
+                grid, [r for r in rels if r.kind != "partition"], rules.threshold, rules.protection
+            )
+        except D.Inconsistent:
+            return []  # the reader's guess at the structure does not hold: nothing to solve
     return [
         Finding(
             view.file,
