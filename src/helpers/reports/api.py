@@ -583,7 +583,7 @@ def _table_open(
         attrs += f" data-count-table='1' data-suppressed='{1 if r.enabled else 0}'"
     if truncated:
         attrs += " data-truncated='1'"
-    for key in ("sums", "group-by", "margins", "derived", "shares", "fixed"):
+    for key in ("sums", "group-by", "partition", "margins", "derived", "shares", "fixed"):
         if m[key]:
             attrs += f" data-{key}='{_attr_json(m[key])}'"
     head = "".join(f"<th>{_esc(c)}</th>" for c in columns)

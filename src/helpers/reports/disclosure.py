@@ -365,6 +365,7 @@ class Structure:
     sums: dict[str, list[str]] = field(default_factory=dict)
     margins: dict[str, dict[str, float | None]] = field(default_factory=dict)
     total_rows: list[int] | None = None
+    partition: list[str] = field(default_factory=list)  # count columns every group adds up alike
 
 
 def is_total_label(text: Any) -> bool:
@@ -455,6 +456,29 @@ def relations_for(s: Structure) -> list[Relation]:
                     0.0,
                     f"row {s.row_labels[r]!r}: {whole!r} = " + " + ".join(repr(p) for p in parts),
                     "label" if whole in total_cols else "stated",
+                )
+            )
+    return rels + partition_equalities(s.groups, [col_at[c] for c in s.partition], s.count_cols)
+
+
+def partition_equalities(
+    groups: Sequence[str], cols: Sequence[int], names: Sequence[str]
+) -> list[Relation]:
+    """Groups that split one population add up alike: Σ first group − Σ other group = 0."""
+    order = list(dict.fromkeys(groups))
+    rows = {g: [i for i, x in enumerate(groups) if x == g] for g in order}
+    rels = []
+    for j in cols:
+        for g in order[1:]:
+            terms = tuple((i, j, 1.0) for i in rows[order[0]]) + tuple(
+                (i, j, -1.0) for i in rows[g]
+            )
+            rels.append(
+                Relation(
+                    terms,
+                    0.0,
+                    f"column {names[j]!r}: group {g!r} adds up like group {order[0]!r}",
+                    "partition",
                 )
             )
     return rels
@@ -954,13 +978,14 @@ def protect_table(
     values = count_matrix(df, counts, where)
     found = infer_sums(values, counts)
     all_sums = {**found, **sums_d}
+    same: list[str] = []
     if not group_cols:  # rows that split one population several ways: each way adds up to it
         exclude = [*counts, *derived_n, *shares, *fixed]
         group_cols, same = infer_partition(df, label_columns(df, exclude), values, counts)
-        margins = {**{c: "partition" for c in same}, **margins}
     s = _structure(
         df, counts, [*derived_n, *shares, *fixed], all_sums, group_cols, margins, values, where
     )
+    s.partition = same
     status = np.where(np.isnan(values), UNKNOWN, VISIBLE).astype(np.int8)
     if rules.enabled:
         status[(values >= 1) & (values <= rules.threshold)] = PRIMARY
@@ -974,6 +999,7 @@ def protect_table(
         "counts": counts,
         "sums": all_sums,
         "group-by": group_cols,
+        "partition": same,
         "derived": sorted({*derived_n, *by_part}),
         "shares": sorted(shares),
         "fixed": sorted(fixed),

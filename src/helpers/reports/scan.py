@@ -689,7 +689,14 @@ def structure_of(view: TableView, keys: Mapping[str, float]) -> tuple[D.Grid, li
             if known:
                 s.margins[col] = known
     grid = D.Grid(values, status, labels, names)
-    return grid, D.relations_for(s) + (partition_relations(grid, groups) if groups else [])
+    if groups:
+        declared = view.declared("partition")
+        s.partition = [
+            c
+            for c in (declared if declared is not None else names)
+            if c in names and len(_group_totals(grid, groups, names.index(c))) <= 1
+        ]
+    return grid, D.relations_for(s)
 
 
 def _group_totals(grid: D.Grid, groups: list[str], j: int) -> set[float]:
@@ -700,30 +707,6 @@ def _group_totals(grid: D.Grid, groups: list[str], j: int) -> set[float]:
         if all(grid.status[i, j] == D.VISIBLE for i in rows):
             totals.add(float(np.sum(grid.values[rows, j])))
     return totals
-
-
-def partition_relations(grid: D.Grid, groups: list[str]) -> list[D.Relation]:
-    """Groups that split one population (fairness by sex, by nationality ...): a group seen in
-    full gives the total every other group adds up to."""
-    rels = []
-    for j, col in enumerate(grid.cols):
-        totals = _group_totals(grid, groups, j)
-        if len(totals) != 1:
-            continue
-        total = totals.pop()
-        for g in dict.fromkeys(groups):
-            rows = [i for i, x in enumerate(groups) if x == g]
-            if any(grid.status[i, j] != D.VISIBLE for i in rows):
-                rels.append(
-                    D.Relation(
-                        tuple((i, j, 1.0) for i in rows),
-                        total,
-                        f"group {g!r} of column {col!r} adds up to {total:g} "
-                        "like the groups shown in full",
-                        "partition",
-                    )
-                )
-    return rels
 
 
 def _partition_column(view: TableView, status: np.ndarray, values: np.ndarray) -> list[int]:
