@@ -314,20 +314,48 @@ def test_a_group_rebuilt_from_the_other_groups_of_a_partition():
     # fairness: every attribute splits the same children; sex is shown in full (97 events),
     # so foreign = 97 - 93 = 4 although its own cells are hidden
     header = ["group", "attribute", "n", "events", "tp"]
-    rows = [["female", "sex", 3472, 50, 12], ["male", "sex", 3629, 47, 11],
-            ["foreign", "nationality", 160, "&lt;10", "&lt;10"],
-            ["japanese", "nationality", 6941, 93, 20]]
+    rows = [
+        ["female", "sex", 3472, 50, 12],
+        ["male", "sex", 3629, 47, 11],
+        ["foreign", "nationality", 160, "&lt;10", "&lt;10"],
+        ["japanese", "nationality", 6941, 93, 20],
+    ]
     found = findings(table("公平性", header, rows))
     assert {(f.row, f.column, f.masked) for f in found} == {
-        ("foreign / nationality", "events", "4"), ("foreign / nationality", "tp", "3")}
+        ("foreign / nationality", "events", "4"),
+        ("foreign / nationality", "tp", "3"),
+    }
 
 
 def test_the_api_hides_the_rest_of_a_partition_itself(cfg):
-    fair = pd.DataFrame({"group": ["female", "male", "foreign", "japanese"],
-                         "attribute": ["sex", "sex", "nationality", "nationality"],
-                         "n": [3472, 3629, 160, 6941], "events": [50, 47, 4, 93],
-                         "tp": [12, 11, 3, 20]})
-    html = api.table_html(fair, "公平性", cfg, counts=["n", "events", "tp"],
-                          state=api.ReportState("t", R))
+    fair = pd.DataFrame(
+        {
+            "group": ["female", "male", "foreign", "japanese"],
+            "attribute": ["sex", "sex", "nationality", "nationality"],
+            "n": [3472, 3629, 160, 6941],
+            "events": [50, 47, 4, 93],
+            "tp": [12, 11, 3, 20],
+        }
+    )
+    html = api.table_html(
+        fair, "公平性", cfg, counts=["n", "events", "tp"], state=api.ReportState("t", R)
+    )
     assert "data-group-by='[&quot;attribute&quot;]'" in html
     assert not findings(html)
+
+
+def test_a_ratio_of_small_numbers_beside_a_hidden_list_length():
+    # district E06: list length hidden (<10) but precision 0.429 can only be 3 of 7
+    leak = table(
+        "地区ごとの適合率",
+        ["地区", "n", "k_group", "precision"],
+        [["E06", 498, "&lt;10", 0.429], ["E01", 1028, 14, 0.786]],
+    )
+    (f,) = findings(leak)
+    assert (f.row, f.column, f.masked, f.detail) == (
+        "E06",
+        "precision",
+        "0.429 = 3/7",
+        "3/7 beside a hidden count",
+    )
+    assert D.small_ratio("0.429", 9) == "3/7" and D.small_ratio("0.02", 9) is None

@@ -533,6 +533,20 @@ def pinned_count(
     return first
 
 
+def small_ratio(fraction_text: str, threshold: int) -> str | None:
+    """ "3/7" when a displayed figure strictly between 0 and 1 is a ratio of two whole numbers
+    up to T (within its rounding), else None: beside a hidden count it gives that count away
+    (precision 0.429 over a hidden list length is 3 of 7)."""
+    span = fraction_interval(fraction_text)
+    if span is None or span[1] <= 0 or span[0] >= 1:
+        return None
+    for d in range(2, threshold + 1):
+        for num in range(1, d):
+            if span[0] - 1e-12 <= num / d <= span[1] + 1e-12 and math.gcd(num, d) == 1:
+                return f"{num}/{d}"
+    return None
+
+
 def band_fractions(text: str, multiplier: float, rules: Rules) -> tuple[str, bool]:
     """Replace every figure in ``text`` whose ``figure × multiplier`` is a count of 1..T (or
     pins one) by its band ("<0.33"); returns the new text and whether anything changed."""
@@ -1109,11 +1123,8 @@ def guard_texts(
         ]
         banded: set[str] = set()
         # every count of the row hidden: any other share in it is a share of a small group
-        all_hidden = (
-            bool(counts)
-            and not shown
-            and any(protected.status[c].iloc[r] in (PRIMARY, SECONDARY) for c in counts)
-        )
+        some_hidden = any(protected.status[c].iloc[r] in (PRIMARY, SECONDARY) for c in counts)
+        all_hidden = bool(counts) and not shown and some_hidden
         for j, col in enumerate(columns):
             if col in share_cols:
                 mult = share_cols[col][r]
@@ -1127,6 +1138,7 @@ def guard_texts(
             elif col not in skip and (
                 _pins_any(row[j], [*shown, *sizes], rules)
                 or (all_hidden and any(FRACTION_TOKEN.finditer(str(row[j]))))
+                or (some_hidden and _small_ratio_any(row[j], rules))
             ):
                 row[j] = DERIVED_LABEL
                 used.add(DERIVED_LABEL)
@@ -1136,6 +1148,13 @@ def guard_texts(
                 used.add(DERIVED_LABEL)
         out.append(row)
     return out, used
+
+
+def _small_ratio_any(text: str, rules: Rules) -> bool:
+    return any(
+        small_ratio(m.group(1), rules.threshold) is not None
+        for m in FRACTION_TOKEN.finditer(str(text))
+    )
 
 
 def _pins_any(text: str, ns: Sequence[float], rules: Rules) -> bool:

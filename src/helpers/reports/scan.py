@@ -597,13 +597,19 @@ def derived_cells(view: TableView, rules: D.Rules) -> list[Finding]:
             ):
                 continue
             hit = _first_pin(cell.text, ns, rules.threshold)
+            if hit is None and any(
+                _cell_state(row[k].text)[0] in (D.PRIMARY, D.SECONDARY)
+                for k in view.count_cols
+                if k < len(row)
+            ):  # a ratio of two small numbers beside a hidden count gives the count away
+                hit = _small_ratio(cell.text, rules.threshold)
             if hit is not None:
                 out.append(
                     Finding(
                         view.file,
                         "derived figure gives away a count",
                         hit[0],
-                        f"≈ {hit[1]}",
+                        hit[1],
                         view.caption[:60],
                         view.where(r),
                         col,
@@ -612,12 +618,20 @@ def derived_cells(view: TableView, rules: D.Rules) -> list[Finding]:
     return out
 
 
-def _first_pin(text: str, ns: list[float], threshold: int) -> tuple[str, int] | None:
+def _small_ratio(text: str, threshold: int) -> tuple[str, str] | None:
+    for m in D.FRACTION_TOKEN.finditer(unicodedata.normalize("NFKC", text)):
+        ratio = D.small_ratio(m.group(1), threshold)
+        if ratio is not None:
+            return f"{m.group(1).strip()} = {ratio}", f"{ratio} beside a hidden count"
+    return None
+
+
+def _first_pin(text: str, ns: list[float], threshold: int) -> tuple[str, str] | None:
     for m in D.FRACTION_TOKEN.finditer(unicodedata.normalize("NFKC", text)):
         for n in ns:
             pinned = D.pinned_count(m.group(1), n, threshold)
             if pinned is not None:
-                return f"{m.group(1).strip()} × {int(n):,}", pinned
+                return f"{m.group(1).strip()} × {int(n):,}", f"≈ {pinned}"
     return None
 
 
