@@ -28,7 +28,7 @@ from helpers.config import Settings, config_hash
 from helpers.ingest.masking import make_private, private_dir
 from helpers.link import clerical
 from helpers.link.assign import assign
-from helpers.link.evaluate import truth_metrics
+from helpers.link.evaluate import probability_estimates, truth_metrics
 from helpers.link.model import predict
 from helpers.link.standardise import LINK_COLUMNS, split_name, standardise
 from helpers.paths import Paths
@@ -273,6 +273,7 @@ def table_summary(filled: pd.DataFrame, linked: dict, cfg: Settings) -> dict:
             "margin_weight": lk.margin_weight,
         },
         "best_weight_histogram": _histogram(linked),
+        "estimates": probability_estimates(res),  # real data: no truth, model's estimate
         "model": linked["model"],
     }
 

@@ -41,6 +41,11 @@ MISSING_TREATMENTS = {
                         "windows) when the child moved in during the window: 0 is never claimed "
                         "for history held by another municipality; positives kept",
     "nan_no_record": "NaN = no such record before the as-of date (e.g. months since last event)",
+    "nan_unlinked": "code-less source (名寄せ, helpers.link): NaN when the record that would "
+                    "give the value is not linked to the child (no linked record where one is "
+                    "expected, or an unmatched record names the child as its candidate): "
+                    "unknown, never 0; 0 only when the source covers the window and nothing "
+                    "links or points to the child",
     "score_counts_known": "count of items known to be 1; unknown items add 0 and are counted in "
                           "yc_items_unknown",
     "nan_window_unobserved": "NaN when the outcome window is not complete in the export: it ends "
@@ -283,6 +288,7 @@ def feature_registry(cfg: Settings) -> list[FeatureSpec]:
         out.append(_spec(f"progress_poor_{w}", f"経過記録「悪い」件数（{w}）[poor assessments]",
                          "Progress records assessed 悪い", "progress_records", w, "count",
                          missing="zero_if_observed"))
+    out += linked_source_specs(wins)
     hh = ("household_history", "residents")
     out += [
         _spec("hh_size", "世帯人数 [household size]", "Members on the as-of date, child included",
@@ -638,8 +644,9 @@ def child_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], on: pd.
     aid_covered = _first_year(coverage, tables, "school_aid", fiscal_year) <= fiscal_year - 1
     out["child_school_aid_last_fy"] = pd.Series(idx.isin(aid_ids), index=idx).astype(
         "float64").where((in_reg | idx.isin(aid_ids)) & aid_covered)
-    return pd.DataFrame(out, index=idx).join(
-        consultation_features(spine, tables, on, panel_cfg, coverage))
+    return (pd.DataFrame(out, index=idx)
+            .join(consultation_features(spine, tables, on, panel_cfg, coverage))
+            .join(linked_source_features(spine, tables, on, fiscal_year, panel_cfg, coverage)))
 
 
 def absence_last_fy(tables: dict[str, pd.DataFrame], idx: pd.Index, fiscal_year: int) -> pd.Series:
@@ -701,6 +708,136 @@ def consultation_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame],
     for w, _ in windows:
         ordered += [f"cons_yc_determined_{w}", f"progress_poor_{w}"]
     return pd.DataFrame({c: out[c] for c in ordered}, index=idx)
+
+
+# ---------------------------------------------------------------------------------------------
+# Code-less sources linked by 名寄せ (helpers.link): 校務支援 school_guidance, learning_support
+# ---------------------------------------------------------------------------------------------
+
+SG_MEASURES = (("sg_nurse_visits", "nurse_visits", "保健室来室回数", "nurse's-office visits"),
+               ("sg_guidance", "guidance_count", "生徒指導件数", "guidance cases"))
+LINKED_SOURCES = ("school_guidance", "learning_support")
+
+
+def linked_source_specs(wins: list[str]) -> list[FeatureSpec]:
+    """Registry entries of the features from the code-less sources (see nan_unlinked)."""
+    out = []
+    for name, _field, label, what in SG_MEASURES:
+        for w in wins:
+            out.append(_spec(
+                f"{name}_{w}", f"{label}（{w}）[{what}, {w}]",
+                f"{what.capitalize()} in the fiscal years of window {w} before the as-of date "
+                "(校務支援, linked by 名寄せ; a year's duplicate records count once); NaN when a "
+                "year the child is in the school register has no linked record or an unmatched "
+                "record names the child, or when the child was in no school in the window",
+                ("school_guidance", "school_register"), w, "count", missing="nan_unlinked"))
+    ls = ("learning_support",)
+    out.append(_spec("ls_enrolled", "学習・生活支援事業 参加中 [learning support now]",
+                     "Taking part in the learning and living support programme on the as-of "
+                     "date (NPO roster, linked by 名寄せ)", ls, "as_of", "binary",
+                     missing="nan_unlinked"))
+    for w in wins:
+        out.append(_spec(f"ls_{w}", f"学習・生活支援事業 参加（{w}）[learning support, {w}]",
+                         f"Took part in the programme at some time in the window {w}", ls, w,
+                         "binary", missing="nan_unlinked"))
+    return out
+
+
+def _fy_windows(panel_cfg: PanelSettings, fiscal_year: int) -> list[tuple[str, int | None]]:
+    """Window name and its first fiscal year (None = ever)."""
+    return [(f"{int(w)}fy", fiscal_year - int(w)) for w in panel_cfg.windows] + [("ever", None)]
+
+
+def school_guidance_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame],
+                             fiscal_year: int, panel_cfg: PanelSettings) -> pd.DataFrame:
+    """Nurse visits and guidance cases per window, summed over fiscal years before t.
+
+    Each (child, fiscal year) is known from the child's linked records (the maximum over a
+    year's duplicates), unknown when the child is in that year's school register without a
+    linked record (unmatched, or a school or year the export does not cover) or an unmatched
+    record of that year names the child as its candidate, and not applicable otherwise. A
+    window is NaN when any of its years is unknown or none applies.
+    """
+    idx = spine.index
+    sg = tables["school_guidance"]
+    sg = sg[sg["fiscal_year"] < fiscal_year]
+    fields = [f for _n, f, *_ in SG_MEASURES]
+    linked = sg[sg["resident_code"].notna()]
+    known = linked.groupby(["resident_code", "fiscal_year"])[fields].max()
+    cand = sg.loc[sg["resident_code"].isna() & sg["candidate_code"].notna(),
+                  ["candidate_code", "fiscal_year"]].rename(columns={"candidate_code":
+                                                                     "resident_code"})
+    reg = tables["school_register"]
+    reg = reg.loc[reg["resident_code"].notna() & (reg["fiscal_year"] < fiscal_year),
+                  ["resident_code", "fiscal_year"]]
+    keys = pd.concat([reg, cand, known.index.to_frame(index=False)], ignore_index=True)
+    keys = keys[keys["resident_code"].isin(idx)].drop_duplicates()
+    years = keys.set_index(["resident_code", "fiscal_year"]).index
+    values = known.reindex(years)
+    flagged = years.isin(pd.MultiIndex.from_frame(cand)) if len(cand) else np.zeros(
+        len(years), dtype=bool)
+    values[flagged] = np.nan
+    values = values.reset_index()
+    out: dict[str, pd.Series] = {}
+    for wname, first in _fy_windows(panel_cfg, fiscal_year):
+        v = values if first is None else values[values["fiscal_year"] >= first]
+        g = v.groupby("resident_code")
+        for name, field, *_ in SG_MEASURES:
+            unknown = v[field].isna().groupby(v["resident_code"]).sum()
+            total = g[field].sum().where(unknown == 0)
+            out[f"{name}_{wname}"] = _per_child(idx, total)
+    return pd.DataFrame(out, index=idx)
+
+
+def _overlaps(df: pd.DataFrame, start: pd.Timestamp | None) -> pd.Series:
+    """Periods (already started before the as-of date) not ended before ``start``."""
+    if start is None:
+        return pd.Series(True, index=df.index)
+    return (df["end_date"].isna() | (df["end_date"] >= start)).astype(bool)
+
+
+def learning_support_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame],
+                              on: pd.Timestamp, panel_cfg: PanelSettings,
+                              coverage: Coverage | None = None) -> pd.DataFrame:
+    """Taking part now / in each window: 1 from a linked record, NaN (unless 1) when an
+    unmatched record of the period names the child as its candidate, 0 only when the roster
+    covers the window for the child (``observed_since``)."""
+    idx = spine.index
+    ls = tables["learning_support"]
+    ls = ls[ls["start_date"] < on]
+    linked, cand = ls[ls["resident_code"].notna()], ls[ls["resident_code"].isna()]
+    covered = _covered_from(coverage, tables, "learning_support", "start_date", on)
+
+    def value(mask_l: pd.Series, mask_c: pd.Series, observed: pd.Series) -> pd.Series:
+        yes = pd.Series(idx.isin(linked.loc[mask_l, "resident_code"].unique()), index=idx)
+        maybe = pd.Series(idx.isin(cand.loc[mask_c, "candidate_code"].dropna().unique()),
+                          index=idx)
+        return zero_if_observed(yes, observed & ~maybe)
+
+    now_seen = pd.Series(covered < on, index=idx)
+    out = {"ls_enrolled": value(active_at(linked, "start_date", "end_date", on),
+                                active_at(cand, "start_date", "end_date", on), now_seen)}
+    for wname, first in _fy_windows(panel_cfg, on.year):
+        start = None if first is None else on - pd.DateOffset(years=on.year - first)
+        out[f"ls_{wname}"] = value(_overlaps(linked, start), _overlaps(cand, start),
+                                   observed_since(spine, start, covered))
+    return pd.DataFrame(out, index=idx)
+
+
+def linked_source_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame],
+                           on: pd.Timestamp, fiscal_year: int, panel_cfg: PanelSettings,
+                           coverage: Coverage | None = None) -> pd.DataFrame:
+    """Every feature from the code-less sources, in registry order (NaN from a source that is
+    not in ``tables``: an absent export)."""
+    names = [s.name for s in linked_source_specs(window_names(panel_cfg))]
+    out = pd.DataFrame(np.nan, index=spine.index, columns=names)
+    if "school_guidance" in tables and "school_register" in tables:
+        sg = school_guidance_features(spine, tables, fiscal_year, panel_cfg)
+        out[sg.columns] = sg
+    if "learning_support" in tables:
+        ls = learning_support_features(spine, tables, on, panel_cfg, coverage)
+        out[ls.columns] = ls
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

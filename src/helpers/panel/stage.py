@@ -104,6 +104,8 @@ def predictor_tables(mart: dict[str, pd.DataFrame], schemas=None) -> dict[str, p
 
 
 KEY_DOMAINS = ("resident_code", "household_code", "student_id", "consultation_id")
+# columns coded in another key domain: 名寄せ candidate_code holds a resident pseudonym
+KEY_ALIASES = {"resident_code": ("candidate_code",)}
 
 
 def encode_keys(mart: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict[str, pd.Index]]:
@@ -115,18 +117,19 @@ def encode_keys(mart: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame],
     decoders: dict[str, pd.Index] = {}
     out = dict(mart)
     for key in KEY_DOMAINS:
-        tables = [t for t, df in mart.items() if key in df.columns]
-        if not tables:
+        cols = [(t, c) for t, df in mart.items() for c in (key, *KEY_ALIASES.get(key, ()))
+                if c in df.columns]
+        if not cols:
             continue
-        arrays = [mart[t][key].to_numpy(dtype=object, na_value=None) for t in tables]
+        arrays = [mart[t][c].to_numpy(dtype=object, na_value=None) for t, c in cols]
         codes, uniques = pd.factorize(np.concatenate(arrays), sort=True)
         decoders[key] = pd.Index(uniques, dtype="object")
         start = 0
-        for t, arr in zip(tables, arrays, strict=True):
+        for (t, c), arr in zip(cols, arrays, strict=True):
             part = codes[start:start + len(arr)]
             start += len(arr)
             df = out[t].copy() if out[t] is mart[t] else out[t]
-            df[key] = pd.arrays.IntegerArray(part.astype("int64"), part < 0)
+            df[c] = pd.arrays.IntegerArray(part.astype("int64"), part < 0)
             out[t] = df
     return out, decoders
 
