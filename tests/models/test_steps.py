@@ -3,6 +3,7 @@ the shared helpers they use: ``missing_last``, ``helpers.oracle`` and the backte
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 
@@ -110,7 +111,10 @@ def test_calibrate_on_validation_years_with_the_latest_intercept(run):
     assert c.method == "platt" and c.recalibrated_on == folds[-1][1]
     latest = fit.prep.year == folds[-1][1]
     for family, cal in c.calibrators.items():  # the latest year's events are matched exactly
-        p = cal.predict(r.tuned.valid_scores[family][-1])
+        assert cal.transfer_ is not None  # final scores are carried to the fold model's scale
+        on_fold_scale = copy.copy(cal)
+        on_fold_scale.transfer_ = None
+        p = on_fold_scale.predict(r.tuned.valid_scores[family][-1])
         assert p.sum() == pytest.approx(fit.prep.y[latest].sum(), rel=1e-6)
 
 

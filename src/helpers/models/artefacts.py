@@ -127,6 +127,8 @@ def params_record(fit: Fit, s: FitSettings) -> dict:
         "chosen": run.tuned.chosen,
         "features": fit.prep.features,
         "calibration": run.calib.as_dict(run.tuned.primary),
+        # probability = calibrator(score - offset): the log of the positive-class weight
+        "calibration_offsets": run.fitted.offsets,
         "reference_tree": s.models.reference_tree.as_dict(),
         "seed": s.seed,
         "capacity": s.k,

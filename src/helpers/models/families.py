@@ -30,6 +30,14 @@ def pos_weight(y: np.ndarray, weighting: str) -> float:
     return {"balanced": ratio, "sqrt": float(np.sqrt(ratio)), "none": 1.0}[weighting]
 
 
+def weight_offset(y_train: np.ndarray, cand: dict) -> float:
+    """log of the positive-class weight the candidate trains with: a class-weighted model's
+    log-odds sit about this much above the unweighted ones. Calibration works on
+    ``margin - weight_offset`` so models trained on years with different base rates (the folds,
+    the final fit) feed the calibrator on one scale."""
+    return float(np.log(pos_weight(np.asarray(y_train), cand.get("weighting", "none"))))
+
+
 def lgbm_params(cand: dict, y: np.ndarray, seed: int, threads: int) -> dict:
     """LightGBM training parameters for one candidate (deterministic with a fixed thread count)."""
     subsample = float(cand.get("subsample", 1.0))
@@ -134,6 +142,7 @@ class Calibrator:
     def __init__(self, method: str = "platt"):
         self.method = method
         self.shift_ = 0.0
+        self.transfer_: tuple[np.ndarray, np.ndarray] | None = None  # see steps._scale_transfer
 
     def fit(self, score: np.ndarray, y: np.ndarray) -> Calibrator:
         score = np.asarray(score, dtype=float).reshape(-1, 1)
@@ -153,6 +162,10 @@ class Calibrator:
         return np.asarray(self.model_.predict_proba(score)[:, 1])
 
     def predict(self, score: np.ndarray) -> np.ndarray:
+        """The yearly probability of a final-model score (carried to the calibrated model's
+        scale first when a transfer is set)."""
+        if self.transfer_ is not None:
+            score = np.interp(np.asarray(score, dtype=float), *self.transfer_)
         p = self._base(score)
         return p if self.shift_ == 0.0 else _shifted(p, self.shift_)
 

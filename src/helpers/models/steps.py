@@ -33,7 +33,13 @@ from helpers.models.data import (
     feature_matrix,
     numeric_column,
 )
-from helpers.models.families import Calibrator, choose_calibration, fit_family, margin
+from helpers.models.families import (
+    Calibrator,
+    choose_calibration,
+    fit_family,
+    margin,
+    weight_offset,
+)
 from helpers.models.population import Population, population_for
 from helpers.models.settings import FitSettings
 from helpers.models.tuning import FoldCache, tune_family
@@ -259,6 +265,7 @@ class Fitted:
     single: pd.DataFrame
     best_single: str | None
     base_rate_train: float
+    offsets: dict[str, float] = field(default_factory=dict)  # weight_offset per family
 
 
 def fit_final(prep: Prepared, origin: Origin, tuned: Tuned, s: FitSettings) -> Fitted:
@@ -296,7 +303,8 @@ def fit_final(prep: Prepared, origin: Origin, tuned: Tuned, s: FitSettings) -> F
     te = year == origin.test_year
     segments = tree.segments(X[tr], y[tr], X[te], y[te], s.alpha)
     best = single["feature"].iloc[0] if len(single) else None
-    return Fitted(models, tree, segments, single, best, float(y[tr].mean()))
+    offsets = {f: weight_offset(y[tr], info["params"]) for f, info in tuned.chosen.items()}
+    return Fitted(models, tree, segments, single, best, float(y[tr].mean()), offsets)
 
 
 # ---------------------------------------------------------------------------- calibrate
@@ -349,9 +357,40 @@ def calibrate(
                 f"{family}: FY{latest} に事例がなく切片を再較正できません (no events in the "
                 "latest validation year: intercept not recalibrated)"
             )
+        cal.transfer_ = _scale_transfer(prep, origin, tuned, fitted, family, s)
         out[family] = cal
     recal = latest if s.models.calibration.recalibrate_intercept else None
     return Calibration(out, method, events, iso_min, recal, warn)
+
+
+def _scale_transfer(
+    prep: Prepared, origin: Origin, tuned: Tuned, fitted: Fitted, family: str, s: FitSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Quantiles of the final model's and of the latest fold model's scores on the test year.
+
+    The calibrator learnt the latest fold model's scale (its out-of-time scores); the final
+    model, fitted on one more year, spreads its log-odds differently (less shrinkage, another
+    base rate). Matching the two models' score quantiles on the test year - no labels needed -
+    carries each final score to the fold model's scale, rank for rank."""
+    params = tuned.chosen[family]["params"]
+    train_years = origin.folds[-1][0]
+    tr = np.isin(prep.year, train_years)
+    ref = fit_family(
+        family,
+        prep.X[tr],
+        prep.y[tr],
+        params,
+        s.seed,
+        s.threads,
+        s.models.max_bin,
+        s.models.logistic_max_iter,
+        prep.features,
+    )
+    Xt = prep.X_all[prep.test_rows(origin.test_year)]
+    q = np.linspace(0.0, 1.0, 1001)
+    final = np.quantile(margin(fitted.models[family], Xt) - fitted.offsets.get(family, 0.0), q)
+    mapped = np.quantile(margin(ref, Xt) - weight_offset(prep.y[tr], params), q)
+    return np.maximum.accumulate(final), np.maximum.accumulate(mapped)
 
 
 # -------------------------------------------------------------------------------- score
@@ -376,7 +415,8 @@ def _score_frame(
     for family, model in fitted.models.items():
         scores[f"score_{family}"] = margin(model, Xt)
         cal = calib.calibrators[family]
-        scores[f"probability_{family}"] = cal.predict(scores[f"score_{family}"]) if cal else np.nan
+        unweighted = scores[f"score_{family}"] - fitted.offsets.get(family, 0.0)
+        scores[f"probability_{family}"] = cal.predict(unweighted) if cal else np.nan
     scores["score"] = scores[f"score_{tuned.primary}"]
     scores["probability"] = scores[f"probability_{tuned.primary}"]
     scores["risk_ratio"] = scores["probability"] / fitted.base_rate_train

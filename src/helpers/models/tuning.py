@@ -16,7 +16,13 @@ from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
 from helpers.models import evaluation as ev
-from helpers.models.families import fit_lgbm, lgbm_dataset, lr_estimator, lr_preprocess
+from helpers.models.families import (
+    fit_lgbm,
+    lgbm_dataset,
+    lr_estimator,
+    lr_preprocess,
+    weight_offset,
+)
 from helpers.models.settings import FitSettings
 
 
@@ -41,7 +47,7 @@ class FamilyTuning:
 
     table: pd.DataFrame
     info: dict
-    valid_scores: list[np.ndarray] = field(default_factory=list)
+    valid_scores: list[np.ndarray] = field(default_factory=list)  # minus weight_offset
 
 
 FoldCache = dict[tuple[str, str, int], np.ndarray]
@@ -144,7 +150,8 @@ def tune_family(
                 cache[key] = _validation_score(family, fd[0], fd[1], fd[2], cand, s)
             score = cache[key]
             yva = y[year == vyear]
-            fold_scores.append(score)
+            # for the calibrator: on the unweighted log-odds scale (see weight_offset)
+            fold_scores.append(score - weight_offset(y[np.isin(year, train_years)], cand))
             rows.append(
                 {
                     "family": family,

@@ -350,6 +350,9 @@ def feature_registry(cfg: Settings) -> list[FeatureSpec]:
         _spec("delta_became_single_parent", "ひとり親世帯に変化 [became single-parent]",
               "Single parent now, not one year earlier", hh, "delta", "binary",
               missing="nan_not_applicable"),
+        _spec("delta_new_care_need", "要介護の世帯員が新たに発生 [care need started]",
+              "A member certified 要介護1-5 now, none one year earlier",
+              ("long_term_care", *hh), "delta", "binary", missing="nan_not_applicable"),
         _spec("delta_household_changed", "世帯の変更 [changed household]",
               "Household pseudonym differs from one year earlier", hh, "delta", "binary",
               missing="nan_not_applicable"),
@@ -1064,6 +1067,9 @@ def delta_features(spine: pd.DataFrame, now: pd.DataFrame, before: pd.DataFrame 
 
     out["delta_new_public_assistance"] = became("hh_public_assistance")
     out["delta_became_single_parent"] = became("hh_single_parent")
+    started = (now["hh_care_need_members"] > 0) & (before["hh_care_need_members"] == 0)
+    out["delta_new_care_need"] = started.astype("float64").where(
+        now["hh_care_need_members"].notna() & before["hh_care_need_members"].notna())
     changed = (now["household_id"] != before["household_id"]).astype("float64")
     out["delta_household_changed"] = changed.where(now["household_id"].notna()
                                                    & before["household_id"].notna())
