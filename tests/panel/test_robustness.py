@@ -64,14 +64,15 @@ def _write(tmp_path, mart: dict, drop: tuple[str, ...] = (), **overrides):
 def test_an_absent_optional_source_is_reported_and_its_features_are_nan(tmp_path, capsys):
     cfg = _write(tmp_path, make_fixture_mart(), drop=("long_term_care",))
     assert P.main(cfg, []) == 0
-    assert "no export for ['long_term_care']" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "no export for [" in out and "'long_term_care'" in out
     pnl = pd.read_parquet(paths(cfg).panel)
     c1 = pnl[(pnl["child_id"] == pid("c1")) & (pnl["fiscal_year"] == 2022)].iloc[0]
     for col in ("hh_care_need_members", "hh_care_level_max", "yc_member_care_need"):
         assert np.isnan(c1[col]), col
     assert c1["yc_public_assistance"] == 1  # other sources unaffected
     cov = json.loads(paths(cfg).panel_coverage.read_text())
-    assert cov["absent_sources"] == ["long_term_care"]
+    assert "long_term_care" in cov["absent_sources"]
     assert json.loads(paths(cfg).leakage_check.read_text())["passed"]
 
 

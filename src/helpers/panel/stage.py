@@ -459,7 +459,9 @@ def write_panel(mart: dict[str, pd.DataFrame], cfg: Settings, P: Paths,
     catalogue = F.feature_catalogue(cfg)
     schema = arrow_schema(registry)
     coverage = coverage if coverage is not None else source_coverage(mart, (), cfg)
-    miss_parts, rows_per_year, notes = [], {}, {}
+    miss_parts: list[pd.DataFrame] = []
+    rows_per_year: dict[int, int] = {}
+    notes: dict[int, dict] = {}
     with atomic_path(P.panel) as tmp:
         writer = pq.ParquetWriter(tmp, schema)
         try:

@@ -575,11 +575,12 @@ def _bad_value(kind: str, field: Field, date_style: str, rng, residents_codes, s
         v = IMPOSSIBLE[date_style][int(rng.integers(0, 2))]
         return v, f"impossible date {v}"
     if kind == "out_of_range":
-        v = OUT_OF_RANGE[field.name]
+        bad = OUT_OF_RANGE[field.name]
         if xlsx:
-            return v, f"value {v} outside {field.min}..{field.max}"
-        txt = f"{v:,}" if field.name == "monthly_amount" else (f"{v:.1f}" if isinstance(v, float) else str(v))
-        return txt, f"value {v} outside {field.min}..{field.max}"
+            return bad, f"value {bad} outside {field.min}..{field.max}"
+        txt = (f"{bad:,}" if field.name == "monthly_amount"
+               else (f"{bad:.1f}" if isinstance(bad, float) else str(bad)))
+        return txt, f"value {bad} outside {field.min}..{field.max}"
     if kind == "unknown_enum":
         return "不明区分77", "value not in the code list"
     if kind == "missing_required":

@@ -381,8 +381,10 @@ def school_aid(city: City) -> pd.DataFrame:
                          "approved_date": approved}).reset_index(drop=True)
 
 
-def _spells(state: np.ndarray, asof: np.ndarray, rng) -> list[tuple[int, int, int]]:
-    """(row, start day, end day or POS) for runs of True in a households x as-of matrix."""
+def _spells(state: np.ndarray, asof: np.ndarray,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, start days and end days (or POS) of the runs of True in a households x as-of
+    matrix."""
     n, k = state.shape
     pad = np.zeros((n, k + 2), bool)
     pad[:, 1:-1] = state
@@ -565,7 +567,8 @@ def consultations(city: City) -> pd.DataFrame:
         "consultation_id": cid, "resident_code": city.persons["resident_code"].to_numpy()[ev["pid"]],
         "received_date": ev["day"].to_numpy(), "consultation_type": ev["consultation_type"].to_numpy(),
         "referral_route": route,
-        "agencies": np.where(rng.random(n) < 0.4, "学校・児童相談所", np.where(rng.random(n) < 0.5, "保健センター", None)),
+        "agencies": np.where(rng.random(n) < 0.4, "学校・児童相談所",
+                             np.where(rng.random(n) < 0.5, "保健センター", np.array(None))),
         "young_carer_determined": det, "memo": (memo + follow).to_numpy(),
         "_pid": ev["pid"].to_numpy(),
     })
