@@ -19,7 +19,14 @@ child = ""  # child pseudonym for the timeline; empty: the child with most recor
 
 # %%
 from helpers.reports.annual import AnnualReport
-from helpers.reports.api import close_report, open_report, set_headline, show, show_figure
+from helpers.reports.api import (
+    close_report,
+    open_report,
+    set_headline,
+    show,
+    show_figure,
+    show_text,
+)
 
 cfg = open_report(
     "相談統計（Annual consultation statistics）",
@@ -34,6 +41,7 @@ cfg = open_report(
     },
 )
 rep = AnnualReport.load(cfg, child)
+show_text(rep.absent_note(), cfg)
 
 # %% [markdown]
 # Yearly counts from the consultation system (こども総合相談) in the mart: cases by type,
@@ -82,8 +90,9 @@ show(rep.by_agency(), cfg)
 
 # %%
 show(rep.assessments(), cfg)
-show(rep.timeline(), cfg)
-show_figure(rep.timeline_figure(), f"仮名 {rep.child} の経過評価の推移（assessment timeline）")
+if rep.child:  # no progress records (no export): no timeline
+    show(rep.timeline(), cfg)
+    show_figure(rep.timeline_figure(), f"仮名 {rep.child} の経過評価の推移（assessment timeline）")
 
 # %%
 close_report(cfg, inputs=rep.inputs)

@@ -12,28 +12,32 @@ from helpers.reports import city as C
 
 def residents() -> pd.DataFrame:
     d = pd.to_datetime
-    return pd.DataFrame({
-        "resident_code": ["a", "b", "c", "d"],
-        "birth_date": d(["1980-05-01", "2015-06-01", "2020-01-01", "1950-01-01"]),
-        "sex": pd.array(["female", "male", "female", "male"], dtype="string"),
-        "move_in_date": d([None, None, None, "2021-06-01"]),
-        "move_out_date": d([None, None, None, None]),
-        "death_date": d([None, None, "2021-02-01", None]),
-    })
+    return pd.DataFrame(
+        {
+            "resident_code": ["a", "b", "c", "d"],
+            "birth_date": d(["1980-05-01", "2015-06-01", "2020-01-01", "1950-01-01"]),
+            "sex": pd.array(["female", "male", "female", "male"], dtype="string"),
+            "move_in_date": d([None, None, None, "2021-06-01"]),
+            "move_out_date": d([None, None, None, None]),
+            "death_date": d([None, None, "2021-02-01", None]),
+        }
+    )
 
 
 def panel() -> pd.DataFrame:
-    return pd.DataFrame({
-        "fiscal_year": [2020, 2020, 2020, 2021, 2021],
-        "age": [4, 5, 10, 5, 11],
-        "school_age": [4, 5, 10, 5, 11],
-        "grade": [np.nan, np.nan, 4, np.nan, 5],
-        "hh_parent_count": [2, 1, np.nan, 2, 3],
-        "hh_single_parent": [0, 1, np.nan, 0, 0],
-        "yc_no_nursery": [1, np.nan, np.nan, 0, np.nan],
-        "label_young_carer": [np.nan, np.nan, 1, np.nan, np.nan],  # FY2021 window not complete
-        "label_physical_abuse": [0, 0, 0, np.nan, np.nan],
-    })
+    return pd.DataFrame(
+        {
+            "fiscal_year": [2020, 2020, 2020, 2021, 2021],
+            "age": [4, 5, 10, 5, 11],
+            "school_age": [4, 5, 10, 5, 11],
+            "grade": [np.nan, np.nan, 4, np.nan, 5],
+            "hh_parent_count": [2, 1, np.nan, 2, 3],
+            "hh_single_parent": [0, 1, np.nan, 0, 0],
+            "yc_no_nursery": [1, np.nan, np.nan, 0, np.nan],
+            "label_young_carer": [np.nan, np.nan, 1, np.nan, np.nan],  # FY2021 window not complete
+            "label_physical_abuse": [0, 0, 0, np.nan, np.nan],
+        }
+    )
 
 
 def test_residents_on_1_april_of_each_year():
@@ -67,8 +71,11 @@ def test_outcomes_count_only_completed_windows():
 
 
 def test_city_facts_without_truth_reads_mart_and_panel(tmp_path):
-    cfg = load_config(overrides={"run": {"data_dir": str(tmp_path), "synthetic": False,
-                                         "fiscal_years": [2020, 2021]}})
+    cfg = load_config(
+        overrides={
+            "run": {"data_dir": str(tmp_path), "synthetic": False, "fiscal_years": [2020, 2021]}
+        }
+    )
     P = paths(cfg)
     P.mart.mkdir(parents=True)
     P.panel_dir.mkdir(parents=True)
@@ -80,3 +87,21 @@ def test_city_facts_without_truth_reads_mart_and_panel(tmp_path):
     assert len(facts.pop) == 5 and not facts.prevalence.empty
     assert C.target_sources({}).empty
     assert "実データ" in C.provenance_note(facts)
+
+
+def test_annual_report_survives_absent_consultation_exports(tmp_path):
+    """Report 06 with no consultation or progress-record export: empty tables, a note."""
+    from helpers.reports.annual import AnnualReport
+
+    cfg = load_config(overrides={"run": {"data_dir": str(tmp_path), "synthetic": False,
+                                         "fiscal_years": [2020, 2021]}})
+    P = paths(cfg)
+    P.mart.mkdir(parents=True)
+    residents().to_parquet(P.mart_table("residents"), index=False)
+    rep = AnnualReport.load(cfg)
+    assert rep.absent == ["consultations", "progress_records"] and rep.child == ""
+    assert "consultations" in rep.absent_note()
+    assert rep.inputs == [P.mart_table("residents")]
+    summary = rep.summary().frame
+    assert len(summary) == 2 and (summary.drop(columns=summary.columns[0]) == 0).all().all()
+    assert rep.assessments().frame.drop(columns=rep.assessments().frame.columns[0]).sum().sum() == 0

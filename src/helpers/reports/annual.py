@@ -10,7 +10,7 @@ consultations, so their total rows are one set of margins the suppression protec
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +19,12 @@ from matplotlib.axes import Axes
 
 from helpers import MimamoriError
 from helpers.config import Settings
+from helpers.panel.coverage import empty_table
 from helpers.paths import paths
 from helpers.reports.api import Table
 from helpers.reports.disclosure import Rules, count_text
 from helpers.reports.plotting import assessment_timeline, bar_by_year, label
-from helpers.schema import load_schema
+from helpers.schema import load_schema, load_schemas
 
 TOTAL_LABEL = "合計（total）"
 UNKNOWN_LABEL = "不明（unknown）"
@@ -246,6 +247,14 @@ def headline_text(summary: pd.DataFrame, rules: Rules) -> str:
 
 # --------------------------------------------------------------------------- the report
 MART_TABLES = ("consultations", "residents", "progress_records")
+OPTIONAL_TABLES = ("consultations", "progress_records")  # absent export: empty, reported
+
+
+def read_optional(cfg: Settings, table: str) -> pd.DataFrame:
+    """A mart table, or an empty one with its columns when the source had no export."""
+    if not mart_path(cfg, table).exists():
+        return empty_table(load_schemas()[table])
+    return read_mart(cfg, table)
 
 
 @dataclass
@@ -261,20 +270,30 @@ class AnnualReport:
     cases: pd.DataFrame
     progress: pd.DataFrame
     child: str
+    absent: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, cfg: Settings, child: str = "") -> AnnualReport:
         years = list(cfg.run.fiscal_years)
         residents = read_mart(cfg, "residents", columns=["resident_code", "birth_date"])
-        cases = consultation_frame(read_mart(cfg, "consultations"), residents)
-        progress = read_mart(cfg, "progress_records")
+        cases = consultation_frame(read_optional(cfg, "consultations"), residents)
+        progress = read_optional(cfg, "progress_records")
+        absent = [t for t in OPTIONAL_TABLES if not mart_path(cfg, t).exists()]
         return cls(
             cfg,
             years,
             cases[cases["fiscal_year"].isin(years)],
             progress,
-            child or busiest_child(progress),
+            child or (busiest_child(progress) if len(progress) else ""),
+            absent,
         )
+
+    def absent_note(self) -> str:
+        """Which source had no export (its sections stay empty), or ''."""
+        if not self.absent:
+            return ""
+        return ("エクスポートなし（no export）: " + ", ".join(self.absent)
+                + " — 該当する表は空です（those tables are empty）")
 
     @property
     def rules(self) -> Rules:
@@ -282,7 +301,7 @@ class AnnualReport:
 
     @property
     def inputs(self) -> list[Path]:
-        return [mart_path(self.cfg, t) for t in MART_TABLES]
+        return [mart_path(self.cfg, t) for t in MART_TABLES if t not in self.absent]
 
     def summary(self) -> Table:
         s = yearly_summary(self.cases, years=self.years)

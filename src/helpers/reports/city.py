@@ -201,17 +201,29 @@ def panel_outcomes(panel: pd.DataFrame, cfg: Settings) -> pd.DataFrame:
 
 def target_sources(targets: dict) -> pd.DataFrame:
     """The generator's prevalence targets with their public sources (synthetic city)."""
-    sources = pd.DataFrame(list(targets.get("prevalence", {}).values()),
-                           columns=["label_ja", "target", "per", "source"])
-    return sources.rename(columns={"label_ja": "項目（item）", "target": "目標（target）",
-                                   "per": "単位（per）", "source": "出典（source）"})
+    sources = pd.DataFrame(
+        list(targets.get("prevalence", {}).values()),
+        columns=["label_ja", "target", "per", "source"],
+    )
+    return sources.rename(
+        columns={
+            "label_ja": "項目（item）",
+            "target": "目標（target）",
+            "per": "単位（per）",
+            "source": "出典（source）",
+        }
+    )
 
 
 def provenance_note(city: CityFacts) -> str:
     """One line saying where the figures come from."""
     if city.synthetic:
-        return ("合成データ：生成器の真値（data/raw/_truth/）から作成（synthetic city: from the "
-                "generator's truth, which the analysis never reads）")
-    return ("実データ：マスキング済みの住民記録（4月1日時点）とパネルから作成。生成器の目標値・"
-            "既知の不備はありません（real exports: drawn from the masked residents table and the "
-            "panel; items counted where known; no generator targets or planted defects）")
+        return (
+            "合成データ：生成器の真値（data/raw/_truth/）から作成（synthetic city: from the "
+            "generator's truth, which the analysis never reads）"
+        )
+    return (
+        "実データ：マスキング済みの住民記録（4月1日時点）とパネルから作成。生成器の目標値・"
+        "既知の不備はありません（real exports: drawn from the masked residents table and the "
+        "panel; items counted where known; no generator targets or planted defects）"
+    )
