@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from helpers import MimamoriError, oracle
 from helpers.config import ReviewSettings, Settings
+from helpers.ingest.masking import make_private, private_dir
 from helpers.io import append_audit, write_csv, write_json, write_parquet
 from helpers.models.explain import reason_frequencies  # noqa: F401 - the list report uses it
 from helpers.models.population import Population, population_for
@@ -539,8 +540,8 @@ def run_reidentify(cfg: Settings, which: str) -> dict[str, int]:
         frame = _read_sample(paths).sort_values("sample_order")
         keep = ["sample_order", "child_id", "school_code", "grade"]
     out = reidentify(frame.loc[:, keep], pd.read_parquet(paths["correspondence"]))
-    target = paths["private"] / f"review_{which}_reidentified.csv"
-    write_csv(out, target)
+    target = private_dir(paths["private"]) / f"review_{which}_reidentified.csv"  # owner only
+    make_private(write_csv(out, target))
     append_audit(paths["root"], "review reidentify", cfg, [paths["correspondence"]], [target], {"rows": len(out)})
     print(f"review reidentify: {len(out)} rows -> {target}")
     return {"rows": len(out)}
