@@ -569,37 +569,7 @@ def child_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], on: pd.
         out["birth_weight_g"].notna())
     out["birth_multiple"] = birth["multiple_birth"].astype("float64")
 
-    chk = tables["health_checkups"]
-    chk = chk[chk["resident_code"].isin(idx) & (chk["checkup_date"] < on)]
-    chk = chk.sort_values("checkup_date").drop_duplicates(["resident_code", "checkup_type"],
-                                                          keep="last")
-    due_cfg = panel_cfg.checkup_due_months
-    missed_cols = []
-    for code, _label in _enum("health_checkups", "checkup_type"):
-        rows = chk[chk["checkup_type"] == code].set_index("resident_code").reindex(idx)
-        out[f"chk_{code}_weight_kg"] = rows["weight_kg"].astype("float64")
-        out[f"chk_{code}_height_cm"] = rows["height_cm"].astype("float64")
-        out[f"chk_{code}_q_cooperation"] = rows["q_cooperation"].astype("float64")
-        out[f"chk_{code}_q_difficulty"] = rows["q_difficulty"].astype("float64")
-        out[f"chk_{code}_q_mother_cigarettes"] = rows["q_mother_cigarettes"].astype("float64")
-        out[f"chk_{code}_result"] = rows["result"].map(CHECKUP_RESULT_ORDER).astype("float64")
-        attended = rows["checkup_date"].notna()
-        if code not in due_cfg:
-            raise MimamoriError(f"config/panel.yaml: checkup_due_months has no entry for {code!r}")
-        due_m, grace_m = due_cfg[code]
-        due = spine["birth_date"] + pd.DateOffset(months=int(due_m))
-        overdue = (spine["birth_date"] + pd.DateOffset(months=int(due_m) + int(grace_m))) < on
-        resident_at_due = spine["move_in_date"].isna() | (spine["move_in_date"] <= due)
-        # the export must cover the due date: one that starts later cannot show attendance
-        exported_at_due = due >= _covered_from(coverage, tables, "health_checkups",
-                                               "checkup_date", on)
-        missed = pd.Series(np.nan, index=idx)
-        missed[attended] = 0.0
-        missed[~attended & overdue & resident_at_due & exported_at_due] = 1.0
-        out[f"chk_{code}_missed"] = missed
-        missed_cols.append(f"chk_{code}_missed")
-    out["chk_missed_count"] = pd.concat([out[c] for c in missed_cols], axis=1).sum(
-        axis=1, min_count=1)
+    out.update(checkup_features(spine, tables, on, panel_cfg, coverage))
 
     vac = tables["vaccinations"]
     vac = vac[vac["vaccination_date"] < on]
@@ -650,6 +620,48 @@ def child_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], on: pd.
     return (pd.DataFrame(out, index=idx)
             .join(consultation_features(spine, tables, on, panel_cfg, coverage))
             .join(linked_source_features(spine, tables, on, fiscal_year, panel_cfg, coverage)))
+
+
+def checkup_features(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], on: pd.Timestamp,
+                     panel_cfg: PanelSettings, coverage: Coverage | None = None
+                     ) -> dict[str, pd.Series]:
+    """Measurements, questionnaire and result of each infant checkup attended before ``on``,
+    and whether it was missed: due and overdue while the child lived here and the checkup
+    export covers the due date (an export that starts later cannot show attendance)."""
+    idx = spine.index
+    out: dict[str, pd.Series] = {}
+    chk = tables["health_checkups"]
+    chk = chk[chk["resident_code"].isin(idx) & (chk["checkup_date"] < on)]
+    chk = chk.sort_values("checkup_date").drop_duplicates(["resident_code", "checkup_type"],
+                                                          keep="last")
+    due_cfg = panel_cfg.checkup_due_months
+    missed_cols = []
+    for code, _label in _enum("health_checkups", "checkup_type"):
+        rows = chk[chk["checkup_type"] == code].set_index("resident_code").reindex(idx)
+        out[f"chk_{code}_weight_kg"] = rows["weight_kg"].astype("float64")
+        out[f"chk_{code}_height_cm"] = rows["height_cm"].astype("float64")
+        out[f"chk_{code}_q_cooperation"] = rows["q_cooperation"].astype("float64")
+        out[f"chk_{code}_q_difficulty"] = rows["q_difficulty"].astype("float64")
+        out[f"chk_{code}_q_mother_cigarettes"] = rows["q_mother_cigarettes"].astype("float64")
+        out[f"chk_{code}_result"] = rows["result"].map(CHECKUP_RESULT_ORDER).astype("float64")
+        attended = rows["checkup_date"].notna()
+        if code not in due_cfg:
+            raise MimamoriError(f"config/panel.yaml: checkup_due_months has no entry for {code!r}")
+        due_m, grace_m = due_cfg[code]
+        due = spine["birth_date"] + pd.DateOffset(months=int(due_m))
+        overdue = (spine["birth_date"] + pd.DateOffset(months=int(due_m) + int(grace_m))) < on
+        resident_at_due = spine["move_in_date"].isna() | (spine["move_in_date"] <= due)
+        # the export must cover the due date: one that starts later cannot show attendance
+        exported_at_due = due >= _covered_from(coverage, tables, "health_checkups",
+                                               "checkup_date", on)
+        missed = pd.Series(np.nan, index=idx)
+        missed[attended] = 0.0
+        missed[~attended & overdue & resident_at_due & exported_at_due] = 1.0
+        out[f"chk_{code}_missed"] = missed
+        missed_cols.append(f"chk_{code}_missed")
+    out["chk_missed_count"] = pd.concat([out[c] for c in missed_cols], axis=1).sum(
+        axis=1, min_count=1)
+    return out
 
 
 def absence_last_fy(tables: dict[str, pd.DataFrame], idx: pd.Index, fiscal_year: int) -> pd.Series:

@@ -177,7 +177,8 @@ def panel_outcomes(panel: pd.DataFrame, cfg: Settings) -> pd.DataFrame:
         column = f"label_{name}"
         if column not in panel:
             continue
-        population = cfg.models.populations.get(name)
+        populations = cfg.models.populations
+        population = populations[name] if name in populations else None
         lo = population.min_age if population and population.min_age is not None else 0
         hi = population.max_age if population and population.max_age is not None else 99
         age_col = population.age_column if population else "age"
