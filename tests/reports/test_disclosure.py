@@ -254,3 +254,26 @@ def test_pr_curve_starts_after_ten_true_cases():
     assert precision.max() <= 1.0
     visible, small = D.visible_counts([0, 3, 25], R)
     assert visible.tolist() == [0, 10, 25] and small.tolist() == [False, True, False]
+
+
+def test_undeclared_figures_are_hidden_in_rows_and_groups_with_a_hidden_count():
+    # a ratio to the reference group, not declared: it may be made from any count of its group
+    df = pd.DataFrame(
+        {
+            "group": ["female", "male", "foreign", "japanese"],
+            "attribute": ["sex", "sex", "nationality", "nationality"],
+            "n": [3472, 3629, 160, 6941],
+            "selected": [49, 51, 7, 93],
+            "selection_ratio": [1.004, 1.0, 3.265, 1.0],
+        }
+    )
+    prot = D.protect_table(df, ["n", "selected"], R)
+    assert prot.meta["partition"] == ["n", "selected"]
+    texts = [[str(v) for v in row] for row in df.itertuples(index=False)]
+    shown, _ = D.guard_texts(texts, list(df.columns), prot, R)
+    hidden = prot.status.isin([D.PRIMARY, D.SECONDARY]).any(axis=1)
+    for group in ("sex", "nationality"):
+        rows = [i for i in range(4) if df["attribute"][i] == group]
+        expect = hidden[rows].any()
+        assert all((shown[i][4] == "*") == expect for i in rows), (group, shown)
+    assert shown[2][4] == "*"  # foreign's own counts are hidden

@@ -1101,7 +1101,8 @@ def guard_texts(
     Declared ``shares`` are banded where they stand for a count of 1..T (or pin one). Any other
     figure that, times a count shown in the same row or a list length / group size in the
     caption (``sizes``), pins a count of 1..T is hidden ("*") — whether or not it was declared
-    as derived: a mean of a yes/no item × its group size, precision × list length.
+    as derived: a mean of a yes/no item × its group size, precision × list length. A figure
+    not declared at all is hidden in every row with a hidden count (`_rows_with_hidden_counts`).
     """
     if not rules.enabled:
         return texts, set()
@@ -1114,6 +1115,7 @@ def guard_texts(
     }
     used: set[str] = set()
     out = []
+    affected = _rows_with_hidden_counts(protected)
     for r, row in enumerate(texts):
         row = list(row)
         shown = [
@@ -1122,9 +1124,6 @@ def guard_texts(
             if isinstance(protected.frame[c].iloc[r], int | np.integer)
         ]
         banded: set[str] = set()
-        # every count of the row hidden: any other share in it is a share of a small group
-        some_hidden = any(protected.status[c].iloc[r] in (PRIMARY, SECONDARY) for c in counts)
-        all_hidden = bool(counts) and not shown and some_hidden
         for j, col in enumerate(columns):
             if col in share_cols:
                 mult = share_cols[col][r]
@@ -1137,8 +1136,7 @@ def guard_texts(
                     used.add("band" if row[j] != DERIVED_LABEL else DERIVED_LABEL)
             elif col not in skip and (
                 _pins_any(row[j], [*shown, *sizes], rules)
-                or (all_hidden and any(FRACTION_TOKEN.finditer(str(row[j]))))
-                or (some_hidden and _small_ratio_any(row[j], rules))
+                or (affected[r] and any(FRACTION_TOKEN.finditer(str(row[j]))))
             ):
                 row[j] = DERIVED_LABEL
                 used.add(DERIVED_LABEL)
@@ -1150,11 +1148,23 @@ def guard_texts(
     return out, used
 
 
-def _small_ratio_any(text: str, rules: Rules) -> bool:
-    return any(
-        small_ratio(m.group(1), rules.threshold) is not None
-        for m in FRACTION_TOKEN.finditer(str(text))
+def _rows_with_hidden_counts(protected: Protected) -> list[bool]:
+    """Rows holding a hidden count — or, in a table whose groups split one population, rows
+    of a group holding one (a ratio to the reference group uses the other rows' counts).
+
+    A figure not declared as derived, a share or fixed may be made from any count of its row,
+    so it is hidden in these rows: the conservative reading of "hidden with its counts".
+    """
+    status = protected.status
+    hidden = (
+        status.isin([PRIMARY, SECONDARY]).any(axis=1)
+        if len(status.columns)
+        else pd.Series(False, index=status.index)
     )
+    groups = protected.structure.groups
+    if groups and protected.meta.get("partition"):
+        hidden = hidden.groupby(np.asarray(groups)).transform("any")
+    return [bool(x) for x in hidden]
 
 
 def _pins_any(text: str, ns: Sequence[float], rules: Rules) -> bool:
