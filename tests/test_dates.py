@@ -90,7 +90,9 @@ def test_blank_raises_for_scalar():
 
 
 def test_vectorised_parse_keeps_blanks_null_and_reports_errors():
-    s = pd.Series(["R5.4.1", "", None, "　", "令和5年2月30日", "R5.4.1"], index=[10, 11, 12, 13, 14, 15])
+    s = pd.Series(
+        ["R5.4.1", "", None, "　", "令和5年2月30日", "R5.4.1"], index=[10, 11, 12, 13, 14, 15]
+    )
     dates, errors = parse_dates(s)
     assert dates.dtype == "datetime64[ns]"
     assert list(dates.index) == list(s.index)
@@ -101,10 +103,19 @@ def test_vectorised_parse_keeps_blanks_null_and_reports_errors():
 
 
 # Dates near every era boundary, plus the whole range of any child's or grandparent's life.
-_BOUNDARIES = [D(1989, 1, 7), D(1989, 1, 8), D(2019, 4, 30), D(2019, 5, 1), D(1926, 12, 24),
-               D(1926, 12, 25), D(1912, 7, 29), D(1912, 7, 30)]
+_BOUNDARIES = [
+    D(1989, 1, 7),
+    D(1989, 1, 8),
+    D(2019, 4, 30),
+    D(2019, 5, 1),
+    D(1926, 12, 24),
+    D(1926, 12, 25),
+    D(1912, 7, 29),
+    D(1912, 7, 30),
+]
 _near_edges = st.builds(
-    lambda base, delta: base + dt.timedelta(days=delta), st.sampled_from(_BOUNDARIES),
+    lambda base, delta: base + dt.timedelta(days=delta),
+    st.sampled_from(_BOUNDARIES),
     st.integers(-400, 400),
 )
 _any_date = st.dates(min_value=D(1900, 1, 1), max_value=D(2080, 12, 31))
@@ -140,7 +151,9 @@ def test_a_date_written_in_the_wrong_era_is_rejected(d):
 
 def test_vectorised_parse_of_many_rows_matches_the_scalar_parser():
     # speed is measured by `make bench` (micro: date parsing), never asserted here
-    s = pd.Series([f"R{y}.{m}.{d}" for y in range(1, 6) for m in range(1, 13) for d in range(1, 29)] * 20)
+    s = pd.Series(
+        [f"R{y}.{m}.{d}" for y in range(1, 6) for m in range(1, 13) for d in range(1, 29)] * 20
+    )
     dates, errors = parse_dates(s)
     sample = s.drop_duplicates().sample(50, random_state=0)
     for i, text in sample.items():
@@ -150,7 +163,10 @@ def test_vectorised_parse_of_many_rows_matches_the_scalar_parser():
             assert pd.notna(errors[i])
         else:
             assert pd.Timestamp(expected) == dates[i] and pd.isna(errors[i])
-    assert errors.isna().sum() == len(s) - (s.str.startswith("R1.") & s.str.contains(r"^R1\.[1-4]\.")).sum()
+    assert (
+        errors.isna().sum()
+        == len(s) - (s.str.startswith("R1.") & s.str.contains(r"^R1\.[1-4]\.")).sum()
+    )
 
 
 @pytest.mark.parametrize(
@@ -171,8 +187,17 @@ def test_abbreviated_eras_and_times_of_day(text, expected):
 def test_open_end_sentinels_are_recognised_and_dates_are_not():
     from helpers.dates import open_end_mask
 
-    sentinels = ["9999/12/31", "9999-99-99", "99999999", "0000/00/00", "00000000", "－", "-",
-                 "９９９９／１２／３１", "9999年12月31日"]
+    sentinels = [
+        "9999/12/31",
+        "9999-99-99",
+        "99999999",
+        "0000/00/00",
+        "00000000",
+        "－",
+        "-",
+        "９９９９／１２／３１",
+        "9999年12月31日",
+    ]
     dates = ["2023/12/31", "R05.12.31", "", "不明", "9999/12/30"]
     assert open_end_mask(pd.Series(sentinels)).all()
     assert not open_end_mask(pd.Series(dates)).any()

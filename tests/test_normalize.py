@@ -18,8 +18,10 @@ from helpers.normalize import (
 
 
 def _fullwidth(text: str) -> str:
-    return "".join(chr(ord(c) + 0xFEE0) if 0x21 <= ord(c) <= 0x7E else ("\u3000" if c == " " else c)
-                   for c in text)
+    return "".join(
+        chr(ord(c) + 0xFEE0) if 0x21 <= ord(c) <= 0x7E else ("\u3000" if c == " " else c)
+        for c in text
+    )
 
 
 def test_fullwidth_digits_letters_and_spaces_become_ascii():
@@ -102,10 +104,17 @@ def test_grouped_and_fullwidth_numbers_read_back(n):
     assert (values == float(n)).all()
 
 
-@pytest.mark.parametrize("text, unit, value", [
-    ("10,000円", "円", 10000.0), ("１０，０００円", "円", 10000.0), ("¥1,200", "円", 1200.0),
-    ("￥1,200", None, 1200.0), ("14.2kg", "kg", 14.2), ("14.2 kg", "kg", 14.2),
-])
+@pytest.mark.parametrize(
+    "text, unit, value",
+    [
+        ("10,000円", "円", 10000.0),
+        ("１０，０００円", "円", 10000.0),
+        ("¥1,200", "円", 1200.0),
+        ("￥1,200", None, 1200.0),
+        ("14.2kg", "kg", 14.2),
+        ("14.2 kg", "kg", 14.2),
+    ],
+)
 def test_currency_and_units_are_spellings_of_a_number(text, unit, value):
     values, errors = parse_numbers(pd.Series([text]), unit=unit)
     assert errors.isna().all() and values[0] == value
@@ -120,8 +129,9 @@ def test_a_unit_alone_or_a_wrong_unit_is_still_an_error(text):
 def test_spelling_keys_fold_month_kana_and_range_dashes():
     from helpers.normalize import spelling_key
 
-    assert {spelling_key(s) for s in ("1歳6ヶ月", "1歳6ケ月", "1歳6カ月", "1歳6ヵ月", "１歳６か月")} \
-        == {"1歳6か月"}
+    assert {
+        spelling_key(s) for s in ("1歳6ヶ月", "1歳6ケ月", "1歳6カ月", "1歳6ヵ月", "１歳６か月")
+    } == {"1歳6か月"}
     assert spelling_key("3〜4ヶ月児") == spelling_key("3～4か月児") == "3-4か月児"
     assert spelling_key("ヤングケアラー") == "ヤングケアラー"  # a long vowel is not a dash
     assert spelling_key("身体的虐待（疑い）") == "身体的虐待(疑い)"

@@ -31,26 +31,53 @@ def make(target: str, city: dict, *extra: str, key: str = KEY) -> subprocess.Com
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIMAMORI_")}
     env.update({"MPLBACKEND": "Agg", "MIMAMORI_KEY": key})
     return subprocess.run(
-        ["make", target, "PROFILE=tiny", f"CONFIG={city['config']}", f"DATA={city['data']}",
-         f"REPORTS={city['reports']}", *extra],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1500)
+        [
+            "make",
+            target,
+            "PROFILE=tiny",
+            f"CONFIG={city['config']}",
+            f"DATA={city['data']}",
+            f"REPORTS={city['reports']}",
+            *extra,
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
 
 
 def helpers_cli(city: dict, *args: str, key: str = KEY) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIMAMORI_")}
-    env.update({"MIMAMORI_KEY": key, "MIMAMORI_CONFIG": str(city["config"]),
-                "MIMAMORI_PROFILE": "tiny", "MIMAMORI_DATA": str(city["data"]),
-                "MIMAMORI_REPORTS": str(city["reports"]), "MPLBACKEND": "Agg"})
-    return subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "python"), "-m", "helpers", *args],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    env.update(
+        {
+            "MIMAMORI_KEY": key,
+            "MIMAMORI_CONFIG": str(city["config"]),
+            "MIMAMORI_PROFILE": "tiny",
+            "MIMAMORI_DATA": str(city["data"]),
+            "MIMAMORI_REPORTS": str(city["reports"]),
+            "MPLBACKEND": "Agg",
+        }
+    )
+    return subprocess.run(
+        [str(REPO_ROOT / ".venv" / "bin" / "python"), "-m", "helpers", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def real_settings(folder: Path, models: dict | None = None) -> Path:
     """A copy of config/ with ``synthetic: false`` (and cheaper models if asked)."""
     shutil.copytree(REPO_ROOT / "config", folder)
     run = folder / "run.yaml"
-    run.write_text(run.read_text(encoding="utf-8").replace("synthetic: true", "synthetic: false"),
-                   encoding="utf-8")
+    run.write_text(
+        run.read_text(encoding="utf-8").replace("synthetic: true", "synthetic: false"),
+        encoding="utf-8",
+    )
     assert load_config(folder).run.synthetic is False
     if models:
         profile = folder / "profiles" / "tiny.yaml"
@@ -63,19 +90,28 @@ def real_settings(folder: Path, models: dict | None = None) -> Path:
 def build(root: Path, dialect: str, models: dict | None = None) -> dict:
     """Write the tiny city's exports in a dialect, keep the truth aside, run make all."""
     data, reports = root / "data", root / "reports"
-    cfg = load_config(profile="tiny", overrides={"run": {"data_dir": str(data)},
-                                                 "synth": {"dialect": dialect}})
+    cfg = load_config(
+        profile="tiny", overrides={"run": {"data_dir": str(data)}, "synth": {"dialect": dialect}}
+    )
     P = Paths(data, reports)
     generate_city(cfg, P.raw)
     truth = root / "truth"
     shutil.move(str(P.truth), truth)  # real exports have no truth
-    city = {"root": root, "data": data, "reports": reports, "P": P, "truth": truth,
-            "config": real_settings(root / "config", models)}
+    city = {
+        "root": root,
+        "data": data,
+        "reports": reports,
+        "P": P,
+        "truth": truth,
+        "config": real_settings(root / "config", models),
+    }
     proc = make("all", city)
     city["log"] = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        pytest.fail(f"make all in real-data mode ({dialect}) failed (exit {proc.returncode}):\n"
-                    f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        pytest.fail(
+            f"make all in real-data mode ({dialect}) failed (exit {proc.returncode}):\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return city
 
 
@@ -96,8 +132,11 @@ def expected_reports(city: dict) -> list[str]:
     cfg = load_config(city["config"], profile="tiny")
     out = []
     for name in cfg.reports.notebooks:
-        out += ([f"03_model_{t}.html" for t in cfg.run.targets] if name == "03_model"
-                else [f"{name}.html"])
+        out += (
+            [f"03_model_{t}.html" for t in cfg.run.targets]
+            if name == "03_model"
+            else [f"{name}.html"]
+        )
     return out
 
 
@@ -162,8 +201,9 @@ def test_second_vendor_make_all_in_real_data_mode(real_city_b):
 def test_second_vendor_gives_the_same_mart_and_panel(real_city, real_city_b):
     a, b = real_city["P"], real_city_b["P"]
     for table in load_schemas():
-        pd.testing.assert_frame_equal(pd.read_parquet(a.mart_table(table)),
-                                      pd.read_parquet(b.mart_table(table)), obj=table)
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(a.mart_table(table)), pd.read_parquet(b.mart_table(table)), obj=table
+        )
     pd.testing.assert_frame_equal(pd.read_parquet(a.panel), pd.read_parquet(b.panel))
 
 

@@ -12,10 +12,22 @@ from helpers.schema import (
 )
 
 REQUIRED_TABLES = {
-    "residents", "household_history", "birth_status", "health_checkups", "vaccinations",
-    "disability_handbooks", "independence_support", "allowances", "public_assistance",
-    "long_term_care", "school_register", "school_aid", "nursery_enrolment", "consultations",
-    "progress_records", "school_attendance",
+    "residents",
+    "household_history",
+    "birth_status",
+    "health_checkups",
+    "vaccinations",
+    "disability_handbooks",
+    "independence_support",
+    "allowances",
+    "public_assistance",
+    "long_term_care",
+    "school_register",
+    "school_aid",
+    "nursery_enrolment",
+    "consultations",
+    "progress_records",
+    "school_attendance",
 }
 
 
@@ -76,8 +88,21 @@ def test_post_outcome_role_marks_leakage_table():
 
 def test_bad_schema_is_reported():
     with pytest.raises(MimamoriError, match="unknown type"):
-        parse_schema({"table": "t", "fields": [{"name": "x", "title": "x", "type": "blob",
-                      "missing": "unknown", "pii": False, "masking": "keep"}]})
+        parse_schema(
+            {
+                "table": "t",
+                "fields": [
+                    {
+                        "name": "x",
+                        "title": "x",
+                        "type": "blob",
+                        "missing": "unknown",
+                        "pii": False,
+                        "masking": "keep",
+                    }
+                ],
+            }
+        )
     with pytest.raises(MimamoriError, match="primary key"):
         parse_schema({"table": "t", "primary_key": ["y"], "fields": []})
 
@@ -92,11 +117,26 @@ def test_open_end_only_on_end_dates():
     schemas = load_schemas()
     flagged = {(t, f.name) for t, s in schemas.items() for f in s.fields if f.open_end}
     assert ("household_history", "end_date") in flagged and ("residents", "death_date") in flagged
-    assert all(schemas[t].field(n).type == "date" and not schemas[t].field(n).required
-               for t, n in flagged)
+    assert all(
+        schemas[t].field(n).type == "date" and not schemas[t].field(n).required for t, n in flagged
+    )
     with pytest.raises(MimamoriError, match="open_end applies to date fields only"):
-        parse_schema({"table": "t", "fields": [{"name": "x", "title": "x", "type": "int",
-                      "missing": "none", "pii": False, "masking": "keep", "open_end": True}]})
+        parse_schema(
+            {
+                "table": "t",
+                "fields": [
+                    {
+                        "name": "x",
+                        "title": "x",
+                        "type": "int",
+                        "missing": "none",
+                        "pii": False,
+                        "masking": "keep",
+                        "open_end": True,
+                    }
+                ],
+            }
+        )
 
 
 def test_rejects_row_for_required_key_and_reference_fields_only():
@@ -108,14 +148,33 @@ def test_rejects_row_for_required_key_and_reference_fields_only():
     assert not att.rejects_row("resident_code")  # optional, not a reference
 
 
-@pytest.mark.parametrize("table, field, spellings", [
-    ("household_history", "relationship", ["妻の子", "子の妻", "未届の妻", "未届の夫", "子の夫",
-                                           "夫の子", "孫", "祖母", "妻の父", "叔父", "甥", "縁故者",
-                                           "同居人"]),
-    ("residents", "nationality", ["日本人住民", "外国人住民", "中国", "ベトナム", "ブラジル"]),
-    ("health_checkups", "checkup_type", ["1歳6か月児健康診査", "3歳児健康診査", "4か月児健診"]),
-    ("consultations", "consultation_type", ["身体的虐待（疑い）", "ネグレクト（疑い）"]),
-])
+@pytest.mark.parametrize(
+    "table, field, spellings",
+    [
+        (
+            "household_history",
+            "relationship",
+            [
+                "妻の子",
+                "子の妻",
+                "未届の妻",
+                "未届の夫",
+                "子の夫",
+                "夫の子",
+                "孫",
+                "祖母",
+                "妻の父",
+                "叔父",
+                "甥",
+                "縁故者",
+                "同居人",
+            ],
+        ),
+        ("residents", "nationality", ["日本人住民", "外国人住民", "中国", "ベトナム", "ブラジル"]),
+        ("health_checkups", "checkup_type", ["1歳6か月児健康診査", "3歳児健康診査", "4か月児健診"]),
+        ("consultations", "consultation_type", ["身体的虐待（疑い）", "ネグレクト（疑い）"]),
+    ],
+)
 def test_register_vocabularies_are_listed(table, field, spellings):
     lookup = load_schemas()[table].field(field).enum_lookup()
     missing = [s for s in spellings if s not in lookup]

@@ -46,14 +46,20 @@ _WEST8_RE = re.compile(r"^(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})$")
 
 
 def _numbered(regex: re.Pattern, k: int) -> str:
-    return regex.pattern.replace("(?P<era>", f"(?P<e{k}>").replace("(?P<y>", f"(?P<y{k}>") \
-        .replace("(?P<m>", f"(?P<m{k}>").replace("(?P<d>", f"(?P<d{k}>")
+    return (
+        regex.pattern.replace("(?P<era>", f"(?P<e{k}>")
+        .replace("(?P<y>", f"(?P<y{k}>")
+        .replace("(?P<m>", f"(?P<m{k}>")
+        .replace("(?P<d>", f"(?P<d{k}>")
+    )
 
 
 # One pass over the column: the four forms as alternatives, each with its own group names.
-_ANY_RE = re.compile("|".join(
-    f"(?:{_numbered(r, k)})" for k, r in enumerate((_ERA_RE, _CODE7_RE, _WEST_RE, _WEST8_RE), 1)
-))
+_ANY_RE = re.compile(
+    "|".join(
+        f"(?:{_numbered(r, k)})" for k, r in enumerate((_ERA_RE, _CODE7_RE, _WEST_RE, _WEST8_RE), 1)
+    )
+)
 
 
 # a time of day after the date (an Excel date-time cell, a timestamp): the date is kept
@@ -109,7 +115,9 @@ def _parse_unique(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     ex = text.str.extract(_ANY_RE)
     # Each form fills its own groups; the first form that matched gives era/year/month/day.
     era_txt = ex["e1"].fillna(ex["e2"])
-    year = ex["y1"].fillna(ex["y2"]).fillna(ex["y3"]).fillna(ex["y4"]).replace("元", "1").astype(float)
+    year = (
+        ex["y1"].fillna(ex["y2"]).fillna(ex["y3"]).fillna(ex["y4"]).replace("元", "1").astype(float)
+    )
     month = ex["m1"].fillna(ex["m2"]).fillna(ex["m3"]).fillna(ex["m4"]).astype(float)
     day = ex["d1"].fillna(ex["d2"]).fillna(ex["d3"]).fillna(ex["d4"]).astype(float)
     era = _era_index(era_txt).astype(float)
@@ -128,8 +136,11 @@ def _parse_unique(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
 
     ok = matched & ~bad_era_year
     parts = pd.DataFrame(
-        {"year": np.where(ok, west_year, 2000), "month": np.where(ok, month, 1),
-         "day": np.where(ok, day, 1)}
+        {
+            "year": np.where(ok, west_year, 2000),
+            "month": np.where(ok, month, 1),
+            "day": np.where(ok, day, 1),
+        }
     ).astype(int)
     dates = pd.Series(pd.to_datetime(parts, errors="coerce"), index=text.index)
     dates[~ok] = pd.NaT

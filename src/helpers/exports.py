@@ -48,8 +48,15 @@ from helpers.paths import Paths
 from helpers.schema import TableSchema, load_schemas
 
 SUPPORTED_SUFFIXES = (".csv", ".txt", ".xlsx")
-ENCODING_NAMES = {"cp932": "cp932", "shift_jis": "cp932", "sjis": "cp932", "shift-jis": "cp932",
-                  "utf-8": "utf-8", "utf8": "utf-8", "utf-8-sig": "utf-8-sig"}
+ENCODING_NAMES = {
+    "cp932": "cp932",
+    "shift_jis": "cp932",
+    "sjis": "cp932",
+    "shift-jis": "cp932",
+    "utf-8": "utf-8",
+    "utf8": "utf-8",
+    "utf-8-sig": "utf-8-sig",
+}
 HEADER_SEARCH_ROWS = 10  # the header is looked for among the first records (title lines above)
 FOOTER_SEARCH_ROWS = 3  # totals/footer lines are looked for among the last records
 # first non-blank cell of a totals / footer line (after NFKC, no spaces, case-folded)
@@ -88,8 +95,10 @@ def scan_exports(raw_dir: str | Path, schemas: Mapping[str, TableSchema]) -> Exp
     """
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
-        raise MimamoriError(f"{raw_dir}: raw data folder not found; run `python -m helpers synth` "
-                            "or put the exports there")
+        raise MimamoriError(
+            f"{raw_dir}: raw data folder not found; run `python -m helpers synth` "
+            "or put the exports there"
+        )
     found: dict[str, list[Path]] = {t: [] for t in schemas}
     unmatched: list[str] = []
     broken: list[str] = []
@@ -108,14 +117,16 @@ def scan_exports(raw_dir: str | Path, schemas: Mapping[str, TableSchema]) -> Exp
             unmatched.append(p.name)
             continue
         if p.suffix.lower() not in SUPPORTED_SUFFIXES:
-            raise MimamoriError(f"{p.name}: unsupported file type for table {tables[0]}; "
-                                "export CSV or .xlsx")
+            raise MimamoriError(
+                f"{p.name}: unsupported file type for table {tables[0]}; export CSV or .xlsx"
+            )
         found[tables[0]].append(p)
     return ExportScan(found, unmatched, broken)
 
 
-def find_exports(raw_dir: str | Path, schemas: Mapping[str, TableSchema]
-                 ) -> tuple[dict[str, list[Path]], list[str]]:
+def find_exports(
+    raw_dir: str | Path, schemas: Mapping[str, TableSchema]
+) -> tuple[dict[str, list[Path]], list[str]]:
     """Files per table and the names that fit no table (see ``scan_exports``)."""
     scan = scan_exports(raw_dir, schemas)
     return scan.files, scan.unmatched + [f"{n} (broken link)" for n in scan.broken_links]
@@ -131,10 +142,13 @@ def decode_export(data: bytes, path: Path, encoding: str | None = None) -> tuple
         except (UnicodeDecodeError, LookupError) as exc:
             raise MimamoriError(
                 f"{path.name}: cannot be read as {encoding} (configured in ingest.encoding): "
-                f"{exc}; fix ingest.encoding for this table or re-export the file") from None
+                f"{exc}; fix ingest.encoding for this table or re-export the file"
+            ) from None
     if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data[:4096]:
-        raise MimamoriError(f"{path.name}: looks like UTF-16 (NUL bytes); re-export as CSV in "
-                            "CP932 (Shift_JIS) or UTF-8")
+        raise MimamoriError(
+            f"{path.name}: looks like UTF-16 (NUL bytes); re-export as CSV in "
+            "CP932 (Shift_JIS) or UTF-8"
+        )
     if data.startswith(b"\xef\xbb\xbf"):
         return _strict(data, path, "utf-8-sig"), "utf-8-sig"
     try:
@@ -145,19 +159,24 @@ def decode_export(data: bytes, path: Path, encoding: str | None = None) -> tuple
         return data.decode("cp932"), "cp932"
     except UnicodeDecodeError as exc:
         if exc.start >= len(data) - 1 or utf8_error.start >= len(data) - 3:
-            raise MimamoriError(f"{path.name}: the file ends in the middle of a character: it "
-                                "looks cut off; export it again") from None
+            raise MimamoriError(
+                f"{path.name}: the file ends in the middle of a character: it "
+                "looks cut off; export it again"
+            ) from None
         raise MimamoriError(
             f"{path.name}: not readable as UTF-8 or CP932/Shift_JIS (byte {exc.start}); "
-            "re-export it as CSV (CP932 or UTF-8) or set ingest.encoding for this table") from None
+            "re-export it as CSV (CP932 or UTF-8) or set ingest.encoding for this table"
+        ) from None
 
 
 def _strict(data: bytes, path: Path, enc: str) -> str:
     try:
         return data.decode(enc)
     except UnicodeDecodeError as exc:
-        raise MimamoriError(f"{path.name}: starts with a UTF-8 byte-order mark but byte "
-                            f"{exc.start} is not UTF-8; export it again") from None
+        raise MimamoriError(
+            f"{path.name}: starts with a UTF-8 byte-order mark but byte "
+            f"{exc.start} is not UTF-8; export it again"
+        ) from None
 
 
 def detect_encoding(path: Path, configured: str | None = None) -> str:
@@ -170,8 +189,13 @@ def looks_garbled(texts: Iterable[str]) -> bool:
     joined = "".join(texts)
     if not joined:
         return False
-    odd = sum(1 for ch in joined if ch == "\ufffd" or "\uff61" <= ch <= "\uff9f"
-              or unicodedata.category(ch) in ("Co", "Cs", "Cn"))
+    odd = sum(
+        1
+        for ch in joined
+        if ch == "\ufffd"
+        or "\uff61" <= ch <= "\uff9f"
+        or unicodedata.category(ch) in ("Co", "Cs", "Cn")
+    )
     return odd / len(joined) > 0.2
 
 
@@ -206,8 +230,9 @@ def read_sheets(path: str | Path, encoding: str | None = None) -> list[Sheet]:
         raise MimamoriError(f"{path.name}: unsupported file type {suffix!r}; export CSV or .xlsx")
     data = path.read_bytes()
     if not data.strip():
-        raise MimamoriError(f"{path.name}: the file is empty; export it again with a header row "
-                            "and records")
+        raise MimamoriError(
+            f"{path.name}: the file is empty; export it again with a header row and records"
+        )
     text, enc = decode_export(data, path, encoding)
     sample = "\n".join(text.split("\n", 5)[:5])
     delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
@@ -216,8 +241,17 @@ def read_sheets(path: str | Path, encoding: str | None = None) -> list[Sheet]:
         grid, widths = _csv_careful(text, delimiter, path)
     else:
         widths = np.full(len(grid), grid.shape[1], dtype=np.int64)
-    return [Sheet(path.name, None, enc, grid, widths, np.arange(1, len(grid) + 1),
-                  text.endswith(("\n", "\r")))]
+    return [
+        Sheet(
+            path.name,
+            None,
+            enc,
+            grid,
+            widths,
+            np.arange(1, len(grid) + 1),
+            text.endswith(("\n", "\r")),
+        )
+    ]
 
 
 def _csv_fast(text: str, delimiter: str) -> np.ndarray | None:
@@ -229,11 +263,14 @@ def _csv_fast(text: str, delimiter: str) -> np.ndarray | None:
         table = pacsv.read_csv(
             pa.BufferReader(text.encode("utf-8")),
             read_options=pacsv.ReadOptions(autogenerate_column_names=True, use_threads=True),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
-                                             ignore_empty_lines=False),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=False
+            ),
             convert_options=pacsv.ConvertOptions(
                 column_types={f"f{i}": pa.string() for i in range(4096)},
-                strings_can_be_null=False, quoted_strings_can_be_null=False),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
         )
     except (pa.ArrowInvalid, pa.ArrowException):
         return None
@@ -259,9 +296,12 @@ def _csv_careful(text: str, delimiter: str, path: Path) -> tuple[np.ndarray, np.
             raise MimamoriError(
                 f"{path.name}: row {row} opens a quoted cell that is never closed before the end "
                 f"of the file (line {reader.line_num}): the file looks truncated (cut off "
-                f"mid-record); {last}; export it again") from None
-        raise MimamoriError(f"{path.name}: row {row} (line {reader.line_num}): malformed CSV "
-                            f"({exc}); {last}; export it again") from None
+                f"mid-record); {last}; export it again"
+            ) from None
+        raise MimamoriError(
+            f"{path.name}: row {row} (line {reader.line_num}): malformed CSV "
+            f"({exc}); {last}; export it again"
+        ) from None
     widths = np.fromiter(map(len, records), dtype=np.int64, count=len(records))
     width = int(widths.max()) if len(widths) else 0
     grid = np.full((len(records), width), "", dtype=object)
@@ -332,8 +372,9 @@ def _xlsx_workbook(zf: zipfile.ZipFile) -> _Workbook:
     dates: set[int] = set()
     if "xl/styles.xml" in zf.namelist():
         st = ET.fromstring(zf.read("xl/styles.xml"))
-        custom = {int(n.get("numFmtId", "0")): n.get("formatCode", "")
-                  for n in st.iter(f"{_NS}numFmt")}
+        custom = {
+            int(n.get("numFmtId", "0")): n.get("formatCode", "") for n in st.iter(f"{_NS}numFmt")
+        }
         xfs = st.find(f"{_NS}cellXfs")
         for i, xf in enumerate(xfs.findall(f"{_NS}xf") if xfs is not None else []):
             fid = int(xf.get("numFmtId", "0"))
@@ -375,7 +416,9 @@ def _cell_value(el: ET.Element, book: _Workbook, epoch: dt.datetime) -> str:
     return xlsx_cell_text(float(raw))
 
 
-def _sheet_rows(zf: zipfile.ZipFile, part: str, book: _Workbook) -> tuple[list[list[str]], list[int]]:
+def _sheet_rows(
+    zf: zipfile.ZipFile, part: str, book: _Workbook
+) -> tuple[list[list[str]], list[int]]:
     """Rows of one sheet as text with their Excel row numbers (streaming XML parse: openpyxl
     re-parses a whole sheet when the writer left out its dimension, far too slow at 100k rows)."""
     epoch = dt.datetime(1904, 1, 1) if book.date1904 else dt.datetime(1899, 12, 30)
@@ -407,11 +450,20 @@ def _xlsx_sheets(path: Path) -> list[Sheet]:
         with zipfile.ZipFile(path) as zf:
             book = _xlsx_workbook(zf)
             parsed = [(name, *_sheet_rows(zf, part, book)) for name, part in book.sheets]
-    except (zipfile.BadZipFile, ET.ParseError, KeyError, StopIteration, ValueError, IndexError,
-            OSError, EOFError) as exc:
+    except (
+        zipfile.BadZipFile,
+        ET.ParseError,
+        KeyError,
+        StopIteration,
+        ValueError,
+        IndexError,
+        OSError,
+        EOFError,
+    ) as exc:
         raise MimamoriError(
             f"{path.name}: not a readable .xlsx workbook ({type(exc).__name__}: {exc}); "
-            "open it in Excel and save it again as .xlsx, or export CSV") from None
+            "open it in Excel and save it again as .xlsx, or export CSV"
+        ) from None
     used = [(n, rows, nums) for n, rows, nums in parsed if any(c.strip() for r in rows for c in r)]
     if not used:
         raise MimamoriError(f"{path.name}: every sheet is empty; put the header in row 1")
@@ -467,21 +519,28 @@ def is_footer(cells: Iterable[str]) -> bool:
     return bool(FOOTER_RE.match(normalize_key(first)))
 
 
-def locate_table(sheet: Sheet, header_keys: set[str], skip_rows: int | None = None,
-                 footer_rows: int | None = None) -> Located:
+def locate_table(
+    sheet: Sheet,
+    header_keys: set[str],
+    skip_rows: int | None = None,
+    footer_rows: int | None = None,
+) -> Located:
     """Find the header (the record among the first ones holding most known headers, or the
     one after ``skip_rows`` lines), skip title lines above it and totals/footer lines after
     the records (or the last ``footer_rows`` records); blank records are dropped and counted."""
     blank = _blank_mask(sheet.grid)
     rows = np.flatnonzero(~blank)
     if not len(rows):
-        raise MimamoriError(f"{sheet.source}: the file is empty; export it again with a header "
-                            "row and records")
+        raise MimamoriError(
+            f"{sheet.source}: the file is empty; export it again with a header row and records"
+        )
     if skip_rows is not None:
         after = rows[sheet.numbers[rows] > int(skip_rows)]
         if not len(after):
-            raise MimamoriError(f"{sheet.source}: nothing after the {skip_rows} line(s) "
-                                "ingest.skip_rows says to skip")
+            raise MimamoriError(
+                f"{sheet.source}: nothing after the {skip_rows} line(s) "
+                "ingest.skip_rows says to skip"
+            )
         head = int(after[0])
     else:
         scores = [header_score(sheet.grid[i], header_keys) for i in rows[:HEADER_SEARCH_ROWS]]
@@ -490,24 +549,31 @@ def locate_table(sheet: Sheet, header_keys: set[str], skip_rows: int | None = No
     records = rows[rows > head]
     footer: list[int] = []
     if footer_rows:
-        footer = [int(i) for i in records[-int(footer_rows):]]
+        footer = [int(i) for i in records[-int(footer_rows) :]]
     else:
         for i in records[::-1][:FOOTER_SEARCH_ROWS]:
             if not is_footer(sheet.grid[i]):
                 break
             footer.append(int(i))
     footer_set = set(footer)
-    keep = np.array([i for i in records if i not in footer_set], dtype=np.int64) \
-        if footer_set else records
+    keep = (
+        np.array([i for i in records if i not in footer_set], dtype=np.int64)
+        if footer_set
+        else records
+    )
     header = [str(h) for h in sheet.grid[head, : sheet.widths[head]]]
     while header and not header[-1].strip():
         header = header[:-1]
     return Located(
-        source=sheet.source, header=header, grid=sheet.grid[keep], widths=sheet.widths[keep],
+        source=sheet.source,
+        header=header,
+        grid=sheet.grid[keep],
+        widths=sheet.widths[keep],
         numbers=sheet.numbers[keep],
         title_rows=title,
         footer_rows=[(int(sheet.numbers[i]), _row_text(sheet.grid[i])) for i in sorted(footer)],
-        blank_rows=int(blank[head + 1:].sum()), header_row=int(sheet.numbers[head]),
+        blank_rows=int(blank[head + 1 :].sum()),
+        header_row=int(sheet.numbers[head]),
     )
 
 
@@ -530,7 +596,8 @@ def record_columns(table: Located, sheet: Sheet) -> list[np.ndarray]:
             raise MimamoriError(
                 f"{table.source}: row {table.numbers[i]} has {table.widths[i]} cells but the "
                 f"header has {width}: the file is damaged or a cell holds an unquoted comma; "
-                "export it again")
+                "export it again"
+            )
         grid = grid[:, :width]
     if sheet.encoding != "xlsx":
         short = np.flatnonzero(table.widths < width)
@@ -539,17 +606,22 @@ def record_columns(table: Located, sheet: Sheet) -> list[np.ndarray]:
             row = int(table.numbers[i])
             last_good = int(table.numbers[i - 1]) if i > 0 else table.header_row
             cut = i == len(table.widths) - 1 and not sheet.ends_with_newline
-            kind = ("the file looks truncated (cut off mid-record)" if cut
-                    else "the file is damaged or truncated")
+            kind = (
+                "the file looks truncated (cut off mid-record)"
+                if cut
+                else "the file is damaged or truncated"
+            )
             raise MimamoriError(
                 f"{table.source}: row {row} has {table.widths[i]} cells but the header has "
                 f"{width}: {kind}; the last complete record before it is row {last_good}; "
-                "export it again")
+                "export it again"
+            )
     return [grid[:, i] for i in range(width)]
 
 
-def read_columns(path: str | Path, headers: Iterable[str],
-                 encoding: str | None = None) -> pd.DataFrame:
+def read_columns(
+    path: str | Path, headers: Iterable[str], encoding: str | None = None
+) -> pd.DataFrame:
     """The columns titled one of ``headers``, from every sheet of one export, as text.
 
     Title lines and totals lines are skipped the way ingest skips them, and nothing else is
@@ -561,11 +633,16 @@ def read_columns(path: str | Path, headers: Iterable[str],
     frames = []
     for sheet in read_sheets(path, encoding):
         table = locate_table(sheet, keys)
-        picked = [(i, h) for i, h in enumerate(table.header)
-                  if normalize_key(h) in keys and i < table.grid.shape[1]]
-        frames.append(pd.DataFrame({k: pd.Series(table.grid[:, i], dtype=object)
-                                    for k, (i, _h) in enumerate(picked)})
-                      .set_axis([h for _i, h in picked], axis=1))
+        picked = [
+            (i, h)
+            for i, h in enumerate(table.header)
+            if normalize_key(h) in keys and i < table.grid.shape[1]
+        ]
+        frames.append(
+            pd.DataFrame(
+                {k: pd.Series(table.grid[:, i], dtype=object) for k, (i, _h) in enumerate(picked)}
+            ).set_axis([h for _i, h in picked], axis=1)
+        )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -585,8 +662,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def exports_manifest(raw_dir: str | Path, schemas: Mapping[str, TableSchema],
-                     previous: Mapping | None = None) -> dict:
+def exports_manifest(
+    raw_dir: str | Path, schemas: Mapping[str, TableSchema], previous: Mapping | None = None
+) -> dict:
     """Name, size and SHA-256 of every export (and what fits no table). A file whose size and
     modification time (ns) match ``previous`` keeps its hash; any other file is hashed."""
     scan = scan_exports(raw_dir, schemas)
@@ -598,20 +676,33 @@ def exports_manifest(raw_dir: str | Path, schemas: Mapping[str, TableSchema],
             old = known.get(p.name)
             same = old and old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns
             digest = old["sha256"] if same and old else _sha256(p)
-            entries.append({"table": table, "file": p.name, "size": st.st_size,
-                            "mtime_ns": st.st_mtime_ns, "sha256": digest})
+            entries.append(
+                {
+                    "table": table,
+                    "file": p.name,
+                    "size": st.st_size,
+                    "mtime_ns": st.st_mtime_ns,
+                    "sha256": digest,
+                }
+            )
     return {"exports": entries, "unmatched": scan.unmatched, "broken_links": scan.broken_links}
 
 
 def _content(manifest: Mapping) -> dict:
     """What decides whether ingest must run again (not the modification times)."""
-    return {"exports": [{k: e[k] for k in ("table", "file", "size", "sha256")}
-                        for e in manifest.get("exports", [])],
-            "unmatched": list(manifest.get("unmatched", [])),
-            "broken_links": list(manifest.get("broken_links", []))}
+    return {
+        "exports": [
+            {k: e[k] for k in ("table", "file", "size", "sha256")}
+            for e in manifest.get("exports", [])
+        ],
+        "unmatched": list(manifest.get("unmatched", [])),
+        "broken_links": list(manifest.get("broken_links", [])),
+    }
 
 
-def write_manifest(raw_dir: str | Path, schemas: Mapping[str, TableSchema], path: str | Path) -> bool:
+def write_manifest(
+    raw_dir: str | Path, schemas: Mapping[str, TableSchema], path: str | Path
+) -> bool:
     """Refresh the manifest file; it is rewritten (new modification time) only when the set of
     exports or any export's content changed, so make redoes ingest exactly then."""
     path = Path(path)
@@ -633,8 +724,9 @@ def write_manifest(raw_dir: str | Path, schemas: Mapping[str, TableSchema], path
 def _write_json(obj: Mapping, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True) + "\n",
-                   encoding="utf-8")
+    tmp.write_text(
+        json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8"
+    )
     os.replace(tmp, path)
 
 

@@ -72,8 +72,9 @@ _PLAIN = r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$"
 _CURRENCY = r"^[¥\\$]\s*|\s*円$"
 
 
-def parse_numbers(series: pd.Series, integer: bool = False,
-                  unit: str | None = None) -> tuple[pd.Series, pd.Series]:
+def parse_numbers(
+    series: pd.Series, integer: bool = False, unit: str | None = None
+) -> tuple[pd.Series, pd.Series]:
     """Text → float64 values and an error reason per cell (None when fine or blank).
 
     Accepts full-width digits, correctly grouped thousands separators (1,234,567 /

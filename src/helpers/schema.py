@@ -24,10 +24,45 @@ TABLE_ROLES = {"source", "post_outcome"}
 LINK_ROLES = ("name", "name_kana", "birth_date", "sex", "address", "guardian_name", "school")
 # Yes/no spellings (matched after width and case folding); a value map in config/ingest.yaml
 # adds a vendor's own (value_map: {"table.field": {"要": true}}).
-BOOL_TRUE = ("有", "有り", "あり", "ある", "はい", "○", "〇", "◯", "●", "レ", "✓", "該当", "該当あり",
-             "対象", "1", "true", "yes", "y", "是")
-BOOL_FALSE = ("無", "無し", "なし", "ない", "いいえ", "×", "✕", "✗", "非該当", "該当なし", "対象外",
-              "0", "false", "no", "n", "否")
+BOOL_TRUE = (
+    "有",
+    "有り",
+    "あり",
+    "ある",
+    "はい",
+    "○",
+    "〇",
+    "◯",
+    "●",
+    "レ",
+    "✓",
+    "該当",
+    "該当あり",
+    "対象",
+    "1",
+    "true",
+    "yes",
+    "y",
+    "是",
+)
+BOOL_FALSE = (
+    "無",
+    "無し",
+    "なし",
+    "ない",
+    "いいえ",
+    "×",
+    "✕",
+    "✗",
+    "非該当",
+    "該当なし",
+    "対象外",
+    "0",
+    "false",
+    "no",
+    "n",
+    "否",
+)
 
 
 @dataclass(frozen=True)
@@ -157,8 +192,10 @@ def parse_schema(raw: dict, name: str = "?") -> TableSchema:
     link_by = {str(k): str(v) for k, v in (raw.get("link_by") or {}).items()}
     for k, v in link_by.items():
         if k not in LINK_ROLES or v not in names:
-            raise MimamoriError(f"data_schema/{table}.yaml: link_by {k}: {v}: roles are "
-                                f"{list(LINK_ROLES)} and each must name a field of the table")
+            raise MimamoriError(
+                f"data_schema/{table}.yaml: link_by {k}: {v}: roles are "
+                f"{list(LINK_ROLES)} and each must name a field of the table"
+            )
     role = raw.get("role", "source")
     if role not in TABLE_ROLES:
         raise MimamoriError(f"data_schema/{table}.yaml: role must be one of {sorted(TABLE_ROLES)}")
@@ -210,9 +247,19 @@ def schema_table(schemas: dict[str, TableSchema] | None = None):
     rows = []
     for s in schemas.values():
         for f in s.fields:
-            rows.append({
-                "table": s.table, "table_title": s.title, "field": f.name, "title": f.title,
-                "type": f.type, "unit": f.unit or "", "required": f.required, "missing": f.missing,
-                "pii": f.pii, "masking": f.masking, "description": f.description,
-            })
+            rows.append(
+                {
+                    "table": s.table,
+                    "table_title": s.title,
+                    "field": f.name,
+                    "title": f.title,
+                    "type": f.type,
+                    "unit": f.unit or "",
+                    "required": f.required,
+                    "missing": f.missing,
+                    "pii": f.pii,
+                    "masking": f.masking,
+                    "description": f.description,
+                }
+            )
     return pd.DataFrame(rows)

@@ -27,8 +27,10 @@ def cities(tmp_path_factory) -> dict[str, dict]:
     out = {}
     for dialect in DIALECTS:
         data = tmp_path_factory.mktemp(dialect) / "data"
-        cfg = load_config(profile="tiny", overrides={"run": {"data_dir": str(data)},
-                                                     "synth": {"dialect": dialect}})
+        cfg = load_config(
+            profile="tiny",
+            overrides={"run": {"data_dir": str(data)}, "synth": {"dialect": dialect}},
+        )
         P = paths(cfg)
         generate_city(cfg, P.raw)
         report = ingest_all(cfg, P.raw, P.mart)
@@ -43,8 +45,10 @@ DIALECT_TABLES = sorted(EXPORTS)
 
 def _lines(P, kind: str) -> pd.DataFrame:
     folder = P.rejects_dir if kind == "rejects" else P.marts.warnings_dir
-    return pd.concat([pd.read_csv(folder / f"{t}.csv", dtype={"source_row": int})
-                      for t in DIALECT_TABLES], ignore_index=True)
+    return pd.concat(
+        [pd.read_csv(folder / f"{t}.csv", dtype={"source_row": int}) for t in DIALECT_TABLES],
+        ignore_index=True,
+    )
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -52,9 +56,14 @@ def test_defects_are_exactly_the_rejects_warnings_and_dropped_copies(cities, dia
     P, report = cities[dialect]["P"], cities[dialect]["report"]
     truth = pd.read_csv(P.truth_defects, dtype={"source_row": int})
     assert len(truth) > 0
-    for kind, actions in (("rejects", {"reject_row", "drop_duplicate"}), ("warnings", {"blank_cell"})):
+    for kind, actions in (
+        ("rejects", {"reject_row", "drop_duplicate"}),
+        ("warnings", {"blank_cell"}),
+    ):
         got = _lines(P, kind).groupby(["file", "source_row"])["reason"].agg(set)
-        want = truth[truth["action"].isin(actions)].groupby(["file", "source_row"])["reason"].agg(set)
+        want = (
+            truth[truth["action"].isin(actions)].groupby(["file", "source_row"])["reason"].agg(set)
+        )
         assert want.index.difference(got.index).empty, (kind, want.index.difference(got.index)[:10])
         assert got.index.difference(want.index).empty, (kind, got.index.difference(want.index)[:10])
         assert all(want[k] <= got[k] for k in want.index), kind
@@ -65,15 +74,22 @@ def test_defects_are_exactly_the_rejects_warnings_and_dropped_copies(cities, dia
         planted = truth[truth["table"] == table]
         assert t["duplicates_dropped"] == int((planted["action"] == "drop_duplicate").sum())
         # rows rejected <= rows planted as defects that reject a row
-        assert t["rows_rejected"] <= planted.loc[planted["action"] == "reject_row",
-                                                 ["file", "source_row"]].drop_duplicates().shape[0]
+        assert (
+            t["rows_rejected"]
+            <= planted.loc[planted["action"] == "reject_row", ["file", "source_row"]]
+            .drop_duplicates()
+            .shape[0]
+        )
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_no_value_listed_in_a_schema_is_unmapped(cities, dialect):
     report = cities[dialect]["report"]
-    unmapped = {(t, u["field"], u["value"]) for t, tr in report["tables"].items()
-                for u in tr["unmapped_values"]}
+    unmapped = {
+        (t, u["field"], u["value"])
+        for t, tr in report["tables"].items()
+        for u in tr["unmapped_values"]
+    }
     assert unmapped, "the generator plants unknown codes: they must be listed"
     assert {v for _t, _f, v in unmapped} == {PLANTED_UNKNOWN}
 
@@ -85,8 +101,10 @@ def test_both_vendors_give_the_same_mart(cities):
         left = pd.read_parquet(a["P"].mart_table(table))
         right = pd.read_parquet(b["P"].mart_table(table))
         pd.testing.assert_frame_equal(left, right, obj=table)
-        assert a["report"]["tables"][table]["rows_rejected"] == \
-            b["report"]["tables"][table]["rows_rejected"], table
+        assert (
+            a["report"]["tables"][table]["rows_rejected"]
+            == b["report"]["tables"][table]["rows_rejected"]
+        ), table
 
 
 def test_the_second_vendor_writes_differently(cities):
@@ -101,8 +119,18 @@ def test_the_second_vendor_writes_differently(cities):
     encodings = {s[0].encoding for s in sheets.values()}
     assert {"cp932", "utf-8", "utf-8-sig", "xlsx"} <= encodings
     text = "".join("".join(sh.grid.ravel().astype(str)) for s in sheets.values() for sh in s)
-    for spelling in ("未届の", "該当", "非該当", "1ヶ月児健康診査", "（疑い）", "円", "9999/12/31",
-                     "0000/00/00", "99999999", "合計"):
+    for spelling in (
+        "未届の",
+        "該当",
+        "非該当",
+        "1ヶ月児健康診査",
+        "（疑い）",
+        "円",
+        "9999/12/31",
+        "0000/00/00",
+        "99999999",
+        "合計",
+    ):
         assert spelling in text, spelling
     assert re.search(r"[平令昭]\d\d\.\d\d\.\d\d", text)  # one-kanji era dates
     files = [f for t in report["tables"].values() for f in t["files"]]
@@ -116,12 +144,14 @@ def test_the_second_vendor_writes_differently(cities):
 def test_generator_truth_does_not_depend_on_the_dialect(cities):
     a, b = cities["default"]["P"], cities["vendor_b"]["P"]
     for name in ("truth_probabilities", "truth_population"):
-        pd.testing.assert_frame_equal(pd.read_parquet(getattr(a, name)),
-                                      pd.read_parquet(getattr(b, name)))
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(getattr(a, name)), pd.read_parquet(getattr(b, name))
+        )
     da = pd.read_csv(a.truth_defects)
     db = pd.read_csv(b.truth_defects)
-    assert da[["table", "column", "reason", "action"]].equals(db[["table", "column", "reason",
-                                                                  "action"]])
+    assert da[["table", "column", "reason", "action"]].equals(
+        db[["table", "column", "reason", "action"]]
+    )
 
 
 def test_raw_folder_is_not_touched_by_ingest(cities):

@@ -46,18 +46,35 @@ HEALTH = [
     "10000003,4か月,2016/11/20,6.5,62,はい,いいえ,２,正常",
 ]
 REG_HEADER = ["宛名番号", "年度", "学籍番号", "学校コード", "学年", "特別支援学級"]
-REGISTER = [["10000001", 2023, "123456", "E01", 3, "無"],
-            ["10000003", 2023, "123457", "E01", 1, None]]
+REGISTER = [
+    ["10000001", 2023, "123456", "E01", 3, "無"],
+    ["10000003", 2023, "123457", "E01", 1, None],
+]
 ATT_HEADER = "学籍番号,学校コード,年度,欠席日数"
 ATTENDANCE = ["123456,E01,2023,5", "123457,E01,2023,0"]
 HH_HEADER = "宛名番号,世帯番号,続柄,異動日,世帯離脱日"
-HOUSEHOLD = ["10000001,900001,長男,H27.4.1,", "10000004,900001,世帯主,2000/01/01,",
-             "10000005,900002,01,S50.6.6,"]
-PII_STRINGS = ["山田太郎", "ヤマダタロウ", "丸の内", "梅田", "鈴木花子", "10000001", "10000002",
-               "10000003", "123456", "900001"]
+HOUSEHOLD = [
+    "10000001,900001,長男,H27.4.1,",
+    "10000004,900001,世帯主,2000/01/01,",
+    "10000005,900002,01,S50.6.6,",
+]
+PII_STRINGS = [
+    "山田太郎",
+    "ヤマダタロウ",
+    "丸の内",
+    "梅田",
+    "鈴木花子",
+    "10000001",
+    "10000002",
+    "10000003",
+    "123456",
+    "900001",
+]
 
 
-def write_csv(path: Path, header: str, rows: list[str], encoding: str = "cp932", eol: str = "\r\n") -> Path:
+def write_csv(
+    path: Path, header: str, rows: list[str], encoding: str = "cp932", eol: str = "\r\n"
+) -> Path:
     text = eol.join([header, *rows]) + eol
     data = text.encode(encoding)
     path.write_bytes(data)
@@ -106,14 +123,21 @@ def rejects(mart: Path, table: str) -> pd.DataFrame:
 def test_clean_city_reaches_the_mart_with_contract_dtypes(city):
     report = ingest_all(city["cfg"], city["raw"], city["mart"])
     schemas = load_schemas()
-    for table in ("residents", "health_checkups", "school_register", "school_attendance", "household_history"):
+    for table in (
+        "residents",
+        "health_checkups",
+        "school_register",
+        "school_attendance",
+        "household_history",
+    ):
         t = report["tables"][table]
         assert t["rows_rejected"] == 0 and t["duplicates_dropped"] == 0, (table, t["reasons"])
         assert t["rows_in"] == t["rows_out"]
         df = pd.read_parquet(city["mart"] / f"{table}.parquet")
         assert list(df.columns) == [f.name for f in schemas[table].mart_fields]
         assert {c: str(d) for c, d in df.dtypes.items()} == {
-            c: ("string" if d == "string" else d) for c, d in mart_dtypes(schemas[table]).items()}
+            c: ("string" if d == "string" else d) for c, d in mart_dtypes(schemas[table]).items()
+        }
         assert (rejects(city["mart"], table).columns.tolist()) == REJECT_COLUMNS
     assert report["key_source"] == "demo" and report["synthetic"] is True
     assert "allowances" in report["missing_tables"]  # optional table absent: reported, not fatal
@@ -170,7 +194,9 @@ def test_pseudonyms_join_across_tables_and_birth_month_rule(city):
     assert set(hh["resident_code"]) <= set(res["resident_code"])
     assert set(att["student_id"]) == set(reg["student_id"])
     key = b"mimamori-demo-key: synthetic data only, not secret"
-    born_april_first = res.set_index("resident_code").loc[pseudonym("10000001", key, "resident"), "birth_date"]
+    born_april_first = res.set_index("resident_code").loc[
+        pseudonym("10000001", key, "resident"), "birth_date"
+    ]
     assert born_april_first == pd.Timestamp("2015-03-01")  # H27.4.1 → 2015-03-01
     assert (res["birth_date"].dt.day == 1).all()
     assert (hc["checkup_date"].dt.day == 1).all()
@@ -194,7 +220,9 @@ def test_rerun_skips_when_nothing_changed_and_redoes_when_an_input_changes(city)
     second = ingest_all(city["cfg"], city["raw"], city["mart"])
     assert second["skipped"] is True and second["skipped_reruns"] == 1
     assert second["fingerprint"] == first["fingerprint"]
-    write_csv(city["raw"] / "出欠_2023.csv", ATT_HEADER, [*ATTENDANCE, "123456,E01,2022,9"], "cp932")
+    write_csv(
+        city["raw"] / "出欠_2023.csv", ATT_HEADER, [*ATTENDANCE, "123456,E01,2022,9"], "cp932"
+    )
     third = ingest_all(city["cfg"], city["raw"], city["mart"])
     assert third["skipped"] is False
     assert third["tables"]["school_attendance"]["rows_out"] == 3
@@ -210,7 +238,8 @@ def test_correspondence_only_when_asked_and_only_in_private(city):
     res = pd.read_parquet(city["mart"] / "residents.parquet")
     back = corr[corr["domain"] == "resident"].set_index("pseudonym")["code"]
     assert sorted(back[res["resident_code"]]) == sorted(
-        ["10000001", "10000002", "10000003", "10000004", "10000005", "10000006"])
+        ["10000001", "10000002", "10000003", "10000004", "10000005", "10000006"]
+    )
 
 
 def test_cli_main_uses_options(city, capsys):
@@ -250,7 +279,9 @@ BAD_RESIDENTS = {
 
 
 def test_every_row_reject_reason_for_residents(city):
-    write_csv(city["raw"] / "住民記録_20240401.csv", RES_HEADER, [v[0] for v in BAD_RESIDENTS.values()])
+    write_csv(
+        city["raw"] / "住民記録_20240401.csv", RES_HEADER, [v[0] for v in BAD_RESIDENTS.values()]
+    )
     write_csv(city["raw"] / "乳幼児健診_20240401.csv", HC_HEADER, [HEALTH[0]], "utf-8-sig")
     write_xlsx(city["raw"] / "学齢簿_2023.xlsx", REG_HEADER, [REGISTER[0]])
     write_csv(city["raw"] / "出欠_2023.csv", ATT_HEADER, [ATTENDANCE[0]])
@@ -271,12 +302,17 @@ def test_every_row_reject_reason_for_residents(city):
     assert t["cell_warnings"] == {"invalid_code": 1}
     warn = pd.read_csv(city["mart"] / "_warnings" / "residents.csv", dtype=str)
     assert warn[["source_row", "column", "value", "reason"]].values.tolist() == [
-        ["19", "school_district", "e-01", "invalid_code"]]
+        ["19", "school_district", "e-01", "invalid_code"]
+    ]
     res = pd.read_parquet(city["mart"] / "residents.parquet")
     assert res["school_district"].isna().sum() == 1
     # the rejects name file, row, column, the raw value and a reason the analyst can act on
     row3 = rej[rej["source_row"] == "3"].iloc[0]
-    assert (row3["file"], row3["column"], row3["value"]) == ("住民記録_20240401.csv", "birth_date", "令和5年2月30日")
+    assert (row3["file"], row3["column"], row3["value"]) == (
+        "住民記録_20240401.csv",
+        "birth_date",
+        "令和5年2月30日",
+    )
     assert "no such calendar day" in row3["detail"]
     assert "after the end of its era" in rej[rej["source_row"] == "6"].iloc[0]["detail"]
     assert "row 20" in rej[rej["source_row"] == "21"].iloc[0]["detail"]
@@ -284,19 +320,27 @@ def test_every_row_reject_reason_for_residents(city):
 
 
 def test_measurements_codes_and_orphans_in_linked_tables(city):
-    write_csv(city["raw"] / "乳幼児健診_20240401.csv", HC_HEADER, [
-        "10000001,3歳児健診,H30.4.10,14.2,95,有,無,0,1",            # 2 ok
-        "10000002,1歳6か月,R3.11.5,-3,80,,,,1",                     # 3 negative weight
-        "10000003,4か月,R3.11.5,6,620,,,,1",                        # 4 absurd height
-        "10000001,1か月,R3.11.5,abc,50,,,,1",                       # 5 not a number
-        "10000001,4か月,R3.11.5,6.5,62,たぶん,,,1",                  # 6 bool not yes/no
-        "10000001,5歳児健診,R3.11.5,6.5,62,,,,1",                   # 7 unknown checkup
-        "99999999,1か月,R3.11.5,4.0,50,,,,1",                       # 8 orphan resident
-        "10000002,1か月,R3.11.5,4.0,50,,,1.5,1",                    # 9 cigarettes not whole
-        "10000002,3歳,R3.11.5,1,50,,,81,1",                         # 10 cigarettes > 80
-    ], "utf-8-sig")
-    write_csv(city["raw"] / "出欠_2023.csv", ATT_HEADER, [
-        "123456,E01,2023,5", "123457,E01,2023,251", "999999,E01,2023,3", "123457,E01,2022,-1"])
+    write_csv(
+        city["raw"] / "乳幼児健診_20240401.csv",
+        HC_HEADER,
+        [
+            "10000001,3歳児健診,H30.4.10,14.2,95,有,無,0,1",  # 2 ok
+            "10000002,1歳6か月,R3.11.5,-3,80,,,,1",  # 3 negative weight
+            "10000003,4か月,R3.11.5,6,620,,,,1",  # 4 absurd height
+            "10000001,1か月,R3.11.5,abc,50,,,,1",  # 5 not a number
+            "10000001,4か月,R3.11.5,6.5,62,たぶん,,,1",  # 6 bool not yes/no
+            "10000001,5歳児健診,R3.11.5,6.5,62,,,,1",  # 7 unknown checkup
+            "99999999,1か月,R3.11.5,4.0,50,,,,1",  # 8 orphan resident
+            "10000002,1か月,R3.11.5,4.0,50,,,1.5,1",  # 9 cigarettes not whole
+            "10000002,3歳,R3.11.5,1,50,,,81,1",  # 10 cigarettes > 80
+        ],
+        "utf-8-sig",
+    )
+    write_csv(
+        city["raw"] / "出欠_2023.csv",
+        ATT_HEADER,
+        ["123456,E01,2023,5", "123457,E01,2023,251", "999999,E01,2023,3", "123457,E01,2022,-1"],
+    )
     report = ingest_all(city["cfg"], city["raw"], city["mart"])
     # a bad required field or key rejects the row ...
     hc = rejects(city["mart"], "health_checkups").set_index("source_row")
@@ -305,15 +349,22 @@ def test_measurements_codes_and_orphans_in_linked_tables(city):
     hw = pd.read_csv(city["mart"] / "_warnings" / "health_checkups.csv", dtype=str)
     hw = hw.set_index("source_row")
     assert hw["reason"].to_dict() == {
-        "3": "out_of_range", "4": "out_of_range", "5": "invalid_number", "6": "unknown_enum",
-        "9": "invalid_number", "10": "out_of_range"}
+        "3": "out_of_range",
+        "4": "out_of_range",
+        "5": "invalid_number",
+        "6": "unknown_enum",
+        "9": "invalid_number",
+        "10": "out_of_range",
+    }
     assert hw.loc["3", "column"] == "weight_kg" and "below minimum 1" in hw.loc["3", "detail"]
     assert hw.loc["4", "column"] == "height_cm" and "above maximum 130" in hw.loc["4", "detail"]
     att = rejects(city["mart"], "school_attendance").set_index("source_row")
     assert att["reason"].to_dict() == {"4": "orphan_key"}
     aw = pd.read_csv(city["mart"] / "_warnings" / "school_attendance.csv", dtype=str)
-    assert aw.set_index("source_row")["reason"].to_dict() == {"3": "out_of_range",
-                                                             "5": "out_of_range"}
+    assert aw.set_index("source_row")["reason"].to_dict() == {
+        "3": "out_of_range",
+        "5": "out_of_range",
+    }
     assert report["tables"]["school_attendance"]["references"]["student_id"]["orphans"] == 1
     t = report["tables"]["health_checkups"]
     assert t["rows_out"] == 7
@@ -334,8 +385,11 @@ def test_a_rejected_resident_row_does_not_orphan_that_persons_records(city):
 
 # ----------------------------------------------------------------------------- readers
 def test_embedded_line_breaks_count_as_one_row(city):
-    lines = [RESIDENTS[0], '10000002,"鈴木\n花子",ス,R2.5.3,女,日本,"大阪\r\n北区\n梅田",E01,,,',
-             "10000003,x,y,R2.2.30,男,日本,z,E01,,,"]
+    lines = [
+        RESIDENTS[0],
+        '10000002,"鈴木\n花子",ス,R2.5.3,女,日本,"大阪\r\n北区\n梅田",E01,,,',
+        "10000003,x,y,R2.2.30,男,日本,z,E01,,,",
+    ]
     write_csv(city["raw"] / "住民記録_20240401.csv", RES_HEADER, lines)
     ingest_all(city["cfg"], city["raw"], city["mart"])
     rej = rejects(city["mart"], "residents")
@@ -343,8 +397,18 @@ def test_embedded_line_breaks_count_as_one_row(city):
 
 
 def test_mixed_line_endings_and_bom(city):
-    text = ("\ufeff" + RES_HEADER + "\r\n" + RESIDENTS[0] + "\n" + RESIDENTS[2] + "\r" + RESIDENTS[3]
-            + "\r\n" + "10000009,x,y,R2.2.30,男,日本,z,E01,,,\n")
+    text = (
+        "\ufeff"
+        + RES_HEADER
+        + "\r\n"
+        + RESIDENTS[0]
+        + "\n"
+        + RESIDENTS[2]
+        + "\r"
+        + RESIDENTS[3]
+        + "\r\n"
+        + "10000009,x,y,R2.2.30,男,日本,z,E01,,,\n"
+    )
     (city["raw"] / "住民記録_20240401.csv").write_bytes(text.encode("utf-8"))
     report = ingest_all(city["cfg"], city["raw"], city["mart"])
     t = report["tables"]["residents"]
@@ -363,15 +427,26 @@ def test_blank_lines_are_not_records_but_are_counted(city):
 
 def test_headers_aliases_unknown_extra_missing_optional_and_header_map(city):
     schema = load_schema("residents")
-    p = write_csv(city["raw"] / "residents.csv", "住民コード,性別,国籍,生年月日,謎の列,ＦＯＯ",
-                  ["10000001,1,1,2015-04-02,x,y"], "utf-8")
+    p = write_csv(
+        city["raw"] / "residents.csv",
+        "住民コード,性別,国籍,生年月日,謎の列,ＦＯＯ",
+        ["10000001,1,1,2015-04-02,x,y"],
+        "utf-8",
+    )
     df = read_export(p, schema)
     assert df.attrs["unknown_headers"] == ["謎の列", "ＦＯＯ"]
     assert "address" in df.attrs["missing_optional_columns"]
     assert df["address"].isna().all() and df.loc[0, "resident_code"] == "10000001"
     assert df.loc[0, "source_row"] == 2
-    p2 = write_csv(city["raw"] / "residents2.csv", "個人番号,性別,国籍,生年月日", ["10000001,1,1,2015-04-02"], "utf-8")
-    with pytest.raises(MimamoriError, match=r"residents2\.csv: missing required column.*resident_code"):
+    p2 = write_csv(
+        city["raw"] / "residents2.csv",
+        "個人番号,性別,国籍,生年月日",
+        ["10000001,1,1,2015-04-02"],
+        "utf-8",
+    )
+    with pytest.raises(
+        MimamoriError, match=r"residents2\.csv: missing required column.*resident_code"
+    ):
         read_export(p2, schema)
     df2 = read_export(p2, schema, header_map={"個人番号": "resident_code"})
     assert df2.loc[0, "resident_code"] == "10000001"
@@ -380,8 +455,12 @@ def test_headers_aliases_unknown_extra_missing_optional_and_header_map(city):
 
 
 def test_two_columns_for_one_field_is_a_file_error(city):
-    p = write_csv(city["raw"] / "residents.csv", "宛名番号,住民コード,性別,国籍,生年月日",
-                  ["10000001,10000001,1,1,2015-04-02"], "utf-8")
+    p = write_csv(
+        city["raw"] / "residents.csv",
+        "宛名番号,住民コード,性別,国籍,生年月日",
+        ["10000001,10000001,1,1,2015-04-02"],
+        "utf-8",
+    )
     with pytest.raises(MimamoriError, match=r"both map to field 'resident_code'"):
         read_export(p, load_schema("residents"))
 
@@ -389,18 +468,30 @@ def test_two_columns_for_one_field_is_a_file_error(city):
 def test_header_matching_two_fields_is_a_file_error(tmp_path):
     from helpers.schema import parse_schema
 
-    raw = yaml.safe_load((Path(__file__).parents[2] / "data_schema" / "residents.yaml").read_text(encoding="utf-8"))
+    raw = yaml.safe_load(
+        (Path(__file__).parents[2] / "data_schema" / "residents.yaml").read_text(encoding="utf-8")
+    )
     raw["fields"][1]["aliases"] = ["住民コード"]  # name now also claims the resident code header
     schema = parse_schema(raw)
-    p = write_csv(tmp_path / "residents.csv", "住民コード,性別,国籍,生年月日", ["10000001,1,1,2015-04-02"], "utf-8")
+    p = write_csv(
+        tmp_path / "residents.csv",
+        "住民コード,性別,国籍,生年月日",
+        ["10000001,1,1,2015-04-02"],
+        "utf-8",
+    )
     with pytest.raises(MimamoriError, match=r"matches several fields \['name', 'resident_code'\]"):
         read_export(p, schema)
 
 
 def test_xlsx_cells_are_read_as_text(tmp_path):
-    p = write_xlsx(tmp_path / "学齢簿.xlsx", REG_HEADER,
-                   [["0010000001", 2023.0, 123456, "E01", 3, True],
-                    [10000002, 2023, "０１２３４５", "E01", 1, None]])
+    p = write_xlsx(
+        tmp_path / "学齢簿.xlsx",
+        REG_HEADER,
+        [
+            ["0010000001", 2023.0, 123456, "E01", 3, True],
+            [10000002, 2023, "０１２３４５", "E01", 1, None],
+        ],
+    )
     df = read_export(p, load_schema("school_register"))
     assert df["resident_code"].tolist() == ["0010000001", "10000002"]
     assert df["fiscal_year"].tolist() == ["2023", "2023"]
@@ -420,7 +511,9 @@ def test_xlsx_date_cells_rich_text_and_gaps(tmp_path):
     ws.append(["宛名番号", "生年月日", "性別", "国籍", "転入日"])
     ws.append(["10000001", dt.datetime(2015, 4, 1), "男", "日本", dt.date(2020, 8, 17)])
     ws.append([])  # an empty row keeps Excel's numbering for the next record
-    ws.append(["10000002", "R2.5.3", CellRichText(["女", TextBlock(InlineFont(b=True), "性")]), 2, None])
+    ws.append(
+        ["10000002", "R2.5.3", CellRichText(["女", TextBlock(InlineFont(b=True), "性")]), 2, None]
+    )
     ws["B2"].number_format = "yyyy/mm/dd"
     ws["E2"].number_format = '[$-ja-JP]ggge"年"m"月"d"日"'
     p = tmp_path / "residents.xlsx"
@@ -490,12 +583,15 @@ def test_real_data_without_a_key_refuses_to_run(city):
 # ----------------------------------------------------------------------------- validation unit
 def test_validate_table_counts_reconcile_on_a_frame():
     schema = load_schema("vaccinations")
-    raw = pd.DataFrame({
-        "resident_code": ["10000001", "10000001", "10000001", "10000002", "10000002", ""],
-        "vaccine": ["Hib", "ヒブ", "MR", "BCG", "BCG", "Hib"],
-        "dose": ["1", "1", "1", "1", "1", "1"],
-        "vaccination_date": ["R2.1.1", "2020-01-01", "R2.1.1", "R2.1.1", "R2.2.1", "R2.1.1"],
-    }, dtype="string")
+    raw = pd.DataFrame(
+        {
+            "resident_code": ["10000001", "10000001", "10000001", "10000002", "10000002", ""],
+            "vaccine": ["Hib", "ヒブ", "MR", "BCG", "BCG", "Hib"],
+            "dose": ["1", "1", "1", "1", "1", "1"],
+            "vaccination_date": ["R2.1.1", "2020-01-01", "R2.1.1", "R2.1.1", "R2.2.1", "R2.1.1"],
+        },
+        dtype="string",
+    )
     raw["source_file"] = "v.csv"
     raw["source_row"] = range(2, 8)
     res = validate_table(raw, schema)
@@ -521,7 +617,11 @@ def test_ingest_is_fast_on_a_large_table(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
     df.to_csv(raw / "予防接種.csv", index=False, encoding="cp932")
-    write_csv(raw / "住民記録.csv", RES_HEADER, [f"{c},a,b,2015/01/01,男,日本,c,E01,,," for c in np.unique(codes)])
+    write_csv(
+        raw / "住民記録.csv",
+        RES_HEADER,
+        [f"{c},a,b,2015/01/01,男,日本,c,E01,,," for c in np.unique(codes)],
+    )
     cfg = load_config(overrides={"run": {"data_dir": str(tmp_path), "synthetic": True}})
     report = ingest_all(cfg, raw, tmp_path / "mart")  # speed: `make bench`, not a test
     assert report["tables"]["vaccinations"]["rows_out"] == len(df)
@@ -534,7 +634,11 @@ def test_quality_figures_from_the_mart(city):
     lines = [*HEALTH, "10000001,1か月,H27.5.1,-1,50,,,,1"]
     write_csv(city["raw"] / "乳幼児健診_20240401.csv", HC_HEADER, lines, "utf-8-sig")
     write_csv(city["raw"] / "出欠_2023.csv", ATT_HEADER, [*ATTENDANCE, "123458,E01,2023,"])
-    write_xlsx(city["raw"] / "学齢簿_2023.xlsx", REG_HEADER, [*REGISTER, ["10000006", 2023, "123458", "E01", 2, None]])
+    write_xlsx(
+        city["raw"] / "学齢簿_2023.xlsx",
+        REG_HEADER,
+        [*REGISTER, ["10000006", 2023, "123458", "E01", 2, None]],
+    )
     ingest_all(city["cfg"], city["raw"], city["mart"])
     report = quality.load_report(city["mart"])
     schemas = load_schemas()
@@ -543,22 +647,25 @@ def test_quality_figures_from_the_mart(city):
     assert summary.loc["health_checkups", "rows_rejected"] == 0  # a bad weight blanks the cell
     assert summary.loc["health_checkups", "cells_blanked"] == 1
     cells = quality.cell_warning_counts(report)
-    assert cells.query("table == 'health_checkups'")[["column", "reason", "cells"]].values.tolist() \
-        == [["weight_kg", "out_of_range", 1]]
+    assert cells.query("table == 'health_checkups'")[
+        ["column", "reason", "cells"]
+    ].values.tolist() == [["weight_kg", "out_of_range", 1]]
     miss = quality.missingness(mart, schemas).set_index(["table", "column"])
     assert miss.loc[("health_checkups", "q_mother_cigarettes"), "zero"] == 1
     assert miss.loc[("health_checkups", "q_mother_cigarettes"), "blank_unknown"] == 2
     assert miss.loc[("residents", "move_out_date"), "blank_none"] == 5
     assert miss.loc[("school_attendance", "absence_days"), "blank_unknown"] == 1
     cov = quality.date_coverage(mart, schemas, [2017, 2018, 2019, 2020, 2021, 2022, 2023])
-    assert cov.set_index(["table", "column"]).loc[("health_checkups", "checkup_date"), "FY2018"] == 1
+    assert (
+        cov.set_index(["table", "column"]).loc[("health_checkups", "checkup_date"), "FY2018"] == 1
+    )
     movers = quality.in_mover_share(mart["residents"], [2020, 2021]).set_index("fiscal_year")
     assert movers.loc[2021, "in_movers"] == 1 and movers.loc[2020, "in_movers"] == 0
     link = quality.linkage_rate(report).set_index("table")
     assert link.loc["school_attendance", "linkage_rate"] == 1.0  # via the school register
     assert link.loc["health_checkups", "linked"] == 4
-    assert quality.fiscal_year(pd.Series(pd.to_datetime(["2023-03-31", "2023-04-01"]))).tolist() == [2022, 2023]
+    assert quality.fiscal_year(
+        pd.Series(pd.to_datetime(["2023-03-31", "2023-04-01"]))
+    ).tolist() == [2022, 2023]
     ms = quality.masking_summary(report)
     assert {"weight_kg", "height_cm", "absence_days"} <= set(ms["column"])
-
-

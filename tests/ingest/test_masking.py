@@ -49,8 +49,9 @@ def test_pseudonymise_matches_scalar_and_keeps_blanks():
 
 
 def _cfg(synthetic=True, key_file=None):
-    return load_config(overrides={"run": {"synthetic": synthetic},
-                                  "ingest": {"key_file": key_file}})
+    return load_config(
+        overrides={"run": {"synthetic": synthetic}, "ingest": {"key_file": key_file}}
+    )
 
 
 GOOD_KEY = "5f0c2b9e41d7a8c3e6f1029b7d4a5c8e"  # 32 characters
@@ -61,12 +62,15 @@ def test_key_from_env_wins(monkeypatch):
     assert load_key(_cfg(synthetic=False)) == (GOOD_KEY.encode(), "env")
 
 
-@pytest.mark.parametrize("bad, words", [
-    ("short", "shorter than 32"),
-    ("a-long-enough-secret-key", "shorter than 32"),  # 24 bytes: enough before, not now
-    ("x" * 40, "one character repeated"),
-    (DEMO_KEY.decode(), "public demo key"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ("short", "shorter than 32"),
+        ("a-long-enough-secret-key", "shorter than 32"),  # 24 bytes: enough before, not now
+        ("x" * 40, "one character repeated"),
+        (DEMO_KEY.decode(), "public demo key"),
+    ],
+)
 def test_weak_or_public_keys_are_refused_for_real_data(monkeypatch, tmp_path, bad, words):
     monkeypatch.setenv("MIMAMORI_KEY", bad)
     with pytest.raises(MimamoriError, match=words) as err:
@@ -110,8 +114,12 @@ def test_birth_month_rule_april_first_goes_to_march():
     s = pd.Series(pd.to_datetime(["2015-04-01", "2015-04-02", "2016-03-31", "2016-01-01", None]))
     out = mask_birth_month(s)
     assert out.dtype == "datetime64[ns]"
-    assert out.tolist()[:4] == [pd.Timestamp("2015-03-01"), pd.Timestamp("2015-04-01"),
-                                pd.Timestamp("2016-03-01"), pd.Timestamp("2016-01-01")]
+    assert out.tolist()[:4] == [
+        pd.Timestamp("2015-03-01"),
+        pd.Timestamp("2015-04-01"),
+        pd.Timestamp("2016-03-01"),
+        pd.Timestamp("2016-01-01"),
+    ]
     assert pd.isna(out[4])
 
 
@@ -143,24 +151,28 @@ def test_topcode_keeps_integers_integer():
 
 def test_mask_table_applies_each_rule_and_drops_pii():
     schema = load_schema("residents")
-    df = pd.DataFrame({
-        "resident_code": pd.Series(["12345678", "23456789"], dtype="string"),
-        "name": pd.Series(["山田太郎", "鈴木花子"], dtype="string"),
-        "name_kana": pd.Series(["ヤマダタロウ", "スズキハナコ"], dtype="string"),
-        "birth_date": pd.to_datetime(["2015-04-01", "2015-06-20"]),
-        "sex": pd.Series(["male", "female"], dtype="string"),
-        "nationality": pd.Series(["japanese", "foreign"], dtype="string"),
-        "address": pd.Series(["東京都千代田区1-1", "大阪市北区"], dtype="string"),
-        "school_district": pd.Series(["A1", None], dtype="string"),
-        "move_in_date": pd.to_datetime([None, "2020-08-17"]),
-        "move_out_date": pd.to_datetime([None, None]),
-        "death_date": pd.to_datetime([None, None]),
-    })
+    df = pd.DataFrame(
+        {
+            "resident_code": pd.Series(["12345678", "23456789"], dtype="string"),
+            "name": pd.Series(["山田太郎", "鈴木花子"], dtype="string"),
+            "name_kana": pd.Series(["ヤマダタロウ", "スズキハナコ"], dtype="string"),
+            "birth_date": pd.to_datetime(["2015-04-01", "2015-06-20"]),
+            "sex": pd.Series(["male", "female"], dtype="string"),
+            "nationality": pd.Series(["japanese", "foreign"], dtype="string"),
+            "address": pd.Series(["東京都千代田区1-1", "大阪市北区"], dtype="string"),
+            "school_district": pd.Series(["A1", None], dtype="string"),
+            "move_in_date": pd.to_datetime([None, "2020-08-17"]),
+            "move_out_date": pd.to_datetime([None, None]),
+            "death_date": pd.to_datetime([None, None]),
+        }
+    )
     masked, report = mask_table(df, schema, KEY)
     assert list(masked.columns) == [f.name for f in schema.mart_fields]
     assert {"name", "name_kana", "address"}.isdisjoint(masked.columns)
-    assert masked["resident_code"].tolist() == [pseudonym("12345678", KEY, "resident"),
-                                                pseudonym("23456789", KEY, "resident")]
+    assert masked["resident_code"].tolist() == [
+        pseudonym("12345678", KEY, "resident"),
+        pseudonym("23456789", KEY, "resident"),
+    ]
     assert masked["birth_date"].tolist() == [pd.Timestamp("2015-03-01"), pd.Timestamp("2015-06-01")]
     assert masked["move_in_date"][1] == pd.Timestamp("2020-08-01")
     assert report["name"] == {"masking": "drop"}
@@ -169,15 +181,20 @@ def test_mask_table_applies_each_rule_and_drops_pii():
 
 def test_mask_table_with_fixed_bounds():
     schema = load_schema("birth_status")
-    df = pd.DataFrame({
-        "resident_code": pd.Series(["12345678", "23456789"], dtype="string"),
-        "birth_weight_g": pd.Series([500, 3000], dtype="Int64"),
-        "head_circumference_cm": [30.0, 44.0],
-        "gestational_weeks": pd.Series([30, 40], dtype="Int64"),
-        "multiple_birth": pd.Series([True, None], dtype="boolean"),
-    })
-    masked, report = mask_table(df, schema, KEY, {"birth_weight_g": (1000, 5000),
-                                                  "head_circumference_cm": (25, 40)})
+    df = pd.DataFrame(
+        {
+            "resident_code": pd.Series(["12345678", "23456789"], dtype="string"),
+            "birth_weight_g": pd.Series([500, 3000], dtype="Int64"),
+            "head_circumference_cm": [30.0, 44.0],
+            "gestational_weeks": pd.Series([30, 40], dtype="Int64"),
+            "multiple_birth": pd.Series([True, None], dtype="boolean"),
+        }
+    )
+    masked, report = mask_table(
+        df, schema, KEY, {"birth_weight_g": (1000, 5000), "head_circumference_cm": (25, 40)}
+    )
     assert masked["birth_weight_g"].tolist() == [1000, 3000]
     assert masked["head_circumference_cm"].tolist() == [30.0, 40.0]
-    assert report["birth_weight_g"]["n_lower"] == 1 and report["head_circumference_cm"]["n_upper"] == 1
+    assert (
+        report["birth_weight_g"]["n_lower"] == 1 and report["head_circumference_cm"]["n_upper"] == 1
+    )

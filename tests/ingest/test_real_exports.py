@@ -60,9 +60,14 @@ def unmapped(report, table_name) -> set[str]:
 
 # ----------------------------------------------------------------------------- vocabularies
 def test_register_relationships_are_codes_not_unknown(city):
-    rows = ["10000001,900001,妻の子,H27.4.1,", "10000004,900001,世帯主,2000/01/01,",
-            "10000002,900001,未届の妻,2001/01/01,", "10000003,900001,子の妻,2001/01/01,",
-            "10000005,900002,未届の夫,S50.6.6,", "10000006,900002,子の夫,2001/01/01,"]
+    rows = [
+        "10000001,900001,妻の子,H27.4.1,",
+        "10000004,900001,世帯主,2000/01/01,",
+        "10000002,900001,未届の妻,2001/01/01,",
+        "10000003,900001,子の妻,2001/01/01,",
+        "10000005,900002,未届の夫,S50.6.6,",
+        "10000006,900002,子の夫,2001/01/01,",
+    ]
     write_csv(city["raw"] / "世帯異動履歴.csv", HH_HEADER, rows)
     report = ingest_all(city["cfg"], city["raw"], city["mart"])
     assert report["tables"]["household_history"]["rows_rejected"] == 0
@@ -72,21 +77,31 @@ def test_register_relationships_are_codes_not_unknown(city):
 
 
 def test_nationality_as_resident_type_or_country(city):
-    lines = [r.replace(",日本,", ",日本人住民,").replace(",外国籍,", ",外国人住民,") for r in RESIDENTS]
+    lines = [
+        r.replace(",日本,", ",日本人住民,").replace(",外国籍,", ",外国人住民,") for r in RESIDENTS
+    ]
     lines[0] = lines[0].replace(",日本人住民,", ",ベトナム,")
     lines[3] = lines[3].replace(",日本人,", ",中国,")
     write_csv(city["raw"] / "住民記録_20240401.csv", RES_HEADER, lines)
     report = ingest_all(city["cfg"], city["raw"], city["mart"])
     assert report["tables"]["residents"]["rows_rejected"] == 0
     res = table(city, "residents")
-    assert res["nationality"].tolist() == ["foreign", "japanese", "foreign", "foreign", "japanese",
-                                           "japanese"]
+    assert res["nationality"].tolist() == [
+        "foreign",
+        "japanese",
+        "foreign",
+        "foreign",
+        "japanese",
+        "japanese",
+    ]
 
 
 def test_yc_determination_written_as_gaitou_keeps_the_label(city):
-    rows = ["1000001,10000001,R5.4.10,ヤングケアラー,学校,,該当,x",
-            "1000002,10000002,R5.4.10,ヤングケアラー（疑い）,学校,,非該当,y",
-            "1000003,10000003,R5.4.10,身体的虐待(疑い),警察,,,z"]
+    rows = [
+        "1000001,10000001,R5.4.10,ヤングケアラー,学校,,該当,x",
+        "1000002,10000002,R5.4.10,ヤングケアラー（疑い）,学校,,非該当,y",
+        "1000003,10000003,R5.4.10,身体的虐待(疑い),警察,,,z",
+    ]
     write_csv(city["raw"] / "相談記録_2024.csv", CONS_HEADER, rows, "utf-8-sig")
     report = ingest_all(city["cfg"], city["raw"], city["mart"])
     assert report["tables"]["consultations"]["rows_rejected"] == 0
@@ -95,13 +110,24 @@ def test_yc_determination_written_as_gaitou_keeps_the_label(city):
     assert cons["consultation_type"].tolist() == ["young_carer", "young_carer", "physical_abuse"]
 
 
-@pytest.mark.parametrize("spelling, code", [
-    ("1歳6ヶ月児健診", "y1m6"), ("1歳6カ月児健康診査", "y1m6"), ("3歳児健康診査", "y3"),
-    ("１ヵ月児健診", "m1"), ("3〜4か月児健診", "m4"), ("1歳半健診", "y1m6"),
-])
+@pytest.mark.parametrize(
+    "spelling, code",
+    [
+        ("1歳6ヶ月児健診", "y1m6"),
+        ("1歳6カ月児健康診査", "y1m6"),
+        ("3歳児健康診査", "y3"),
+        ("１ヵ月児健診", "m1"),
+        ("3〜4か月児健診", "m4"),
+        ("1歳半健診", "y1m6"),
+    ],
+)
 def test_checkup_names_in_their_common_spellings(city, spelling, code):
-    write_csv(city["raw"] / "乳幼児健診_20240401.csv", HC_HEADER,
-              [f"10000001,{spelling},H30.4.10,14.2,95.1,有,無,0,1"], "utf-8-sig")
+    write_csv(
+        city["raw"] / "乳幼児健診_20240401.csv",
+        HC_HEADER,
+        [f"10000001,{spelling},H30.4.10,14.2,95.1,有,無,0,1"],
+        "utf-8-sig",
+    )
     report = ingest_all(city["cfg"], city["raw"], city["mart"])
     assert report["tables"]["health_checkups"]["rows_rejected"] == 0
     assert table(city, "health_checkups")["checkup_type"].tolist() == [code]
@@ -123,23 +149,40 @@ def test_every_schema_spelling_reaches_its_code():
 
 # ----------------------------------------------------------------------------- value maps
 def test_value_map_absorbs_a_vendors_codes_and_wins_over_the_schema(city):
-    rows = ["10000001,900001,K,H27.4.1,", "10000004,900001,01,2000/01/01,",
-            "10000005,900002,01,S50.6.6,"]
+    rows = [
+        "10000001,900001,K,H27.4.1,",
+        "10000004,900001,01,2000/01/01,",
+        "10000005,900002,01,S50.6.6,",
+    ]
     write_csv(city["raw"] / "世帯異動履歴.csv", HH_HEADER, rows)
-    cfg = city["cfg"].with_overrides({"ingest": {"value_map": {
-        "household_history.relationship": {"K": "child", "01": "spouse"},
-        "health_checkups.q_cooperation": {"要": "true"}}}})
+    cfg = city["cfg"].with_overrides(
+        {
+            "ingest": {
+                "value_map": {
+                    "household_history.relationship": {"K": "child", "01": "spouse"},
+                    "health_checkups.q_cooperation": {"要": "true"},
+                }
+            }
+        }
+    )
     ingest_all(cfg, city["raw"], city["mart"])
     # '01' is the schema's alias of head; this vendor's 01 means spouse
-    assert table(city, "household_history")["relationship"].tolist() == ["child", "spouse", "spouse"]
+    assert table(city, "household_history")["relationship"].tolist() == [
+        "child",
+        "spouse",
+        "spouse",
+    ]
 
 
-@pytest.mark.parametrize("value_map, words", [
-    ({"household_history.nope": {"x": "child"}}, "not a table.field"),
-    ({"residents.birth_date": {"x": "y"}}, "value maps are for enum"),
-    ({"household_history.relationship": {"x": "cousin"}}, "not a code of relationship"),
-    ({"consultations.young_carer_determined": {"x": "maybe"}}, "not yes/no"),
-])
+@pytest.mark.parametrize(
+    "value_map, words",
+    [
+        ({"household_history.nope": {"x": "child"}}, "not a table.field"),
+        ({"residents.birth_date": {"x": "y"}}, "value maps are for enum"),
+        ({"household_history.relationship": {"x": "cousin"}}, "not a code of relationship"),
+        ({"consultations.young_carer_determined": {"x": "maybe"}}, "not yes/no"),
+    ],
+)
 def test_a_wrong_value_map_is_a_clear_error(city, value_map, words):
     cfg = city["cfg"].with_overrides({"ingest": {"value_map": value_map}})
     with pytest.raises(MimamoriError, match=words) as err:
@@ -148,14 +191,19 @@ def test_a_wrong_value_map_is_a_clear_error(city, value_map, words):
 
 
 def test_unmapped_values_are_listed_and_a_starter_map_is_written(city, capsys):
-    rows = ["10000001,900001,長男,H27.4.1,", "10000004,900001,世帯ぬし,2000/01/01,",
-            "10000005,900002,世帯ぬし,S50.6.6,", "10000006,900002,世帯主（本人）,2001/1/1,"]
+    rows = [
+        "10000001,900001,長男,H27.4.1,",
+        "10000004,900001,世帯ぬし,2000/01/01,",
+        "10000005,900002,世帯ぬし,S50.6.6,",
+        "10000006,900002,世帯主（本人）,2001/1/1,",
+    ]
     write_csv(city["raw"] / "世帯異動履歴.csv", HH_HEADER, rows)
     report = ingest_all(city["cfg"], city["raw"], city["mart"])
     listed = quality.unmapped_values(report)
     assert listed[["table", "field", "value", "rows"]].values.tolist() == [
         ["household_history", "relationship", "世帯ぬし", 2],
-        ["household_history", "relationship", "世帯主(本人)", 1]]  # width-folded
+        ["household_history", "relationship", "世帯主(本人)", 1],
+    ]  # width-folded
     assert set(listed["action"]) == {"row rejected"}  # relationship is required
     out = city["data"] / "suggested.yaml"
     assert main(city["cfg"], ["--suggest-map", str(out)]) == 0
@@ -168,8 +216,11 @@ def test_unmapped_values_are_listed_and_a_starter_map_is_written(city, capsys):
 
 # ----------------------------------------------------------------------------- cells vs rows
 def test_bad_optional_cell_is_blanked_bad_required_cell_rejects_the_row(city):
-    rows = ['10000001,1,H27.4.1,,"10,000円"', "10000002,2,H27.4.1,9999/12/31,abc円",
-            "10000003,2,平31.04.31,,1000"]
+    rows = [
+        '10000001,1,H27.4.1,,"10,000円"',
+        "10000002,2,H27.4.1,9999/12/31,abc円",
+        "10000003,2,平31.04.31,,1000",
+    ]
     write_csv(city["raw"] / "手当_2024.csv", AL_HEADER, rows)
     report = ingest_all(city["cfg"], city["raw"], city["mart"])
     t = report["tables"]["allowances"]
@@ -200,8 +251,13 @@ def test_a_sentinel_in_a_date_that_is_not_an_end_date_is_an_error(city):
 
 # ----------------------------------------------------------------------------- file shapes
 def test_title_and_totals_lines_are_skipped_and_reported(city):
-    text = ("住民記録一覧　令和6年3月31日現在\r\n\r\n" + RES_HEADER + "\r\n" + "\r\n".join(RESIDENTS)
-            + "\r\n合計,6件\r\n")
+    text = (
+        "住民記録一覧　令和6年3月31日現在\r\n\r\n"
+        + RES_HEADER
+        + "\r\n"
+        + "\r\n".join(RESIDENTS)
+        + "\r\n合計,6件\r\n"
+    )
     (city["raw"] / "住民記録_20240401.csv").write_bytes(text.encode("cp932"))
     report = ingest_all(city["cfg"], city["raw"], city["mart"])
     f = report["tables"]["residents"]["files"][0]
@@ -216,8 +272,14 @@ def test_title_lines_configured_when_the_header_cannot_be_found(city):
     header = RES_HEADER.replace("宛名番号", "住民番号")
     text = "住民記録\r\n作成日 2024/04/01\r\n" + header + "\r\n" + "\r\n".join(RESIDENTS) + "\r\n"
     (city["raw"] / "住民記録_20240401.csv").write_bytes(text.encode("cp932"))
-    cfg = city["cfg"].with_overrides({"ingest": {"skip_rows": {"residents": 2},
-                                                 "header_map": {"residents": {"住民番号": "resident_code"}}}})
+    cfg = city["cfg"].with_overrides(
+        {
+            "ingest": {
+                "skip_rows": {"residents": 2},
+                "header_map": {"residents": {"住民番号": "resident_code"}},
+            }
+        }
+    )
     report = ingest_all(cfg, city["raw"], city["mart"])
     assert report["tables"]["residents"]["rows_out"] == 6
 
@@ -233,8 +295,10 @@ def test_missing_header_message_does_not_blame_the_encoding(city):
 
 
 def test_a_file_cut_inside_a_quoted_memo_is_an_error_naming_the_record(city):
-    rows = [f'{1000000 + i},10000001,R5.4.10,ヤングケアラー,学校,,該当,"メモ{i}\n2行目"'
-            for i in range(1, 6)]
+    rows = [
+        f'{1000000 + i},10000001,R5.4.10,ヤングケアラー,学校,,該当,"メモ{i}\n2行目"'
+        for i in range(1, 6)
+    ]
     text = CONS_HEADER + "\n" + "\n".join(rows) + "\n"
     cut = text[: text.index("メモ4") + 2]  # cut inside record 4's quoted memo
     (city["raw"] / "相談記録_2024.csv").write_bytes(cut.encode("utf-8"))
@@ -342,8 +406,9 @@ def test_a_failed_run_leaves_the_old_mart_whole(city, monkeypatch):
 
     first = ingest_all(city["cfg"], city["raw"], city["mart"])
     before = {p.name: p.read_bytes() for p in city["mart"].rglob("*") if p.is_file()}
-    write_csv(city["raw"] / "出欠_2023.csv", "学籍番号,学校コード,年度,欠席日数",
-              ["123456,E01,2023,7"])
+    write_csv(
+        city["raw"] / "出欠_2023.csv", "学籍番号,学校コード,年度,欠席日数", ["123456,E01,2023,7"]
+    )
     calls = {"n": 0}
     real = stage.hio.write_parquet
 
@@ -360,8 +425,10 @@ def test_a_failed_run_leaves_the_old_mart_whole(city, monkeypatch):
     after = {p.name: p.read_bytes() for p in city["mart"].rglob("*") if p.is_file()}
     assert after == before
     assert not list(city["data"].glob(".mart*"))
-    assert json.loads((city["mart"] / "_ingest_report.json").read_text())["fingerprint"] == \
-        first["fingerprint"]
+    assert (
+        json.loads((city["mart"] / "_ingest_report.json").read_text())["fingerprint"]
+        == first["fingerprint"]
+    )
 
 
 def test_leftovers_of_a_killed_swap_are_recovered(city):
@@ -386,8 +453,9 @@ def test_interrupt_message_only_when_nothing_was_kept(capsys, monkeypatch):
         raise exc
 
     for clean, words in ((True, "no partial output was kept"), (False, "may be incomplete")):
-        monkeypatch.setattr("helpers.ingest.stage.main",
-                            lambda cfg, argv, c=clean: interrupted(cfg, argv, c))
+        monkeypatch.setattr(
+            "helpers.ingest.stage.main", lambda cfg, argv, c=clean: interrupted(cfg, argv, c)
+        )
         assert cli.main(["ingest"]) == 130
         err = capsys.readouterr().err
         assert words in err

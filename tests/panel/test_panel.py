@@ -16,14 +16,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import MimamoriError
+from helpers.config import load_config
 from helpers.panel import features as F
 from helpers.panel import stage as P
-from helpers.config import load_config
 from helpers.paths import paths
 from helpers.schema import load_schemas
 
-DTYPES = {"code": "string", "enum": "string", "string": "string", "text": "string",
-          "date": "datetime64[ns]", "int": "Int64", "float": "float64", "bool": "boolean"}
+DTYPES = {
+    "code": "string",
+    "enum": "string",
+    "string": "string",
+    "text": "string",
+    "date": "datetime64[ns]",
+    "int": "Int64",
+    "float": "float64",
+    "bool": "boolean",
+}
 FY = 2022
 ON = pd.Timestamp("2022-04-01")
 
@@ -54,11 +62,26 @@ def frame(table: str, rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(cols, columns=[f.name for f in schema.mart_fields])
 
 
-def person(name, birth, sex="female", nationality="japanese", move_in=None, move_out=None,
-           death=None, district="A1"):
-    return {"resident_code": pid(name), "birth_date": birth, "sex": sex,
-            "nationality": nationality, "school_district": district, "move_in_date": move_in,
-            "move_out_date": move_out, "death_date": death}
+def person(
+    name,
+    birth,
+    sex="female",
+    nationality="japanese",
+    move_in=None,
+    move_out=None,
+    death=None,
+    district="A1",
+):
+    return {
+        "resident_code": pid(name),
+        "birth_date": birth,
+        "sex": sex,
+        "nationality": nationality,
+        "school_district": district,
+        "move_in_date": move_in,
+        "move_out_date": move_out,
+        "death_date": death,
+    }
 
 
 def make_fixture_mart() -> dict[str, pd.DataFrame]:
@@ -67,8 +90,8 @@ def make_fixture_mart() -> dict[str, pd.DataFrame]:
         # H1: single mother, grandmother 82 with care need, four children, public assistance
         person("mother1", "1985-05-01"),
         person("grandma1", "1940-01-01"),
-        person("c1", "2012-04-01", sex="male"),   # born 2-30 April 2012 -> cohort 2012
-        person("c2", "2013-03-01"),               # born March 2013 or 1 April 2013 -> cohort 2012
+        person("c1", "2012-04-01", sex="male"),  # born 2-30 April 2012 -> cohort 2012
+        person("c2", "2013-03-01"),  # born March 2013 or 1 April 2013 -> cohort 2012
         person("c3", "2020-06-01"),
         person("c4", "2018-05-01"),
         # H2: foreign father and son who moved in mid-window (Sept 2021)
@@ -80,21 +103,32 @@ def make_fixture_mart() -> dict[str, pd.DataFrame]:
         person("c6", "2009-10-01"),
         # loose children
         person("c7", "2011-01-01", move_out="2022-03-01"),  # left in March 2022
-        person("c8", "2006-03-01"),                           # 16 on 1 April 2022
-        person("c9", "2022-03-01"),                           # newborn, age 0
-        person("c10", "2022-04-01"),                          # born April 2022: not yet
-        person("c11", "2012-03-01"),                          # cohort 2011
+        person("c8", "2006-03-01"),  # 16 on 1 April 2022
+        person("c9", "2022-03-01"),  # newborn, age 0
+        person("c10", "2022-04-01"),  # born April 2022: not yet
+        person("c11", "2012-03-01"),  # cohort 2011
     ]
     hh = []
 
     def span(name, hcode, rel, start, end=None):
-        hh.append({"resident_code": pid(name), "household_code": pid(hcode),
-                   "relationship": rel, "start_date": start, "end_date": end})
+        hh.append(
+            {
+                "resident_code": pid(name),
+                "household_code": pid(hcode),
+                "relationship": rel,
+                "start_date": start,
+                "end_date": end,
+            }
+        )
 
     span("mother1", "H1", "head", "2005-01-01")
     span("grandma1", "H1", "parent", "2005-01-01")
-    for c, b in (("c1", "2012-04-01"), ("c2", "2013-03-01"), ("c3", "2020-06-01"),
-                 ("c4", "2018-05-01")):
+    for c, b in (
+        ("c1", "2012-04-01"),
+        ("c2", "2013-03-01"),
+        ("c3", "2020-06-01"),
+        ("c4", "2018-05-01"),
+    ):
         span(c, "H1", "child", b)
     span("father2", "H2", "head", "2021-09-01")
     span("c5", "H2", "child", "2021-09-01")
@@ -103,95 +137,274 @@ def make_fixture_mart() -> dict[str, pd.DataFrame]:
     span("mother3", "H3", "head", "2021-10-01")
     span("c6", "H3", "child", "2009-10-01")
     span("father3", "H4", "head", "2021-10-01")
-    for c, b in (("c7", "2011-01-01"), ("c8", "2006-03-01"), ("c9", "2022-03-01"),
-                 ("c10", "2022-04-01"), ("c11", "2012-03-01")):
+    for c, b in (
+        ("c7", "2011-01-01"),
+        ("c8", "2006-03-01"),
+        ("c9", "2022-03-01"),
+        ("c10", "2022-04-01"),
+        ("c11", "2012-03-01"),
+    ):
         span(c, f"H_{c}", "head" if c == "c8" else "child", b)
 
     consultations = [
         # the earliest consultation: the system's records reach back to 2006
-        {"consultation_id": pid("k0"), "resident_code": pid("c8"), "received_date": "2006-06-01",
-         "consultation_type": "other", "referral_route": None, "agencies": None,
-         "young_carer_determined": None},
-        {"consultation_id": pid("k1"), "resident_code": pid("c1"), "received_date": "2021-05-01",
-         "consultation_type": "physical_abuse", "referral_route": "school", "agencies": None,
-         "young_carer_determined": False},
-        {"consultation_id": pid("k2"), "resident_code": pid("c6"), "received_date": "2022-07-01",
-         "consultation_type": "young_carer", "referral_route": "school", "agencies": None,
-         "young_carer_determined": True},
-        {"consultation_id": pid("k3"), "resident_code": pid("c2"), "received_date": "2019-06-01",
-         "consultation_type": "parenting", "referral_route": None, "agencies": None,
-         "young_carer_determined": None},
-        {"consultation_id": pid("k4"), "resident_code": pid("c11"), "received_date": "2022-04-01",
-         "consultation_type": "physical_abuse", "referral_route": "police", "agencies": None,
-         "young_carer_determined": None},
+        {
+            "consultation_id": pid("k0"),
+            "resident_code": pid("c8"),
+            "received_date": "2006-06-01",
+            "consultation_type": "other",
+            "referral_route": None,
+            "agencies": None,
+            "young_carer_determined": None,
+        },
+        {
+            "consultation_id": pid("k1"),
+            "resident_code": pid("c1"),
+            "received_date": "2021-05-01",
+            "consultation_type": "physical_abuse",
+            "referral_route": "school",
+            "agencies": None,
+            "young_carer_determined": False,
+        },
+        {
+            "consultation_id": pid("k2"),
+            "resident_code": pid("c6"),
+            "received_date": "2022-07-01",
+            "consultation_type": "young_carer",
+            "referral_route": "school",
+            "agencies": None,
+            "young_carer_determined": True,
+        },
+        {
+            "consultation_id": pid("k3"),
+            "resident_code": pid("c2"),
+            "received_date": "2019-06-01",
+            "consultation_type": "parenting",
+            "referral_route": None,
+            "agencies": None,
+            "young_carer_determined": None,
+        },
+        {
+            "consultation_id": pid("k4"),
+            "resident_code": pid("c11"),
+            "received_date": "2022-04-01",
+            "consultation_type": "physical_abuse",
+            "referral_route": "police",
+            "agencies": None,
+            "young_carer_determined": None,
+        },
     ]
     return {
         "residents": frame("residents", residents),
         "household_history": frame("household_history", hh),
         "consultations": frame("consultations", consultations),
-        "progress_records": frame("progress_records", [
-            {"consultation_id": pid("k1"), "resident_code": pid("c1"), "record_date": "2021-06-01",
-             "assessment": "poor"}]),
-        "case_conference": frame("case_conference", [
-            {"resident_code": pid("c1"), "registered_date": "2021-08-01", "level": "support",
-             "closed_date": None}]),
-        "public_assistance": frame("public_assistance", [
-            {"household_code": pid("H1"), "start_date": "2021-06-01", "end_date": None}]),
-        "long_term_care": frame("long_term_care", [
-            {"resident_code": pid("grandma1"), "care_level": "care_2",
-             "certified_date": "2019-01-01", "loss_date": None}]),
-        "disability_handbooks": frame("disability_handbooks", [
-            {"resident_code": pid("grandma1"), "handbook_type": "physical", "grade": "2",
-             "issue_date": "2018-01-01", "end_date": None}]),
-        "independence_support": frame("independence_support", [
-            {"resident_code": pid("mother1"), "kind": "mental_outpatient",
-             "start_date": "2020-01-01", "end_date": None}]),
-        "allowances": frame("allowances", [
-            {"resident_code": pid("mother1"), "allowance_type": "child_rearing",
-             "start_date": "2015-01-01", "end_date": None, "monthly_amount": 43000}]),
-        "nursery_enrolment": frame("nursery_enrolment", [
-            {"resident_code": pid("c4"), "facility_type": "nursery", "start_date": "2021-04-01",
-             "end_date": None},
-            {"resident_code": pid("c8"), "facility_type": "kindergarten",
-             "start_date": "2009-04-01", "end_date": "2012-03-01"}]),
-        "school_register": frame("school_register", [
-            {"resident_code": pid("c1"), "fiscal_year": 2021, "student_id": pid("s1"),
-             "school_code": "E01", "grade": 3, "special_needs_class": None},
-            {"resident_code": pid("c2"), "fiscal_year": 2021, "student_id": pid("s2"),
-             "school_code": "E01", "grade": 3, "special_needs_class": True},
-            {"resident_code": pid("c1"), "fiscal_year": 2022, "student_id": pid("s1"),
-             "school_code": "E01", "grade": 4, "special_needs_class": None},
-            {"resident_code": pid("c6"), "fiscal_year": 2021, "student_id": pid("s6"),
-             "school_code": "J01", "grade": 6, "special_needs_class": False},
-        ]),
-        "school_attendance": frame("school_attendance", [
-            {"student_id": pid("s1"), "resident_code": None, "school_code": "E01",
-             "fiscal_year": 2021, "absence_days": 35},
-            {"student_id": pid("s6"), "resident_code": None, "school_code": "J01",
-             "fiscal_year": 2021, "absence_days": None},
-        ]),
-        "school_aid": frame("school_aid", [
-            {"resident_code": pid("c6"), "fiscal_year": 2021, "aid_type": "quasi_protected",
-             "approved_date": "2021-05-01"}]),
-        "health_checkups": frame("health_checkups", [
-            {"resident_code": pid("c1"), "checkup_type": "y3", "checkup_date": "2015-05-01",
-             "weight_kg": 15.5, "height_cm": 95.0, "q_cooperation": True, "q_difficulty": False,
-             "q_mother_cigarettes": 3, "result": "observe"}]),
-        "birth_status": frame("birth_status", [
-            {"resident_code": pid("c1"), "birth_weight_g": 2300, "head_circumference_cm": 32.0,
-             "gestational_weeks": 37, "multiple_birth": False}]),
-        "vaccinations": frame("vaccinations", [
-            {"resident_code": pid("c1"), "vaccine": "mr", "dose": 1,
-             "vaccination_date": "2013-05-01"}]),
+        "progress_records": frame(
+            "progress_records",
+            [
+                {
+                    "consultation_id": pid("k1"),
+                    "resident_code": pid("c1"),
+                    "record_date": "2021-06-01",
+                    "assessment": "poor",
+                }
+            ],
+        ),
+        "case_conference": frame(
+            "case_conference",
+            [
+                {
+                    "resident_code": pid("c1"),
+                    "registered_date": "2021-08-01",
+                    "level": "support",
+                    "closed_date": None,
+                }
+            ],
+        ),
+        "public_assistance": frame(
+            "public_assistance",
+            [{"household_code": pid("H1"), "start_date": "2021-06-01", "end_date": None}],
+        ),
+        "long_term_care": frame(
+            "long_term_care",
+            [
+                {
+                    "resident_code": pid("grandma1"),
+                    "care_level": "care_2",
+                    "certified_date": "2019-01-01",
+                    "loss_date": None,
+                }
+            ],
+        ),
+        "disability_handbooks": frame(
+            "disability_handbooks",
+            [
+                {
+                    "resident_code": pid("grandma1"),
+                    "handbook_type": "physical",
+                    "grade": "2",
+                    "issue_date": "2018-01-01",
+                    "end_date": None,
+                }
+            ],
+        ),
+        "independence_support": frame(
+            "independence_support",
+            [
+                {
+                    "resident_code": pid("mother1"),
+                    "kind": "mental_outpatient",
+                    "start_date": "2020-01-01",
+                    "end_date": None,
+                }
+            ],
+        ),
+        "allowances": frame(
+            "allowances",
+            [
+                {
+                    "resident_code": pid("mother1"),
+                    "allowance_type": "child_rearing",
+                    "start_date": "2015-01-01",
+                    "end_date": None,
+                    "monthly_amount": 43000,
+                }
+            ],
+        ),
+        "nursery_enrolment": frame(
+            "nursery_enrolment",
+            [
+                {
+                    "resident_code": pid("c4"),
+                    "facility_type": "nursery",
+                    "start_date": "2021-04-01",
+                    "end_date": None,
+                },
+                {
+                    "resident_code": pid("c8"),
+                    "facility_type": "kindergarten",
+                    "start_date": "2009-04-01",
+                    "end_date": "2012-03-01",
+                },
+            ],
+        ),
+        "school_register": frame(
+            "school_register",
+            [
+                {
+                    "resident_code": pid("c1"),
+                    "fiscal_year": 2021,
+                    "student_id": pid("s1"),
+                    "school_code": "E01",
+                    "grade": 3,
+                    "special_needs_class": None,
+                },
+                {
+                    "resident_code": pid("c2"),
+                    "fiscal_year": 2021,
+                    "student_id": pid("s2"),
+                    "school_code": "E01",
+                    "grade": 3,
+                    "special_needs_class": True,
+                },
+                {
+                    "resident_code": pid("c1"),
+                    "fiscal_year": 2022,
+                    "student_id": pid("s1"),
+                    "school_code": "E01",
+                    "grade": 4,
+                    "special_needs_class": None,
+                },
+                {
+                    "resident_code": pid("c6"),
+                    "fiscal_year": 2021,
+                    "student_id": pid("s6"),
+                    "school_code": "J01",
+                    "grade": 6,
+                    "special_needs_class": False,
+                },
+            ],
+        ),
+        "school_attendance": frame(
+            "school_attendance",
+            [
+                {
+                    "student_id": pid("s1"),
+                    "resident_code": None,
+                    "school_code": "E01",
+                    "fiscal_year": 2021,
+                    "absence_days": 35,
+                },
+                {
+                    "student_id": pid("s6"),
+                    "resident_code": None,
+                    "school_code": "J01",
+                    "fiscal_year": 2021,
+                    "absence_days": None,
+                },
+            ],
+        ),
+        "school_aid": frame(
+            "school_aid",
+            [
+                {
+                    "resident_code": pid("c6"),
+                    "fiscal_year": 2021,
+                    "aid_type": "quasi_protected",
+                    "approved_date": "2021-05-01",
+                }
+            ],
+        ),
+        "health_checkups": frame(
+            "health_checkups",
+            [
+                {
+                    "resident_code": pid("c1"),
+                    "checkup_type": "y3",
+                    "checkup_date": "2015-05-01",
+                    "weight_kg": 15.5,
+                    "height_cm": 95.0,
+                    "q_cooperation": True,
+                    "q_difficulty": False,
+                    "q_mother_cigarettes": 3,
+                    "result": "observe",
+                }
+            ],
+        ),
+        "birth_status": frame(
+            "birth_status",
+            [
+                {
+                    "resident_code": pid("c1"),
+                    "birth_weight_g": 2300,
+                    "head_circumference_cm": 32.0,
+                    "gestational_weeks": 37,
+                    "multiple_birth": False,
+                }
+            ],
+        ),
+        "vaccinations": frame(
+            "vaccinations",
+            [
+                {
+                    "resident_code": pid("c1"),
+                    "vaccine": "mr",
+                    "dose": 1,
+                    "vaccination_date": "2013-05-01",
+                }
+            ],
+        ),
     }
 
 
 def fixture_cfg(years=(2020, 2021, 2022)) -> dict:
     # the fixture's exports were taken at the end of FY2022 (its last records are sparse),
     # and its one-record checkup export covers every checkup since 2005
-    return load_config(overrides={"run": {"fiscal_years": list(years),
-                                          "export_date": "2023-03-31"},
-                                  "panel": {"source_start": {"health_checkups": "2005-04-01"}}})
+    return load_config(
+        overrides={
+            "run": {"fiscal_years": list(years), "export_date": "2023-03-31"},
+            "panel": {"source_start": {"health_checkups": "2005-04-01"}},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -263,18 +476,18 @@ def test_grade_and_school_age_in_the_panel(panel):
 def test_young_carer_items_by_hand(panel):
     c1 = row(panel, "c1")
     expected = {
-        "yc_indep_support_ever": 1,          # mother has 精神通院 since 2020
-        "yc_member_75plus": 1,               # grandmother 82
-        "yc_member_care_need": 1,            # care_2
+        "yc_indep_support_ever": 1,  # mother has 精神通院 since 2020
+        "yc_member_75plus": 1,  # grandmother 82
+        "yc_member_care_need": 1,  # care_2
         "yc_member_disability_handbook": 1,  # grandmother physical handbook
         "yc_foreign_member": 0,
-        "yc_two_plus_under6": 1,             # c3 (1) and c4 (3)
-        "yc_public_assistance": 1,           # since June 2021
-        "yc_child_rearing_allowance": 1,     # mother receives 児童扶養手当
+        "yc_two_plus_under6": 1,  # c3 (1) and c4 (3)
+        "yc_public_assistance": 1,  # since June 2021
+        "yc_child_rearing_allowance": 1,  # mother receives 児童扶養手当
         "yc_school_aid": 0,
-        "yc_no_nursery": 1,                  # born here, never enrolled
+        "yc_no_nursery": 1,  # born here, never enrolled
         "yc_member_indep_support": 1,
-        "yc_sibling_special_needs": 1,       # c2 in a special-needs class in FY2021
+        "yc_sibling_special_needs": 1,  # c2 in a special-needs class in FY2021
     }
     for item, value in expected.items():
         assert c1[item] == value, item
@@ -310,8 +523,12 @@ def test_in_mover_deltas_and_incomplete_history(panel):
     c5 = row(panel, "c5")
     assert c5["history_incomplete"] == 1 and c5["months_since_move_in"] == 7
     assert c5["delta_moved_in_last_fy"] == 1
-    for col in ("delta_hh_size", "delta_new_public_assistance", "delta_became_single_parent",
-                "delta_household_changed"):
+    for col in (
+        "delta_hh_size",
+        "delta_new_public_assistance",
+        "delta_became_single_parent",
+        "delta_household_changed",
+    ):
         assert np.isnan(c5[col]), col
     # nothing recorded here, window not fully observed: unknown, not zero
     assert np.isnan(c5["cons_any_1fy"]) and np.isnan(c5["cons_any_ever"])
@@ -358,9 +575,9 @@ def test_zero_is_unknown_before_the_source_system_starts(mart):
     late["consultations"] = cons[cons["received_date"] >= "2019-06-01"].reset_index(drop=True)
     y = P.build_year(late, FY, fixture_cfg()).set_index("child_id")
     assert np.isnan(y.loc[pid("c4"), "cons_any_ever"])  # born 2018: partly before coverage
-    assert y.loc[pid("c4"), "cons_any_1fy"] == 0        # last FY fully covered
-    assert np.isnan(y.loc[pid("c4"), "cons_any_3fy"])   # window from April 2019
-    assert y.loc[pid("c9"), "cons_any_ever"] == 0       # born 2022, after coverage began
+    assert y.loc[pid("c4"), "cons_any_1fy"] == 0  # last FY fully covered
+    assert np.isnan(y.loc[pid("c4"), "cons_any_3fy"])  # window from April 2019
+    assert y.loc[pid("c9"), "cons_any_ever"] == 0  # born 2022, after coverage began
     # yearly tables: FY2020 has no register for FY2019, so sibling items are unknown
     y20 = P.build_year(mart, 2020, fixture_cfg()).set_index("child_id")
     assert np.isnan(y20.loc[pid("c1"), "yc_sibling_special_needs"])
@@ -371,12 +588,41 @@ def test_attendance_links_only_through_earlier_register_rows(mart):
     # a student whose only register row is for FY2022 (on/after the as-of date) cannot be
     # linked to last year's attendance without looking into the future
     m = dict(mart)
-    m["school_register"] = pd.concat([mart["school_register"], frame("school_register", [
-        {"resident_code": pid("c11"), "fiscal_year": 2022, "student_id": pid("s11"),
-         "school_code": "E01", "grade": 5}])], ignore_index=True)
-    m["school_attendance"] = pd.concat([mart["school_attendance"], frame("school_attendance", [
-        {"student_id": pid("s11"), "school_code": "E01", "fiscal_year": 2021,
-         "absence_days": 40}])], ignore_index=True)
+    m["school_register"] = pd.concat(
+        [
+            mart["school_register"],
+            frame(
+                "school_register",
+                [
+                    {
+                        "resident_code": pid("c11"),
+                        "fiscal_year": 2022,
+                        "student_id": pid("s11"),
+                        "school_code": "E01",
+                        "grade": 5,
+                    }
+                ],
+            ),
+        ],
+        ignore_index=True,
+    )
+    m["school_attendance"] = pd.concat(
+        [
+            mart["school_attendance"],
+            frame(
+                "school_attendance",
+                [
+                    {
+                        "student_id": pid("s11"),
+                        "school_code": "E01",
+                        "fiscal_year": 2021,
+                        "absence_days": 40,
+                    }
+                ],
+            ),
+        ],
+        ignore_index=True,
+    )
     y = P.build_year(m, FY, fixture_cfg()).set_index("child_id")
     assert np.isnan(y.loc[pid("c11"), "child_absence_days_last_fy"])
     assert y.loc[pid("c1"), "child_absence_days_last_fy"] == 35
@@ -396,9 +642,13 @@ def test_post_outcome_table_never_feeds_a_feature(mart, panel):
     assert not feats["source_tables"].str.contains("case_conference").any()
     # many registrations before the as-of date change no feature
     m2 = dict(mart)
-    m2["case_conference"] = frame("case_conference", [
-        {"resident_code": pid(c), "registered_date": "2020-01-01", "level": "protection"}
-        for c in ("c2", "c3", "c4", "c5", "c6", "c9", "c11")])
+    m2["case_conference"] = frame(
+        "case_conference",
+        [
+            {"resident_code": pid(c), "registered_date": "2020-01-01", "level": "protection"}
+            for c in ("c2", "c3", "c4", "c5", "c6", "c9", "c11")
+        ],
+    )
     a = P.build_year(mart, FY, fixture_cfg())
     b = P.build_year(m2, FY, fixture_cfg())
     cols = feats["name"].tolist()
@@ -411,25 +661,47 @@ def test_post_outcome_exclusion_is_generic(mart, monkeypatch):
     import dataclasses
 
     fake = dict(schemas)
-    fake["nursery_enrolment"] = dataclasses.replace(schemas["nursery_enrolment"],
-                                                    role="post_outcome")
+    fake["nursery_enrolment"] = dataclasses.replace(
+        schemas["nursery_enrolment"], role="post_outcome"
+    )
     assert "nursery_enrolment" not in P.predictor_tables(mart, fake)
     with pytest.raises(MimamoriError, match="post-outcome"):
         F.check_registry_roles(F.feature_registry(fixture_cfg()), fake)
 
 
 DATED_TABLES = {  # table -> (resident/household key field, a date field or fiscal_year)
-    "consultations": "received_date", "progress_records": "record_date",
-    "health_checkups": "checkup_date", "vaccinations": "vaccination_date",
-    "disability_handbooks": "issue_date", "independence_support": "start_date",
-    "allowances": "start_date", "nursery_enrolment": "start_date",
-    "long_term_care": "certified_date", "public_assistance": "start_date",
-    "household_history": "start_date", "school_register": "fiscal_year",
-    "school_attendance": "fiscal_year", "school_aid": "fiscal_year",
-    "case_conference": "registered_date", "birth_status": None,
+    "consultations": "received_date",
+    "progress_records": "record_date",
+    "health_checkups": "checkup_date",
+    "vaccinations": "vaccination_date",
+    "disability_handbooks": "issue_date",
+    "independence_support": "start_date",
+    "allowances": "start_date",
+    "nursery_enrolment": "start_date",
+    "long_term_care": "certified_date",
+    "public_assistance": "start_date",
+    "household_history": "start_date",
+    "school_register": "fiscal_year",
+    "school_attendance": "fiscal_year",
+    "school_aid": "fiscal_year",
+    "case_conference": "registered_date",
+    "birth_status": None,
 }
-PEOPLE = ["c1", "c2", "c3", "c4", "c5", "c6", "c9", "c11", "mother1", "grandma1", "father2",
-          "mother3", "father3"]
+PEOPLE = [
+    "c1",
+    "c2",
+    "c3",
+    "c4",
+    "c5",
+    "c6",
+    "c9",
+    "c11",
+    "mother1",
+    "grandma1",
+    "father2",
+    "mother3",
+    "father3",
+]
 
 
 def late_record(table: str, who: str, when: pd.Timestamp, serial: int) -> dict:
@@ -468,12 +740,17 @@ def base_year(mart):
     return P.build_year(mart, FY, fixture_cfg()).set_index("child_id")
 
 
-LATE = st.tuples(st.sampled_from([t for t, d in DATED_TABLES.items() if d]),
-                 st.sampled_from(PEOPLE), st.integers(min_value=0, max_value=60),
-                 st.integers(min_value=0, max_value=50))
+LATE = st.tuples(
+    st.sampled_from([t for t, d in DATED_TABLES.items() if d]),
+    st.sampled_from(PEOPLE),
+    st.integers(min_value=0, max_value=60),
+    st.integers(min_value=0, max_value=50),
+)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(records=st.lists(LATE, min_size=1, max_size=5))
 def test_records_on_or_after_the_as_of_date_change_no_feature(records, mart, base_year):
     cfg = fixture_cfg()
@@ -493,9 +770,23 @@ def test_records_on_or_after_the_as_of_date_change_no_feature(records, mart, bas
 def test_a_record_before_the_as_of_date_does_change_features(mart):
     cfg = fixture_cfg()
     grown = dict(mart)
-    grown["consultations"] = pd.concat([mart["consultations"], frame("consultations", [
-        {"consultation_id": pid("early"), "resident_code": pid("c4"),
-         "received_date": "2022-03-01", "consultation_type": "neglect"}])], ignore_index=True)
+    grown["consultations"] = pd.concat(
+        [
+            mart["consultations"],
+            frame(
+                "consultations",
+                [
+                    {
+                        "consultation_id": pid("early"),
+                        "resident_code": pid("c4"),
+                        "received_date": "2022-03-01",
+                        "consultation_type": "neglect",
+                    }
+                ],
+            ),
+        ],
+        ignore_index=True,
+    )
     after = P.build_year(grown, FY, cfg).set_index("child_id")
     assert after.loc[pid("c4"), "cons_neglect_1fy"] == 1  # the property test has teeth
 

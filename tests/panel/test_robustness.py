@@ -107,9 +107,16 @@ def test_household_history_windows_before_a_move_in_are_nan():
 
 def test_a_positive_in_an_unobserved_window_is_kept():
     mart = make_fixture_mart()
-    pa = pd.concat([mart["public_assistance"], frame("public_assistance", [
-        {"household_code": pid("H2"), "start_date": "2021-10-01", "end_date": None}])],
-        ignore_index=True)
+    pa = pd.concat(
+        [
+            mart["public_assistance"],
+            frame(
+                "public_assistance",
+                [{"household_code": pid("H2"), "start_date": "2021-10-01", "end_date": None}],
+            ),
+        ],
+        ignore_index=True,
+    )
     mart["public_assistance"] = pa
     pnl, _ = P.build_panel(mart, fixture_cfg())
     assert row(pnl, "c5")["hh_public_assistance_3fy"] == 1
@@ -117,7 +124,9 @@ def test_a_positive_in_an_unobserved_window_is_kept():
 
 def test_a_checkup_export_that_starts_late_does_not_make_missed_checkups():
     mart = make_fixture_mart()
-    cfg = fixture_cfg().with_overrides({"panel": {"source_start": {"health_checkups": "2019-04-01"}}})
+    cfg = fixture_cfg().with_overrides(
+        {"panel": {"source_start": {"health_checkups": "2019-04-01"}}}
+    )
     pnl, _ = P.build_panel(mart, cfg)
     c1 = row(pnl, "c1")
     # due in 2013 / 2012: the export does not cover those dates -> unknown, not missed
@@ -145,7 +154,9 @@ def test_without_an_export_date_the_latest_consultation_date_decides():
 
 def test_a_source_starting_after_the_window_makes_its_counts_unknown():
     mart = make_fixture_mart()
-    late = fixture_cfg().with_overrides({"panel": {"source_start": {"consultations": "2021-06-01"}}})
+    late = fixture_cfg().with_overrides(
+        {"panel": {"source_start": {"consultations": "2021-06-01"}}}
+    )
     pnl, _ = P.build_panel(mart, late)
     assert np.isnan(row(pnl, "c4")["cons_any_ever"])  # born 2018: not observed since birth
     assert row(pnl, "c1")["cons_physical_abuse_ever"] == 1  # a positive stays

@@ -93,8 +93,11 @@ def test_annual_report_survives_absent_consultation_exports(tmp_path):
     """Report 06 with no consultation or progress-record export: empty tables, a note."""
     from helpers.reports.annual import AnnualReport
 
-    cfg = load_config(overrides={"run": {"data_dir": str(tmp_path), "synthetic": False,
-                                         "fiscal_years": [2020, 2021]}})
+    cfg = load_config(
+        overrides={
+            "run": {"data_dir": str(tmp_path), "synthetic": False, "fiscal_years": [2020, 2021]}
+        }
+    )
     P = paths(cfg)
     P.mart.mkdir(parents=True)
     residents().to_parquet(P.mart_table("residents"), index=False)

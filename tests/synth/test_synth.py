@@ -25,8 +25,13 @@ SCHEMAS = load_schemas()
 
 
 def make_cfg(tmp: Path, n: int, seed: int = 7, **synth) -> dict:
-    return load_config(profile="", overrides={"run": {"seed": seed, "data_dir": str(tmp)},
-                                              "synth": {"n_children": n, **synth}})
+    return load_config(
+        profile="",
+        overrides={
+            "run": {"seed": seed, "data_dir": str(tmp)},
+            "synth": {"n_children": n, **synth},
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +43,11 @@ def city(tmp_path_factory) -> dict:
 
 
 # ---------------------------------------------------------------- an independent checker
-ERA_START = {"令和": (2018, dt.date(2019, 5, 1), None), "平成": (1988, dt.date(1989, 1, 8), dt.date(2019, 4, 30)),
-             "昭和": (1925, dt.date(1926, 12, 25), dt.date(1989, 1, 7))}
+ERA_START = {
+    "令和": (2018, dt.date(2019, 5, 1), None),
+    "平成": (1988, dt.date(1989, 1, 8), dt.date(2019, 4, 30)),
+    "昭和": (1925, dt.date(1926, 12, 25), dt.date(1989, 1, 7)),
+}
 ERA_LETTER = {"R": "令和", "H": "平成", "S": "昭和"}
 ERA_DIGIT = {"5": "令和", "4": "平成", "3": "昭和"}
 
@@ -78,7 +86,9 @@ def check_cell(field, raw):
             return (None, s) if re.fullmatch(field.pattern or ".*", s) else ("invalid_code", None)
         if field.type in ("int", "float"):
             v = float(str(s).replace(",", ""))
-            if (field.min is not None and v < field.min) or (field.max is not None and v > field.max):
+            if (field.min is not None and v < field.min) or (
+                field.max is not None and v > field.max
+            ):
                 return "out_of_range", None
             return None, v
         if field.type == "date":
@@ -123,7 +133,8 @@ def parse_city(raw: Path) -> dict:
     # the exports synth.export writes (the code-less identity sources, written by
     # synth.identity, are checked against their own truth in tests/link)
     order = ["residents", "school_register", "consultations"] + sorted(
-        set(EXPORTS) - {"residents", "school_register", "consultations"})
+        set(EXPORTS) - {"residents", "school_register", "consultations"}
+    )
     valid_keys: dict[str, set] = {}
     for table in order:
         schema = SCHEMAS[table]
@@ -160,8 +171,11 @@ def parse_city(raw: Path) -> dict:
 
 
 def file_hashes(raw: Path) -> dict[str, str]:
-    return {str(p.relative_to(raw)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(raw.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(raw)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(raw.rglob("*"))
+        if p.is_file()
+    }
 
 
 # ---------------------------------------------------------------- tests
@@ -192,8 +206,15 @@ def test_every_table_has_one_export_with_the_schema_columns(city):
 
 def test_planted_defects_are_exactly_the_invalid_rows(city):
     defects = pd.read_csv(city["raw"] / "_truth" / "defects.csv", dtype={"column": str})
-    assert list(defects.columns) == ["file", "table", "source_row", "column", "defect", "reason",
-                                     "action"]
+    assert list(defects.columns) == [
+        "file",
+        "table",
+        "source_row",
+        "column",
+        "defect",
+        "reason",
+        "action",
+    ]
     # what ingest must do: drop an exact copy, reject the row (required field, key, reference,
     # key conflict) or only blank the cell (any other field)
     for d in defects.itertuples(index=False):
@@ -202,24 +223,37 @@ def test_planted_defects_are_exactly_the_invalid_rows(city):
         elif d.reason in ("duplicate_conflict", "orphan_key"):
             assert d.action == "reject_row"
         else:
-            assert d.action == ("reject_row" if SCHEMAS[d.table].rejects_row(d.column)
-                                else "blank_cell"), d
-    planted = set(zip(defects["table"], defects["source_row"].astype(int), defects["reason"], strict=True))
+            assert d.action == (
+                "reject_row" if SCHEMAS[d.table].rejects_row(d.column) else "blank_cell"
+            ), d
+    planted = set(
+        zip(defects["table"], defects["source_row"].astype(int), defects["reason"], strict=True)
+    )
     found = city["parsed"]["found"]
     assert planted - found == set(), f"planted but not found: {sorted(planted - found)[:10]}"
     assert found - planted == set(), f"invalid but not planted: {sorted(found - planted)[:10]}"
     assert len(defects) == len(planted), "a row carries two reasons"
     reasons = set(defects["reason"])
-    assert {"duplicate_exact", "duplicate_conflict", "invalid_date", "out_of_range", "unknown_enum",
-            "missing_required", "orphan_key", "invalid_code"} <= reasons
+    assert {
+        "duplicate_exact",
+        "duplicate_conflict",
+        "invalid_date",
+        "out_of_range",
+        "unknown_enum",
+        "missing_required",
+        "orphan_key",
+        "invalid_code",
+    } <= reasons
     rows = sum(city["summary"]["rows"].values())
     assert 0.002 < len(defects) / rows < 0.02
 
 
 def test_messy_formats_are_present(city):
     raw = city["raw"]
-    text = "".join(p.read_bytes().decode("utf-8-sig" if p.read_bytes()[:3] == b"\xef\xbb\xbf" else "cp932")
-                   for p in raw.glob("*.csv"))
+    text = "".join(
+        p.read_bytes().decode("utf-8-sig" if p.read_bytes()[:3] == b"\xef\xbb\xbf" else "cp932")
+        for p in raw.glob("*.csv")
+    )
     assert re.search(r"令和\d+年\d+月\d+日", text) and re.search(r"平成\d+年", text)
     assert re.search(r"\bR0\d\.\d\d\.\d\d\b", text) and re.search(r",5\d{6}(,|\r?\n)", text)
     assert re.search(r"[０-９]", text) and "　" in text and '"2' in text  # full-width, "2x,xxx"
@@ -243,8 +277,11 @@ def test_in_movers_have_no_records_before_moving_in(city):
     born = res.set_index("resident_code")["birth_date"]
     born_before_move = {c for c, d in moved.items() if born[c] < d}
     assert born_before_move and not births & born_before_move
-    for table, col in (("health_checkups", "checkup_date"), ("vaccinations", "vaccination_date"),
-                       ("consultations", "received_date")):
+    for table, col in (
+        ("health_checkups", "checkup_date"),
+        ("vaccinations", "vaccination_date"),
+        ("consultations", "received_date"),
+    ):
         t = f[table][f[table]["resident_code"].isin(moved.index)]
         assert len(t) > 0, table
         before = t[col] < t["resident_code"].map(moved)
@@ -254,8 +291,11 @@ def test_in_movers_have_no_records_before_moving_in(city):
 def test_case_conference_follows_the_first_abuse_or_neglect_consultation(city):
     f = city["parsed"]["frames"]
     cons = f["consultations"]
-    first = cons[cons["consultation_type"].isin(["physical_abuse", "neglect"])].groupby(
-        "resident_code")["received_date"].min()
+    first = (
+        cons[cons["consultation_type"].isin(["physical_abuse", "neglect"])]
+        .groupby("resident_code")["received_date"]
+        .min()
+    )
     cc = f["case_conference"]
     assert len(cc) > 0
     lag = cc["registered_date"] - cc["resident_code"].map(first)
@@ -279,7 +319,9 @@ def test_truth_files(city):
     residents = set(city["parsed"]["frames"]["residents"]["resident_code"])
     assert set(tp["resident_code"]) <= residents
     pop = pd.read_parquet(truth / "population.parquet")
-    assert {"resident_code", "fiscal_year", "age", "sex", "nationality", "household_type"} <= set(pop.columns)
+    assert {"resident_code", "fiscal_year", "age", "sex", "nationality", "household_type"} <= set(
+        pop.columns
+    )
     targets = json.loads((truth / "targets.json").read_text(encoding="utf-8"))
     assert targets["outcomes"]["physical_abuse"]["rate"] == 0.0025
     assert "school_aid" in targets["prevalence"]
@@ -301,8 +343,10 @@ def test_prevalences_near_targets(tmp_path):
     assert 0.015 < kids["foreign_household"].mean() < 0.035
     assert 0.06 < kids[kids["fiscal_year"] == 2017]["single_parent"].mean() < 0.11
     births = pd.read_csv(next(raw.glob("出生*")), encoding="cp932", dtype=str)["出生体重"]
-    w = pd.to_numeric(births.map(lambda s: unicodedata.normalize("NFKC", s) if isinstance(s, str) else s),
-                      errors="coerce")
+    w = pd.to_numeric(
+        births.map(lambda s: unicodedata.normalize("NFKC", s) if isinstance(s, str) else s),
+        errors="coerce",
+    )
     assert 0.075 < (w < 2500).mean() < 0.115
     # the oracle beats a count of flags (interactions and last year's changes matter)
     tp = pd.read_parquet(raw / "_truth" / "true_probabilities.parquet")
@@ -312,8 +356,19 @@ def test_prevalences_near_targets(tmp_path):
 def test_correlated_young_carer_items(city):
     pop = pd.read_parquet(city["raw"] / "_truth" / "population.parquet")
     kids = pop[pop["is_child"]]
-    corr = kids[["public_assistance", "child_rearing_allowance", "school_aid", "member_75plus",
-                 "care_need_member"]].astype(float).corr()
+    corr = (
+        kids[
+            [
+                "public_assistance",
+                "child_rearing_allowance",
+                "school_aid",
+                "member_75plus",
+                "care_need_member",
+            ]
+        ]
+        .astype(float)
+        .corr()
+    )
     assert corr.loc["child_rearing_allowance", "public_assistance"] > 0.1
     assert corr.loc["member_75plus", "care_need_member"] > 0.3
 
@@ -390,7 +445,9 @@ def test_overview_plots_return_axes_and_hide_small_counts(city):
     assert len(ax.get_yticks()) == shown
     out = O.outcome_counts(pop, targets)
     ax2 = O.plot_outcome_rates(out, Rules(10**9))  # every year hidden, axes still drawn
-    drawn = [np.asarray(line.get_ydata(), float) for line in ax2.get_lines() if line.get_marker() == "o"]
+    drawn = [
+        np.asarray(line.get_ydata(), float) for line in ax2.get_lines() if line.get_marker() == "o"
+    ]
     assert len(drawn) == 2
     assert all(np.nan_to_num(y, nan=0.0).max() == 0 for y in drawn)  # only zero-count years remain
     plt.close("all")

@@ -81,12 +81,15 @@ def check_key(key: bytes, where: str, synthetic: bool) -> bytes:
     """Refuse a key that does not protect real codes: the public demo key (real data), fewer
     than 32 bytes, or one character repeated."""
     if key == DEMO_KEY and not synthetic:
-        raise MimamoriError(f"{where}: this is the public demo key, which is not secret; real "
-                            f"data (run.synthetic: false) needs the municipality's own key: "
-                            f"{KEY_HELP}")
+        raise MimamoriError(
+            f"{where}: this is the public demo key, which is not secret; real "
+            f"data (run.synthetic: false) needs the municipality's own key: "
+            f"{KEY_HELP}"
+        )
     if len(key) < MIN_KEY_BYTES:
-        raise MimamoriError(f"{where}: the key is {len(key)} bytes, shorter than "
-                            f"{MIN_KEY_BYTES}; {KEY_HELP}")
+        raise MimamoriError(
+            f"{where}: the key is {len(key)} bytes, shorter than {MIN_KEY_BYTES}; {KEY_HELP}"
+        )
     if len(set(key)) == 1:
         raise MimamoriError(f"{where}: the key is one character repeated; {KEY_HELP}")
     return key
@@ -108,14 +111,17 @@ def load_key(cfg: Settings) -> tuple[bytes, str]:
         if path.is_relative_to(REPO_ROOT.resolve()):
             raise MimamoriError(
                 f"{path}: the pseudonym key file is inside the repository; move it outside "
-                f"(e.g. ~/mimamori.key) and update ingest.key_file")
+                f"(e.g. ~/mimamori.key) and update ingest.key_file"
+            )
         if not path.is_file():
             raise MimamoriError(f"{path}: ingest.key_file not found; {KEY_HELP}")
         return check_key(path.read_bytes().strip(), str(path), synthetic), "file"
     if synthetic:
         return DEMO_KEY, "demo"
-    raise MimamoriError(f"no pseudonym key for real data (run.synthetic is false): set "
-                        f"MIMAMORI_KEY or ingest.key_file; {KEY_HELP}")
+    raise MimamoriError(
+        f"no pseudonym key for real data (run.synthetic is false): set "
+        f"MIMAMORI_KEY or ingest.key_file; {KEY_HELP}"
+    )
 
 
 def mask_month(series: pd.Series) -> pd.Series:
@@ -160,8 +166,13 @@ def clip_to(series: pd.Series, lower: float, upper: float) -> tuple[pd.Series, d
         clipped = s.clip(int(np.floor(lower)), int(np.ceil(upper)))
     else:
         clipped = s.clip(lower, upper)
-    info = {"lower": lower, "upper": upper, "n_lower": n_lower, "n_upper": n_upper,
-            "n_values": int(s.notna().sum())}
+    info = {
+        "lower": lower,
+        "upper": upper,
+        "n_lower": n_lower,
+        "n_upper": n_upper,
+        "n_values": int(s.notna().sum()),
+    }
     return clipped, info
 
 
@@ -188,12 +199,17 @@ def mask_table(
         col = df[f.name]
         if f.masking == "hmac":
             out[f.name] = pseudonymise(col, key, field_domain(f.name))
-            report[f.name] = {"masking": "hmac", "domain": field_domain(f.name),
-                              "n_values": int(col.notna().sum())}
+            report[f.name] = {
+                "masking": "hmac",
+                "domain": field_domain(f.name),
+                "n_values": int(col.notna().sum()),
+            }
         elif f.masking == "birth_month":
             masked = mask_birth_month(col)
-            report[f.name] = {"masking": "birth_month",
-                              "n_april_first": int(((col.dt.month == 4) & (col.dt.day == 1)).sum())}
+            report[f.name] = {
+                "masking": "birth_month",
+                "n_april_first": int(((col.dt.month == 4) & (col.dt.day == 1)).sum()),
+            }
             out[f.name] = masked
         elif f.masking == "month":
             out[f.name] = mask_month(col)
@@ -201,7 +217,9 @@ def mask_table(
         elif f.masking == "topcode":
             if isinstance(bounds, dict):
                 if f.name not in bounds:
-                    raise MimamoriError(f"{schema.table}.{f.name}: no fixed top-coding bounds given")
+                    raise MimamoriError(
+                        f"{schema.table}.{f.name}: no fixed top-coding bounds given"
+                    )
                 lo, hi = bounds[f.name]
                 clipped, info = clip_to(col, lo, hi)
             else:
@@ -223,9 +241,15 @@ def correspondence_table(df: pd.DataFrame, schema: TableSchema, key: bytes) -> p
             continue
         codes = df[f.name].dropna().astype("string").drop_duplicates()
         domain = field_domain(f.name)
-        parts.append(pd.DataFrame({"domain": domain,
-                                   "pseudonym": pseudonymise(codes, key, domain).to_numpy(),
-                                   "code": codes.to_numpy()}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "domain": domain,
+                    "pseudonym": pseudonymise(codes, key, domain).to_numpy(),
+                    "code": codes.to_numpy(),
+                }
+            )
+        )
     if not parts:
         return pd.DataFrame(columns=["domain", "pseudonym", "code"])
     return pd.concat(parts, ignore_index=True)

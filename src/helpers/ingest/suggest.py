@@ -24,8 +24,9 @@ MIN_SHARED = 2  # characters a spelling must share with the value to count as a 
 def _spellings(f: Field) -> dict[str, str]:
     """Matching form of every known spelling -> the code a value map would write."""
     if f.type == "bool":
-        return {spelling_key(v): "true" for v in BOOL_TRUE} | {spelling_key(v): "false"
-                                                               for v in BOOL_FALSE}
+        return {spelling_key(v): "true" for v in BOOL_TRUE} | {
+            spelling_key(v): "false" for v in BOOL_FALSE
+        }
     return {spelling_key(s): v.code for v in f.values for s in (v.code, v.label, *v.aliases)}
 
 
@@ -46,16 +47,24 @@ def guess_code(value: str, f: Field) -> str | None:
     return winners[0] if len(winners) == 1 else None
 
 
-def suggest_value_map(unmapped: Mapping[str, pd.DataFrame],
-                      schemas: Mapping[str, TableSchema]) -> list[dict]:
+def suggest_value_map(
+    unmapped: Mapping[str, pd.DataFrame], schemas: Mapping[str, TableSchema]
+) -> list[dict]:
     """One entry per (table, field, value): count, what happened to the rows, a guessed code."""
     out = []
     for table in sorted(unmapped):
         for row in unmapped[table].itertuples(index=False):
             f = schemas[table].field(row.field)
-            out.append({"table": table, "field": row.field, "value": row.value,
-                        "count": int(row.count), "action": row.action,
-                        "guess": guess_code(row.value, f)})
+            out.append(
+                {
+                    "table": table,
+                    "field": row.field,
+                    "value": row.value,
+                    "count": int(row.count),
+                    "action": row.action,
+                    "guess": guess_code(row.value, f),
+                }
+            )
     return out
 
 
@@ -68,8 +77,7 @@ def suggestion_text(entries: list[dict], schemas: Mapping[str, TableSchema]) -> 
     lines = [
         f"# Starter value_map written by `python -m helpers ingest --suggest-map` on "
         f"{dt.date.today().isoformat()}.",
-        "# Each value below matched no code of its field. Check every line: a \"guess\" shares "
-        "words",
+        '# Each value below matched no code of its field. Check every line: a "guess" shares words',
         "# with that code's spellings; an empty code must be filled in (or the line deleted and "
         "the",
         "# export fixed). Then copy the block into config/ingest.yaml.",
@@ -83,14 +91,17 @@ def suggestion_text(entries: list[dict], schemas: Mapping[str, TableSchema]) -> 
             lines.append(f"  {e['table']}.{e['field']}:   # codes: {_codes(f)}")
         code = e["guess"] or ""
         note = "guess" if e["guess"] else "fill in"
-        lines.append(f"    {json.dumps(e['value'], ensure_ascii=False)}: "
-                     f"{json.dumps(code, ensure_ascii=False)}   # {e['count']} rows "
-                     f"({e['action']}); {note}")
+        lines.append(
+            f"    {json.dumps(e['value'], ensure_ascii=False)}: "
+            f"{json.dumps(code, ensure_ascii=False)}   # {e['count']} rows "
+            f"({e['action']}); {note}"
+        )
     return "\n".join(lines) + "\n"
 
 
-def write_suggestion(entries: list[dict], path: Path,
-                     schemas: Mapping[str, TableSchema] | None = None) -> Path:
+def write_suggestion(
+    entries: list[dict], path: Path, schemas: Mapping[str, TableSchema] | None = None
+) -> Path:
     text = suggestion_text(entries, schemas or load_schemas())
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

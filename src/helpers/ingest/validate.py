@@ -24,12 +24,20 @@ from helpers.normalize import normalize_cells, normalize_spellings, parse_number
 from helpers.schema import BOOL_FALSE, BOOL_TRUE, Field, TableSchema
 
 REASONS = (
-    "missing_required", "invalid_code", "invalid_date", "invalid_number", "out_of_range",
-    "unknown_enum", "duplicate_conflict", "orphan_key", "duplicate_exact",
+    "missing_required",
+    "invalid_code",
+    "invalid_date",
+    "invalid_number",
+    "out_of_range",
+    "unknown_enum",
+    "duplicate_conflict",
+    "orphan_key",
+    "duplicate_exact",
 )
 REJECT_COLUMNS = ["file", "source_row", "column", "value", "reason", "detail"]
-BOOL_LOOKUP: dict[str, bool] = ({spelling_key(v): True for v in BOOL_TRUE}
-                                | {spelling_key(v): False for v in BOOL_FALSE})
+BOOL_LOOKUP: dict[str, bool] = {spelling_key(v): True for v in BOOL_TRUE} | {
+    spelling_key(v): False for v in BOOL_FALSE
+}
 
 
 # ----------------------------------------------------------------------------- vocabularies
@@ -39,14 +47,17 @@ def enum_lookup(f: Field) -> dict[str, str]:
     for spelling, code in f.enum_lookup().items():
         k = spelling_key(spelling)
         if out.get(k, code) != code:
-            raise MimamoriError(f"data_schema: field {f.name}: spelling {spelling!r} fits two "
-                                f"codes ({out[k]}, {code})")
+            raise MimamoriError(
+                f"data_schema: field {f.name}: spelling {spelling!r} fits two "
+                f"codes ({out[k]}, {code})"
+            )
         out[k] = code
     return out
 
 
-def value_maps(configured: Mapping[str, Mapping[str, object]] | None,
-               schemas: Mapping[str, TableSchema]) -> dict[str, dict[str, dict[str, object]]]:
+def value_maps(
+    configured: Mapping[str, Mapping[str, object]] | None, schemas: Mapping[str, TableSchema]
+) -> dict[str, dict[str, dict[str, object]]]:
     """``ingest.value_map`` ({"table.field": {vendor value: code}}) checked against the schemas,
     as {table: {field: {matching form: code or bool}}}."""
     out: dict[str, dict[str, dict[str, object]]] = {}
@@ -54,14 +65,17 @@ def value_maps(configured: Mapping[str, Mapping[str, object]] | None,
         where = f"config/ingest.yaml: value_map: {key!r}"
         table, _, fname = str(key).partition(".")
         if table not in schemas or fname not in schemas[table].field_names:
-            raise MimamoriError(f"{where}: not a table.field of data_schema/ (e.g. "
-                                "household_history.relationship)")
+            raise MimamoriError(
+                f"{where}: not a table.field of data_schema/ (e.g. household_history.relationship)"
+            )
         f = schemas[table].field(fname)
         if f.type not in ("enum", "bool"):
-            raise MimamoriError(f"{where}: {fname} is a {f.type} field; value maps are for enum "
-                                "and yes/no fields")
-        out.setdefault(table, {})[fname] = {spelling_key(str(v)): _target(f, c, where)
-                                            for v, c in (mapping or {}).items()}
+            raise MimamoriError(
+                f"{where}: {fname} is a {f.type} field; value maps are for enum and yes/no fields"
+            )
+        out.setdefault(table, {})[fname] = {
+            spelling_key(str(v)): _target(f, c, where) for v, c in (mapping or {}).items()
+        }
     return out
 
 
@@ -108,8 +122,10 @@ def _number(u: pd.Series, f: Field, reason: np.ndarray, detail: np.ndarray) -> p
     vals = values.to_numpy()
     present = u.notna().to_numpy()
     unit = f" {f.unit}" if f.unit else ""
-    for bound, side, fails in ((f.min, "below minimum", np.less), (f.max, "above maximum",
-                                                                    np.greater)):
+    for bound, side, fails in (
+        (f.min, "below minimum", np.less),
+        (f.max, "above maximum", np.greater),
+    ):
         if bound is None:
             continue
         out = ~bad & present & fails(np.nan_to_num(vals, nan=float(bound)), bound)
@@ -127,7 +143,9 @@ def _number(u: pd.Series, f: Field, reason: np.ndarray, detail: np.ndarray) -> p
     return typed
 
 
-def _date(u: pd.Series, f: Field, reason: np.ndarray, detail: np.ndarray) -> tuple[pd.Series, np.ndarray]:
+def _date(
+    u: pd.Series, f: Field, reason: np.ndarray, detail: np.ndarray
+) -> tuple[pd.Series, np.ndarray]:
     sentinel = open_end_mask(u).to_numpy() if f.open_end else np.zeros(len(u), dtype=bool)
     dates, errs = parse_dates(u.mask(sentinel))
     bad = errs.notna().to_numpy()
@@ -136,8 +154,9 @@ def _date(u: pd.Series, f: Field, reason: np.ndarray, detail: np.ndarray) -> tup
     return dates, sentinel
 
 
-def _vocabulary(u: pd.Series, f: Field, vmap: Mapping[str, object], reason: np.ndarray,
-                detail: np.ndarray) -> tuple[pd.Series, np.ndarray]:
+def _vocabulary(
+    u: pd.Series, f: Field, vmap: Mapping[str, object], reason: np.ndarray, detail: np.ndarray
+) -> tuple[pd.Series, np.ndarray]:
     keys = normalize_spellings(u)
     lookup: dict[str, object] = dict(BOOL_LOOKUP) if f.type == "bool" else dict(enum_lookup(f))
     lookup.update(vmap)  # a vendor's own codes win over the schema's spellings
@@ -188,7 +207,8 @@ def parse_field(raw: pd.Series, f: Field, value_map: Mapping[str, object] | None
     counts = np.bincount(codes[has], minlength=len(u))
     return Parsed(
         typed=pd.Series(typed.array.take(codes, allow_fill=True), index=idx),
-        reason=pd.Series(out_reason, index=idx), detail=pd.Series(out_detail, index=idx),
+        reason=pd.Series(out_reason, index=idx),
+        detail=pd.Series(out_detail, index=idx),
         unmapped={str(v): int(c) for v, c in zip(u[unmapped_u], counts[unmapped_u], strict=True)},
         open_ends=int(counts[sentinel_u].sum()),
     )
@@ -206,8 +226,9 @@ class TableResult:
     rows_in: int
     duplicates_dropped: int
     warnings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
-    unmapped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
-        columns=["field", "value", "count", "action"]))
+    unmapped: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["field", "value", "count", "action"])
+    )
     open_ends: dict[str, int] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
 
@@ -222,17 +243,25 @@ def row_level(f: Field, schema: TableSchema) -> bool:
     return schema.rejects_row(f.name)
 
 
-def _reject_frame(raw: pd.DataFrame, mask: np.ndarray, column: str, values, reason,
-                  detail) -> pd.DataFrame:
+def _reject_frame(
+    raw: pd.DataFrame, mask: np.ndarray, column: str, values, reason, detail
+) -> pd.DataFrame:
     sel = raw.loc[mask]
-    return pd.DataFrame({
-        "file": sel["source_file"].to_numpy(),
-        "source_row": sel["source_row"].to_numpy(),
-        "column": column,
-        "value": np.asarray(values, dtype=object)[mask] if not np.isscalar(values) else values,
-        "reason": np.asarray(reason, dtype=object)[mask] if not isinstance(reason, str) else reason,
-        "detail": np.asarray(detail, dtype=object)[mask] if not isinstance(detail, str) else detail,
-    }, columns=REJECT_COLUMNS)
+    return pd.DataFrame(
+        {
+            "file": sel["source_file"].to_numpy(),
+            "source_row": sel["source_row"].to_numpy(),
+            "column": column,
+            "value": np.asarray(values, dtype=object)[mask] if not np.isscalar(values) else values,
+            "reason": np.asarray(reason, dtype=object)[mask]
+            if not isinstance(reason, str)
+            else reason,
+            "detail": np.asarray(detail, dtype=object)[mask]
+            if not isinstance(detail, str)
+            else detail,
+        },
+        columns=REJECT_COLUMNS,
+    )
 
 
 def _frames(parts: list[pd.DataFrame]) -> pd.DataFrame:
@@ -240,8 +269,9 @@ def _frames(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=REJECT_COLUMNS)
 
 
-def _fields(raw: pd.DataFrame, schema: TableSchema, value_map: Mapping[str, Mapping[str, object]]
-            ) -> tuple[pd.DataFrame, np.ndarray, list[pd.DataFrame], list[pd.DataFrame], dict]:
+def _fields(
+    raw: pd.DataFrame, schema: TableSchema, value_map: Mapping[str, Mapping[str, object]]
+) -> tuple[pd.DataFrame, np.ndarray, list[pd.DataFrame], list[pd.DataFrame], dict]:
     """Parse every field: typed frame, rows to reject, reject and warning lines, what was seen."""
     typed: dict[str, pd.Series] = {}
     rejects: list[pd.DataFrame] = []
@@ -255,13 +285,21 @@ def _fields(raw: pd.DataFrame, schema: TableSchema, value_map: Mapping[str, Mapp
         rowwise = row_level(f, schema)
         typed[f.name] = p.typed if rowwise else p.typed.mask(bad)
         if bad.any():
-            lines = _reject_frame(raw, bad, f.name, raw[f.name].astype(object).to_numpy(),
-                                  p.reason.to_numpy(), p.detail.to_numpy())
+            lines = _reject_frame(
+                raw,
+                bad,
+                f.name,
+                raw[f.name].astype(object).to_numpy(),
+                p.reason.to_numpy(),
+                p.detail.to_numpy(),
+            )
             (rejects if rowwise else warnings).append(lines)
             row_bad |= bad if rowwise else False
         action = "row rejected" if rowwise else "cell set to blank"
-        unmapped += [{"field": f.name, "value": v, "count": n, "action": action}
-                     for v, n in sorted(p.unmapped.items(), key=lambda kv: (-kv[1], kv[0]))]
+        unmapped += [
+            {"field": f.name, "value": v, "count": n, "action": action}
+            for v, n in sorted(p.unmapped.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
         if p.open_ends:
             open_ends[f.name] = p.open_ends
     typed_df = pd.DataFrame(typed)
@@ -270,8 +308,9 @@ def _fields(raw: pd.DataFrame, schema: TableSchema, value_map: Mapping[str, Mapp
     return typed_df, row_bad, rejects, warnings, {"unmapped": unmapped, "open_ends": open_ends}
 
 
-def _duplicates(raw: pd.DataFrame, typed_df: pd.DataFrame, row_bad: np.ndarray,
-                names: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+def _duplicates(
+    raw: pd.DataFrame, typed_df: pd.DataFrame, row_bad: np.ndarray, names: list[str]
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Exact duplicates among clean rows (same value in every field): the first copy stays."""
     clean_idx = np.flatnonzero(~row_bad)
     clean = typed_df.iloc[clean_idx]
@@ -283,13 +322,15 @@ def _duplicates(raw: pd.DataFrame, typed_df: pd.DataFrame, row_bad: np.ndarray,
     first_row = clean.groupby(names, dropna=False, sort=False)["source_row"].transform("first")
     firsts = np.zeros(len(raw), dtype=object)
     firsts[clean_idx] = first_row.to_numpy()
-    detail = np.array([f"exact copy of row {r}; dropped (counted, not rejected)" for r in firsts],
-                      dtype=object)
+    detail = np.array(
+        [f"exact copy of row {r}; dropped (counted, not rejected)" for r in firsts], dtype=object
+    )
     return dup_mask, _reject_frame(raw, dup_mask, "*", "", "duplicate_exact", detail)
 
 
-def _conflicts(raw: pd.DataFrame, typed_df: pd.DataFrame, remaining: np.ndarray,
-               schema: TableSchema) -> tuple[np.ndarray, pd.DataFrame]:
+def _conflicts(
+    raw: pd.DataFrame, typed_df: pd.DataFrame, remaining: np.ndarray, schema: TableSchema
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Primary-key conflicts among the remaining rows: every row of the key group is rejected."""
     pk = list(schema.primary_key)
     conflict = np.zeros(len(raw), dtype=bool)
@@ -307,15 +348,19 @@ def _conflicts(raw: pd.DataFrame, typed_df: pd.DataFrame, remaining: np.ndarray,
     gsize = grp.groupby(pk, dropna=False)["source_row"].transform("size")
     diff_txt = grp[pk].merge(differing.rename("d").reset_index(), on=pk, how="left")["d"].to_numpy()
     det = np.zeros(len(raw), dtype=object)
-    det[conflict] = [f"{s} rows share this key with different {d}"
-                     for s, d in zip(gsize, diff_txt, strict=True)]
+    det[conflict] = [
+        f"{s} rows share this key with different {d}" for s, d in zip(gsize, diff_txt, strict=True)
+    ]
     keytxt = np.zeros(len(raw), dtype=object)
     keytxt[conflict] = raw.loc[conflict, pk].astype(str).agg("|".join, axis=1).to_numpy()
     return conflict, _reject_frame(raw, conflict, "+".join(pk), keytxt, "duplicate_conflict", det)
 
 
-def validate_table(raw: pd.DataFrame, schema: TableSchema,
-                   value_map: Mapping[str, Mapping[str, object]] | None = None) -> TableResult:
+def validate_table(
+    raw: pd.DataFrame,
+    schema: TableSchema,
+    value_map: Mapping[str, Mapping[str, object]] | None = None,
+) -> TableResult:
     """Schema-driven validation of one table's raw rows (all its files concatenated).
 
     Field checks (type, pattern, range, vocabulary, required) come from the YAML schema; then
@@ -328,10 +373,12 @@ def validate_table(raw: pd.DataFrame, schema: TableSchema,
     conflict, conflicts = _conflicts(raw, typed_df, ~row_bad & ~dup_mask, schema)
     accepted = ~row_bad & ~dup_mask & ~conflict
     return TableResult(
-        table=schema.table, typed_all=typed_df,
+        table=schema.table,
+        typed_all=typed_df,
         valid=typed_df.loc[accepted].reset_index(drop=True),
         rejects=_frames([*rejects, dups, conflicts])[REJECT_COLUMNS],
-        rows_in=len(raw), duplicates_dropped=int(dup_mask.sum()),
+        rows_in=len(raw),
+        duplicates_dropped=int(dup_mask.sum()),
         warnings=_frames(warnings)[REJECT_COLUMNS],
         unmapped=pd.DataFrame(seen["unmapped"], columns=["field", "value", "count", "action"]),
         open_ends=seen["open_ends"],
@@ -351,8 +398,12 @@ def linkage(results: Mapping[str, TableResult], schemas: Mapping[str, TableSchem
     out: dict[str, dict] = {}
     for table, res in results.items():
         links = dict(schemas[table].references)
-        if not links and "household_code" in res.valid and "household_history" in results \
-                and table != "household_history":
+        if (
+            not links
+            and "household_code" in res.valid
+            and "household_history" in results
+            and table != "household_history"
+        ):
             links = {"household_code": "household_history.household_code"}
         for fname, target in links.items():
             if target.split(".", 1)[0] not in results:
@@ -362,12 +413,19 @@ def linkage(results: Mapping[str, TableResult], schemas: Mapping[str, TableSchem
             linked = int(col.isin(_known(results, target)).sum())
             n = len(col)
             out.setdefault(table, {})[fname] = {
-                "references": target, "records": n, "key_blank": blank, "linked": linked,
-                "not_found": n - blank - linked, "linkage_rate": linked / n if n else None}
+                "references": target,
+                "records": n,
+                "key_blank": blank,
+                "linked": linked,
+                "not_found": n - blank - linked,
+                "linkage_rate": linked / n if n else None,
+            }
     return out
 
 
-def check_references(results: Mapping[str, TableResult], schemas: Mapping[str, TableSchema]) -> dict:
+def check_references(
+    results: Mapping[str, TableResult], schemas: Mapping[str, TableSchema]
+) -> dict:
     """Reject accepted rows whose reference (``references:``) is found nowhere in the target export.
 
     A code counts as present when it appears, validly spelt, in any row of the referenced
@@ -380,19 +438,28 @@ def check_references(results: Mapping[str, TableResult], schemas: Mapping[str, T
         for fname, target in schemas[table].references.items():
             ref_table = target.split(".", 1)[0]
             if ref_table not in results:
-                info[fname] = {"references": target, "checked": False, "orphans": 0,
-                               "note": f"{ref_table} export absent; not checked"}
+                info[fname] = {
+                    "references": target,
+                    "checked": False,
+                    "orphans": 0,
+                    "note": f"{ref_table} export absent; not checked",
+                }
                 continue
             col = res.valid[fname]
             orphan = (col.notna() & ~col.isin(_known(results, target))).to_numpy()
             info[fname] = {"references": target, "checked": True, "orphans": int(orphan.sum())}
             if orphan.any():
                 v = res.valid.loc[orphan]
-                rej = pd.DataFrame({
-                    "file": v["source_file"].to_numpy(), "source_row": v["source_row"].to_numpy(),
-                    "column": fname, "value": v[fname].astype(object).to_numpy(),
-                    "reason": "orphan_key", "detail": f"not found in {target}",
-                })
+                rej = pd.DataFrame(
+                    {
+                        "file": v["source_file"].to_numpy(),
+                        "source_row": v["source_row"].to_numpy(),
+                        "column": fname,
+                        "value": v[fname].astype(object).to_numpy(),
+                        "reason": "orphan_key",
+                        "detail": f"not found in {target}",
+                    }
+                )
                 res.rejects = pd.concat([res.rejects, rej], ignore_index=True)
                 res.valid = res.valid.loc[~orphan].reset_index(drop=True)
         checked[table] = info

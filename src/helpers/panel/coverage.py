@@ -76,11 +76,17 @@ class Coverage:
     def summary(self) -> list[dict]:
         """One row per source for the panel's coverage.json and the reports."""
         names = sorted(set(self.start) | set(self.end) | set(self.absent))
-        return [{"table": t, "absent": t in self.absent,
-                 "first_covered": _iso(self.start.get(t)), "last_covered": _iso(self.end.get(t)),
-                 "last_in_own_exports": _iso(self.own_end.get(t)),
-                 "first_from": "configured" if t in self.configured else "export"}
-                for t in names]
+        return [
+            {
+                "table": t,
+                "absent": t in self.absent,
+                "first_covered": _iso(self.start.get(t)),
+                "last_covered": _iso(self.end.get(t)),
+                "last_in_own_exports": _iso(self.own_end.get(t)),
+                "first_from": "configured" if t in self.configured else "export",
+            }
+            for t in names
+        ]
 
 
 def _iso(ts: pd.Timestamp | None) -> str | None:
@@ -99,27 +105,41 @@ def span_dates(df: pd.DataFrame, schema: TableSchema) -> tuple[pd.Series, pd.Ser
         fy = pd.to_numeric(df["fiscal_year"], errors="coerce").dropna().astype(int)
         starts = pd.to_datetime(fy.astype(str) + "-04-01")
         return starts, pd.to_datetime((fy + 1).astype(str) + "-03-31")
-    dated = [f for f in schema.mart_fields if f.type == "date" and f.masking != "birth_month"
-             and f.name in df]
+    dated = [
+        f
+        for f in schema.mart_fields
+        if f.type == "date" and f.masking != "birth_month" and f.name in df
+    ]
     first = next((f.name for f in dated if f.required), None)
     starts = df[first].dropna() if first else pd.Series(dtype="datetime64[ns]")
     every = pd.concat([df[f.name] for f in dated]).dropna() if dated else starts
     return starts, every
 
 
-def source_coverage(mart: Mapping[str, pd.DataFrame], absent: Iterable[str], cfg: Settings,
-                    schemas: Mapping[str, TableSchema] | None = None) -> Coverage:
+def source_coverage(
+    mart: Mapping[str, pd.DataFrame],
+    absent: Iterable[str],
+    cfg: Settings,
+    schemas: Mapping[str, TableSchema] | None = None,
+) -> Coverage:
     """Spans of every source from the (full) mart and the settings."""
     schemas = schemas or load_schemas()
     absent = frozenset(absent)
-    configured = {t: _parse_day(v, f"config/panel.yaml: source_start: {t}")
-                  for t, v in cfg.panel.source_start.items()}
+    configured = {
+        t: _parse_day(v, f"config/panel.yaml: source_start: {t}")
+        for t, v in cfg.panel.source_start.items()
+    }
     unknown = sorted(set(configured) - set(schemas))
     if unknown:
-        raise MimamoriError(f"config/panel.yaml: source_start: {unknown} are not tables of "
-                            f"data_schema/ ({sorted(schemas)})")
-    export_date = (_parse_day(cfg.run.export_date, "config/run.yaml: export_date")
-                   if cfg.run.export_date else None)
+        raise MimamoriError(
+            f"config/panel.yaml: source_start: {unknown} are not tables of "
+            f"data_schema/ ({sorted(schemas)})"
+        )
+    export_date = (
+        _parse_day(cfg.run.export_date, "config/run.yaml: export_date")
+        if cfg.run.export_date
+        else None
+    )
     start: dict[str, pd.Timestamp] = {}
     latest: dict[str, pd.Timestamp] = {}
     for table, df in mart.items():
@@ -137,8 +157,9 @@ def source_coverage(mart: Mapping[str, pd.DataFrame], absent: Iterable[str], cfg
     present = [t for t in mart if t not in absent]
     extraction = max(latest.values()) if latest else None
     end = {t: export_date or extraction for t in present if (export_date or extraction)}
-    own = {t: export_date or latest[schemas[t].system] for t in present
-           if schemas[t].system in latest}
+    own = {
+        t: export_date or latest[schemas[t].system] for t in present if schemas[t].system in latest
+    }
     return Coverage(start, end, absent, frozenset(configured) - absent, own)  # type: ignore[arg-type]
 
 
@@ -149,8 +170,9 @@ def _parse_day(value: str, where: str) -> pd.Timestamp:
         raise MimamoriError(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
-def label_observed(on: pd.Timestamp, years: int, coverage: Coverage,
-                   table: str = "consultations") -> bool:
+def label_observed(
+    on: pd.Timestamp, years: int, coverage: Coverage, table: str = "consultations"
+) -> bool:
     """Whether the outcome window [on, on + years) lies inside what the export covers."""
     if table in coverage.absent or table not in coverage.own_end:
         return False
@@ -160,19 +182,34 @@ def label_observed(on: pd.Timestamp, years: int, coverage: Coverage,
 # ---------------------------------------------------------------------------------- absence
 def empty_table(schema: TableSchema) -> pd.DataFrame:
     """A source without an export: no rows, the mart's columns and dtypes."""
-    by_type = {"code": "string", "string": "string", "text": "string", "enum": "string",
-               "int": "Int64", "float": "float64", "bool": "boolean", "date": "datetime64[ns]"}
+    by_type = {
+        "code": "string",
+        "string": "string",
+        "text": "string",
+        "enum": "string",
+        "int": "Int64",
+        "float": "float64",
+        "bool": "boolean",
+        "date": "datetime64[ns]",
+    }
     return pd.DataFrame({f.name: pd.Series(dtype=by_type[f.type]) for f in schema.mart_fields})
 
 
-def blank_absent(frame: pd.DataFrame, sources: Mapping[str, tuple[str, ...]],
-                 absent: frozenset[str]) -> pd.DataFrame:
+def blank_absent(
+    frame: pd.DataFrame, sources: Mapping[str, tuple[str, ...]], absent: frozenset[str]
+) -> pd.DataFrame:
     """NaN in every column fed by an absent source (``sources``: column -> its tables), so an
     unobserved source is unknown, never 0."""
     if not absent:
         return frame
-    hit = [c for c in frame.columns if c in sources and c not in DERIVED
-           and absent.intersection(sources[c]) and not c.startswith("miss_")]
+    hit = [
+        c
+        for c in frame.columns
+        if c in sources
+        and c not in DERIVED
+        and absent.intersection(sources[c])
+        and not c.startswith("miss_")
+    ]
     if hit:
         frame = frame.copy()
         frame[hit] = np.nan
@@ -185,8 +222,13 @@ def _zero_unless(values: pd.Series, observed: pd.Series) -> pd.Series:
     return values.where((values > 0) | observed.reindex(values.index).fillna(False).astype(bool))
 
 
-def household_windows(household: pd.DataFrame, spine: pd.DataFrame, on: pd.Timestamp,
-                      fiscal_year: int, coverage: Coverage) -> pd.DataFrame:
+def household_windows(
+    household: pd.DataFrame,
+    spine: pd.DataFrame,
+    on: pd.Timestamp,
+    fiscal_year: int,
+    coverage: Coverage,
+) -> pd.DataFrame:
     """Household items over a look-back window are NaN (unless positive) for a child who was
     not here for the whole window (an in-mover: the household's history before the move-in is
     held elsewhere) or when the source does not cover it."""

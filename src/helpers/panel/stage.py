@@ -85,7 +85,9 @@ def check_mart_table(df: pd.DataFrame, table: str, where: str | None = None) -> 
     expected = [f.name for f in schema.mart_fields]
     missing = [c for c in expected if c not in df.columns]
     if missing:
-        raise MimamoriError(f"{where}: column(s) {missing} missing (schema data_schema/{table}.yaml)")
+        raise MimamoriError(
+            f"{where}: column(s) {missing} missing (schema data_schema/{table}.yaml)"
+        )
     for f in schema.mart_fields:
         col = df[f.name]
         if f.type == "date" and not pd.api.types.is_datetime64_any_dtype(col):
@@ -108,7 +110,9 @@ KEY_DOMAINS = ("resident_code", "household_code", "student_id", "consultation_id
 KEY_ALIASES = {"resident_code": ("candidate_code",)}
 
 
-def encode_keys(mart: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict[str, pd.Index]]:
+def encode_keys(
+    mart: dict[str, pd.DataFrame],
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.Index]]:
     """Replace pseudonym strings by Int64 positions in one sorted index per key domain.
 
     Joins, ``isin`` and group-bys on integers are several times faster than on strings; the
@@ -117,8 +121,12 @@ def encode_keys(mart: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame],
     decoders: dict[str, pd.Index] = {}
     out = dict(mart)
     for key in KEY_DOMAINS:
-        cols = [(t, c) for t, df in mart.items() for c in (key, *KEY_ALIASES.get(key, ()))
-                if c in df.columns]
+        cols = [
+            (t, c)
+            for t, df in mart.items()
+            for c in (key, *KEY_ALIASES.get(key, ()))
+            if c in df.columns
+        ]
         if not cols:
             continue
         arrays = [mart[t][c].to_numpy(dtype=object, na_value=None) for t, c in cols]
@@ -126,7 +134,7 @@ def encode_keys(mart: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame],
         decoders[key] = pd.Index(uniques, dtype="object")
         start = 0
         for (t, c), arr in zip(cols, arrays, strict=True):
-            part = codes[start:start + len(arr)]
+            part = codes[start : start + len(arr)]
             start += len(arr)
             df = out[t].copy() if out[t] is mart[t] else out[t]
             df[c] = pd.arrays.IntegerArray(part.astype("int64"), part < 0)
@@ -147,12 +155,15 @@ def decode(codes: pd.Series, decoder: pd.Index) -> pd.Series:
 # Spine and labels
 # ---------------------------------------------------------------------------------------------
 
+
 def as_of_date(fiscal_year: int, panel_cfg: PanelSettings) -> pd.Timestamp:
     month, day = panel_cfg.as_of_month_day
     return pd.Timestamp(year=int(fiscal_year), month=int(month), day=int(day))
 
 
-def resident_spine(residents: pd.DataFrame, fiscal_year: int, panel_cfg: PanelSettings) -> pd.DataFrame:
+def resident_spine(
+    residents: pd.DataFrame, fiscal_year: int, panel_cfg: PanelSettings
+) -> pd.DataFrame:
     """Children resident on the as-of date and aged age_min..age_max; index = child_id."""
     on = as_of_date(fiscal_year, panel_cfg)
     res = residents.drop_duplicates("resident_code")
@@ -178,13 +189,19 @@ def outcome_dates(tables: dict[str, pd.DataFrame], target: str) -> pd.Series:
         if target not in known:
             raise MimamoriError(
                 f"config/run.yaml: targets: {target!r} is neither young_carer nor a "
-                f"consultation_type code ({sorted(known)})")
+                f"consultation_type code ({sorted(known)})"
+            )
         hit = cons["consultation_type"] == target
     return cons.loc[hit].groupby("resident_code")["received_date"].min()
 
 
-def label_columns(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], fiscal_year: int,
-                  cfg: Settings, coverage: Coverage | None = None) -> pd.DataFrame:
+def label_columns(
+    spine: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    fiscal_year: int,
+    cfg: Settings,
+    coverage: Coverage | None = None,
+) -> pd.DataFrame:
     """``label_<t>``: first recorded within [as-of, as-of + n years), NaN when that window is
     not complete in the export (it ends after ``run.export_date``, else after the last date
     the consultation system's export holds); ``known_<t>``: recorded before the as-of date."""
@@ -212,11 +229,17 @@ def label_columns(spine: pd.DataFrame, tables: dict[str, pd.DataFrame], fiscal_y
 # One fiscal year
 # ---------------------------------------------------------------------------------------------
 
-def build_year(mart: dict[str, pd.DataFrame], fiscal_year: int, cfg: Settings,
-               registry: list[F.FeatureSpec] | None = None,
-               state_cache: dict | None = None,
-               decoders: dict[str, pd.Index] | None = None,
-               coverage: Coverage | None = None, notes: dict | None = None) -> pd.DataFrame:
+
+def build_year(
+    mart: dict[str, pd.DataFrame],
+    fiscal_year: int,
+    cfg: Settings,
+    registry: list[F.FeatureSpec] | None = None,
+    state_cache: dict | None = None,
+    decoders: dict[str, pd.Index] | None = None,
+    coverage: Coverage | None = None,
+    notes: dict | None = None,
+) -> pd.DataFrame:
     """All panel columns for one fiscal year, in registry order.
 
     ``mart`` holds pseudonym strings, or Int64 key codes when ``decoders`` is given (the
@@ -233,8 +256,11 @@ def build_year(mart: dict[str, pd.DataFrame], fiscal_year: int, cfg: Settings,
     on = as_of_date(fiscal_year, panel_cfg)
     spine = resident_spine(tables["residents"], fiscal_year, panel_cfg)
     sources = {s.name: s.source_tables for s in registry}
-    child = blank_absent(F.child_features(spine, tables, on, fiscal_year, panel_cfg, coverage),
-                         sources, coverage.absent)
+    child = blank_absent(
+        F.child_features(spine, tables, on, fiscal_year, panel_cfg, coverage),
+        sources,
+        coverage.absent,
+    )
     hh_now = F.household_state(tables, on, fiscal_year, spine.index, coverage)
     prev_on = on - pd.DateOffset(years=1)
     needed = spine.index[F.resident_on(spine, prev_on).to_numpy()]
@@ -251,10 +277,12 @@ def build_year(mart: dict[str, pd.DataFrame], fiscal_year: int, cfg: Settings,
     household = household_windows(hh_now.reindex(spine.index), spine, on, fiscal_year, coverage)
     household = blank_absent(household, sources, coverage.absent)
     deltas = blank_absent(F.delta_features(spine, hh_now, hh_prev, on), sources, coverage.absent)
-    yc = F.young_carer_items(spine, household, child,
-                             coverage.covered_from("nursery_enrolment", on))
-    labels = blank_absent(label_columns(spine, mart, fiscal_year, cfg, coverage), sources,
-                          coverage.absent)
+    yc = F.young_carer_items(
+        spine, household, child, coverage.covered_from("nursery_enrolment", on)
+    )
+    labels = blank_absent(
+        label_columns(spine, mart, fiscal_year, cfg, coverage), sources, coverage.absent
+    )
     if notes is not None:
         notes[fiscal_year] = year_notes(spine, household, labels, on, cfg, coverage)
 
@@ -281,8 +309,14 @@ def build_year(mart: dict[str, pd.DataFrame], fiscal_year: int, cfg: Settings,
     return conform(frame, registry)
 
 
-def year_notes(spine: pd.DataFrame, household: pd.DataFrame, labels: pd.DataFrame,
-               on: pd.Timestamp, cfg: Settings, coverage: Coverage) -> dict:
+def year_notes(
+    spine: pd.DataFrame,
+    household: pd.DataFrame,
+    labels: pd.DataFrame,
+    on: pd.Timestamp,
+    cfg: Settings,
+    coverage: Coverage,
+) -> dict:
     """What is unknown in one fiscal year (counts of child rows), for coverage.json."""
     unknown_members = household["hh_unknown_members"].fillna(0) > 0
     in_movers = spine["move_in_date"].notna()
@@ -292,9 +326,12 @@ def year_notes(spine: pd.DataFrame, household: pd.DataFrame, labels: pd.DataFram
         "household_member_unknown": int(unknown_members.sum()),
         "in_movers": int(in_movers.sum()),
         "labels_observed": bool(label_observed(on, cfg.panel.outcome_window_years, coverage)),
-        "label_window": [on.date().isoformat(),
-                         (on + pd.DateOffset(years=cfg.panel.outcome_window_years)
-                          - pd.Timedelta(days=1)).date().isoformat()],
+        "label_window": [
+            on.date().isoformat(),
+            (on + pd.DateOffset(years=cfg.panel.outcome_window_years) - pd.Timedelta(days=1))
+            .date()
+            .isoformat(),
+        ],
     }
 
 
@@ -317,8 +354,10 @@ def conform(frame: pd.DataFrame, registry: list[F.FeatureSpec]) -> pd.DataFrame:
     missing = [n for n in names if n not in frame.columns]
     extra = [c for c in frame.columns if c not in names]
     if missing or extra:
-        raise MimamoriError(f"panel: columns do not match the feature registry "
-                            f"(missing {missing}, unregistered {extra})")
+        raise MimamoriError(
+            f"panel: columns do not match the feature registry "
+            f"(missing {missing}, unregistered {extra})"
+        )
     frame = frame[names]
     kinds = {}
     for spec in registry:
@@ -331,10 +370,14 @@ def conform(frame: pd.DataFrame, registry: list[F.FeatureSpec]) -> pd.DataFrame:
     return frame.astype(kinds)
 
 
-def iter_panel_years(mart: dict[str, pd.DataFrame], cfg: Settings, progress: bool = True,
-                     decoders: dict[str, pd.Index] | None = None,
-                     coverage: Coverage | None = None,
-                     notes: dict | None = None) -> Iterator[pd.DataFrame]:
+def iter_panel_years(
+    mart: dict[str, pd.DataFrame],
+    cfg: Settings,
+    progress: bool = True,
+    decoders: dict[str, pd.Index] | None = None,
+    coverage: Coverage | None = None,
+    notes: dict | None = None,
+) -> Iterator[pd.DataFrame]:
     """One frame per fiscal year (``mart`` already key-encoded when ``decoders`` is given)."""
     registry = F.feature_registry(cfg)
     F.check_registry_roles(registry)
@@ -346,7 +389,9 @@ def iter_panel_years(mart: dict[str, pd.DataFrame], cfg: Settings, progress: boo
         yield build_year(encoded, fy, cfg, registry, cache, decoders, coverage, notes)
 
 
-def _as_mart(mart: dict[str, pd.DataFrame] | Path | str) -> tuple[dict[str, pd.DataFrame], list[str]]:
+def _as_mart(
+    mart: dict[str, pd.DataFrame] | Path | str,
+) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """The mart and its absent tables (from a folder, or a dict missing some tables)."""
     if isinstance(mart, (str, Path)):
         return load_mart(Path(mart)), absent_tables(Path(mart))
@@ -359,8 +404,9 @@ def _as_mart(mart: dict[str, pd.DataFrame] | Path | str) -> tuple[dict[str, pd.D
     return {**out, **{t: empty_table(schemas[t]) for t in absent}}, absent
 
 
-def build_panel(mart: dict[str, pd.DataFrame] | Path, cfg: Settings,
-                progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_panel(
+    mart: dict[str, pd.DataFrame] | Path, cfg: Settings, progress: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The whole panel in memory (tests, notebooks, small cities) and its catalogue. A table
     missing from ``mart`` is an absent source: the features it feeds are NaN."""
     mart, absent = _as_mart(mart)
@@ -374,8 +420,10 @@ def build_panel(mart: dict[str, pd.DataFrame] | Path, cfg: Settings,
 # Leakage check
 # ---------------------------------------------------------------------------------------------
 
-def truncate_mart(mart: dict[str, pd.DataFrame], on: pd.Timestamp,
-                  fiscal_year: int) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+
+def truncate_mart(
+    mart: dict[str, pd.DataFrame], on: pd.Timestamp, fiscal_year: int
+) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
     """The mart as it could have been seen just before ``on``: records dated on or after it
     are removed, end dates on or after it are blanked (the period was still open)."""
     schemas = load_schemas()
@@ -397,10 +445,13 @@ def truncate_mart(mart: dict[str, pd.DataFrame], on: pd.Timestamp,
     return out, removed
 
 
-def leakage_check(mart: dict[str, pd.DataFrame], cfg: Settings,
-                  fiscal_year: int | None = None,
-                  decoders: dict[str, pd.Index] | None = None,
-                  coverage: Coverage | None = None) -> dict:
+def leakage_check(
+    mart: dict[str, pd.DataFrame],
+    cfg: Settings,
+    fiscal_year: int | None = None,
+    decoders: dict[str, pd.Index] | None = None,
+    coverage: Coverage | None = None,
+) -> dict:
     """Rebuild one fiscal year from the mart cut at its as-of date and compare every feature.
 
     Passing means no record dated on or after the as-of date influences a feature; the
@@ -409,17 +460,22 @@ def leakage_check(mart: dict[str, pd.DataFrame], cfg: Settings,
     """
     coverage = coverage if coverage is not None else source_coverage(mart, (), cfg)
     years = list(cfg.run.fiscal_years)
-    fy = int(fiscal_year if fiscal_year is not None
-             else cfg.panel.leakage_check_fiscal_year or years[len(years) // 2])
+    fy = int(
+        fiscal_year
+        if fiscal_year is not None
+        else cfg.panel.leakage_check_fiscal_year or years[len(years) // 2]
+    )
     registry = F.feature_registry(cfg)
     on = as_of_date(fy, cfg.panel)
     if decoders is None:
         mart, decoders = encode_keys(mart)
-    full = build_year(mart, fy, cfg, registry, decoders=decoders,
-                      coverage=coverage).set_index("child_id")
+    full = build_year(mart, fy, cfg, registry, decoders=decoders, coverage=coverage).set_index(
+        "child_id"
+    )
     cut_mart, removed = truncate_mart(mart, on, fy)
-    cut = build_year(cut_mart, fy, cfg, registry, decoders=decoders,
-                     coverage=coverage).set_index("child_id")
+    cut = build_year(cut_mart, fy, cfg, registry, decoders=decoders, coverage=coverage).set_index(
+        "child_id"
+    )
     feats = [s.name for s in registry if s.role == "feature"]
     same_rows = full.index.equals(cut.index)
     changed = []
@@ -430,8 +486,9 @@ def leakage_check(mart: dict[str, pd.DataFrame], cfg: Settings,
                 changed.append(c)
     schemas = load_schemas()
     post = sorted(t for t, s in schemas.items() if s.role == "post_outcome")
-    post_in_features = sorted({s.name for s in registry if s.role == "feature"
-                               and set(s.source_tables) & set(post)})
+    post_in_features = sorted(
+        {s.name for s in registry if s.role == "feature" and set(s.source_tables) & set(post)}
+    )
     return {
         "fiscal_year": fy,
         "as_of": on.date().isoformat(),
@@ -450,9 +507,15 @@ def leakage_check(mart: dict[str, pd.DataFrame], cfg: Settings,
 # Stage entry point
 # ---------------------------------------------------------------------------------------------
 
-def write_panel(mart: dict[str, pd.DataFrame], cfg: Settings, P: Paths,
-                progress: bool = True, decoders: dict[str, pd.Index] | None = None,
-                coverage: Coverage | None = None) -> dict:
+
+def write_panel(
+    mart: dict[str, pd.DataFrame],
+    cfg: Settings,
+    P: Paths,
+    progress: bool = True,
+    decoders: dict[str, pd.Index] | None = None,
+    coverage: Coverage | None = None,
+) -> dict:
     """Stream the panel year by year into panel.parquet; write catalogue, missingness and
     coverage.json (what each source covers and what is unknown per year)."""
     registry = F.feature_registry(cfg)
@@ -465,34 +528,52 @@ def write_panel(mart: dict[str, pd.DataFrame], cfg: Settings, P: Paths,
     with atomic_path(P.panel) as tmp:
         writer = pq.ParquetWriter(tmp, schema)
         try:
-            for frame in iter_panel_years(mart, cfg, progress=progress, decoders=decoders,
-                                          coverage=coverage, notes=notes):
+            for frame in iter_panel_years(
+                mart, cfg, progress=progress, decoders=decoders, coverage=coverage, notes=notes
+            ):
                 fy = int(frame["fiscal_year"].iat[0]) if len(frame) else None
                 if fy is None:
                     continue
                 rows_per_year[fy] = len(frame)
                 miss_parts.append(F.missingness_table(frame, catalogue))
-                writer.write_table(pa.Table.from_pandas(frame, schema=schema,
-                                                        preserve_index=False))
+                writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
                 del frame
         finally:
             writer.close()
-    missingness = (pd.concat(miss_parts, ignore_index=True)
-                   .sort_values(["name", "fiscal_year"]).reset_index(drop=True)
-                   if miss_parts else pd.DataFrame())
+    missingness = (
+        pd.concat(miss_parts, ignore_index=True)
+        .sort_values(["name", "fiscal_year"])
+        .reset_index(drop=True)
+        if miss_parts
+        else pd.DataFrame()
+    )
     write_csv(catalogue, P.feature_catalogue)
     write_csv(missingness, P.missingness)
-    write_json({"export_date": cfg.run.export_date, "sources": coverage.summary(),
-                "absent_sources": sorted(coverage.absent),
-                "years": {str(fy): n for fy, n in sorted(notes.items())}}, P.panel_coverage)
-    return {"rows_per_year": rows_per_year, "rows": int(sum(rows_per_year.values())),
-            "notes": notes}
+    write_json(
+        {
+            "export_date": cfg.run.export_date,
+            "sources": coverage.summary(),
+            "absent_sources": sorted(coverage.absent),
+            "years": {str(fy): n for fy, n in sorted(notes.items())},
+        },
+        P.panel_coverage,
+    )
+    return {
+        "rows_per_year": rows_per_year,
+        "rows": int(sum(rows_per_year.values())),
+        "notes": notes,
+    }
 
 
 def main(cfg: Settings, argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers panel", description=__doc__.splitlines()[0])
-    parser.add_argument("--no-leakage-check", action="store_true",
-                        help="skip the rebuild of one year from the cut mart")
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers panel", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--no-leakage-check",
+        action="store_true",
+        help="skip the rebuild of one year from the cut mart",
+    )
     args = parser.parse_args(argv)
     P = paths(cfg)
     started = time.perf_counter()
@@ -507,13 +588,25 @@ def main(cfg: Settings, argv: list[str]) -> int:
         write_json(check, P.leakage_check)
         outputs.append(P.leakage_check)
         if not check["passed"]:
-            raise MimamoriError(f"{P.leakage_check}: leakage check failed "
-                                f"(features changed: {check['features_changed']})")
-    append_audit(P.data, "panel", cfg, inputs=[P.mart], outputs=outputs,
-                 rows={"panel": summary["rows"],
-                       **{f"fy{k}": v for k, v in summary["rows_per_year"].items()}})
-    print(f"panel: {summary['rows']:,} child-years in {time.perf_counter() - started:.1f}s "
-          f"-> {P.panel}")
+            raise MimamoriError(
+                f"{P.leakage_check}: leakage check failed "
+                f"(features changed: {check['features_changed']})"
+            )
+    append_audit(
+        P.data,
+        "panel",
+        cfg,
+        inputs=[P.mart],
+        outputs=outputs,
+        rows={
+            "panel": summary["rows"],
+            **{f"fy{k}": v for k, v in summary["rows_per_year"].items()},
+        },
+    )
+    print(
+        f"panel: {summary['rows']:,} child-years in {time.perf_counter() - started:.1f}s "
+        f"-> {P.panel}"
+    )
     _print_unknowns(summary["notes"], coverage)
     return 0
 
@@ -521,13 +614,19 @@ def main(cfg: Settings, argv: list[str]) -> int:
 def _print_unknowns(notes: dict, coverage: Coverage) -> None:
     """Say what the panel could not know (also in coverage.json)."""
     if coverage.absent:
-        print(f"panel: no export for {sorted(coverage.absent)}: the features they feed are "
-              "NaN (unknown)")
+        print(
+            f"panel: no export for {sorted(coverage.absent)}: the features they feed are "
+            "NaN (unknown)"
+        )
     open_years = [fy for fy, n in notes.items() if not n["labels_observed"]]
     if open_years:
-        print(f"panel: outcome windows not complete in the export for fiscal year(s) "
-              f"{open_years}: their labels are NaN")
+        print(
+            f"panel: outcome windows not complete in the export for fiscal year(s) "
+            f"{open_years}: their labels are NaN"
+        )
     unknown = sum(n["household_member_unknown"] for n in notes.values())
     if unknown:
-        print(f"panel: {unknown} child-years have a household member without a resident row: "
-              "items about that member are NaN")
+        print(
+            f"panel: {unknown} child-years have a household member without a resident row: "
+            "items about that member are NaN"
+        )

@@ -15,11 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 
 from helpers.config import Settings
 from helpers.panel.features import age_on, resident_on
 from helpers.paths import paths
 from helpers.reports import overview as O
+from helpers.reports.api import Table
+from helpers.reports.disclosure import Rules
+from helpers.reports.plotting import label, population_pyramid
 
 # overview item -> panel column (child-year level) it is read from, real data
 PANEL_ITEMS = {
@@ -61,6 +65,82 @@ class CityFacts:
     targets: dict = field(default_factory=dict)
     defects: pd.DataFrame | None = None
     inputs: list[Path] = field(default_factory=list)
+
+    @property
+    def years(self) -> list[int]:
+        return sorted(int(y) for y in self.pop["fiscal_year"].unique())
+
+    def headline(self, year: int) -> str:
+        pop = self.pop[self.pop["fiscal_year"] == year]
+        return (
+            f"{year}年度: 住民 {len(pop):,} 人（residents）, 児童 {int(pop['is_child'].sum()):,}"
+            f" 人（children）, {len(self.years)} 年度（fiscal years）"
+        )
+
+    def pyramid(self, year: int, rules: Rules) -> Axes:
+        ax = population_pyramid(
+            O.pyramid_counts(self.pop, year),
+            "age_band",
+            "sex",
+            "n",
+            rules,
+            left="男（male）",
+            right="女（female）",
+            title=label(f"{year}年度 4月1日の年齢・性別", f"age and sex on 1 April FY{year}"),
+        )
+        ax.set_xlabel(label("人数", "residents"))
+        return ax
+
+    def household_table(self) -> Table:
+        hh, years = self.households, self.years
+        return Table(
+            hh[hh["年度"].isin([years[0], years[-1]])],
+            "児童の世帯類型（children by household type, first and last fiscal year）",
+            ["児童数（children）"],
+            {"割合（share）": "児童数（children）"},
+            group_by=["年度"],
+            margins={"児童数（children）": "children"},
+            formats={"割合（share）": "{:.1%}"},
+        )
+
+    def prevalence_table(self) -> Table:
+        return Table(
+            self.prevalence.drop(columns=["item"]),
+            "年度別の項目有病率（item prevalence by fiscal year）",
+            ["該当（n）", "分母（denominator）"],
+            {"割合（rate）": "該当（n）"},
+            fixed=["目標（target）"],
+            max_rows=120,
+            formats={"割合（rate）": "{:.2%}", "目標（target）": "{:.2%}"},
+        )
+
+    def outcome_table(self) -> Table:
+        return Table(
+            self.outcomes,
+            "年度別の目的変数（outcome counts by fiscal year）",
+            ["対象児童年（child-years）", "件数（events）"],
+            {"発生率（rate）": "件数（events）"},
+            fixed=["目標（target）"],
+            formats={"発生率（rate）": "{:.3%}", "目標（target）": "{:.3%}"},
+        )
+
+    def defect_table(self) -> Table:
+        """Planted defects (synthetic city; empty for real exports)."""
+        return Table(
+            self.defects if self.defects is not None else pd.DataFrame(),
+            "テーブル・理由別の既知の不備（planted defects by table and reason）",
+            ["行数（rows）"],
+            max_rows=150,
+        )
+
+    def sources_table(self) -> Table:
+        """The generator's targets and their public sources (empty for real exports)."""
+        return Table(
+            target_sources(self.targets),
+            "有病率の目標と公的統計（prevalence targets and public sources）",
+            fixed=["目標（target）"],
+            formats={"目標（target）": "{:.1%}"},
+        )
 
 
 def city_facts(cfg: Settings) -> CityFacts:
@@ -178,7 +258,7 @@ def panel_outcomes(panel: pd.DataFrame, cfg: Settings) -> pd.DataFrame:
         if column not in panel:
             continue
         populations = cfg.models.populations
-        population = populations[name] if name in populations else None
+        population = populations.get(name)  # a target without a review population: all ages
         lo = population.min_age if population and population.min_age is not None else 0
         hi = population.max_age if population and population.max_age is not None else 99
         age_col = population.age_column if population else "age"

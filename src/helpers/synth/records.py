@@ -28,46 +28,164 @@ from helpers.synth.population import (
     ymd,
 )
 
-FAMILY = [("佐藤", "サトウ"), ("鈴木", "スズキ"), ("高橋", "タカハシ"), ("田中", "タナカ"),
-          ("伊藤", "イトウ"), ("渡辺", "ワタナベ"), ("山本", "ヤマモト"), ("中村", "ナカムラ"),
-          ("小林", "コバヤシ"), ("加藤", "カトウ"), ("吉田", "ヨシダ"), ("山田", "ヤマダ"),
-          ("佐々木", "ササキ"), ("山口", "ヤマグチ"), ("松本", "マツモト"), ("井上", "イノウエ"),
-          ("木村", "キムラ"), ("林", "ハヤシ"), ("斎藤", "サイトウ"), ("清水", "シミズ"),
-          ("山崎", "ヤマザキ"), ("森", "モリ"), ("池田", "イケダ"), ("橋本", "ハシモト"),
-          ("阿部", "アベ"), ("石川", "イシカワ"), ("山下", "ヤマシタ"), ("中島", "ナカジマ"),
-          ("前田", "マエダ"), ("藤田", "フジタ"), ("小川", "オガワ"), ("岡田", "オカダ"),
-          ("後藤", "ゴトウ"), ("長谷川", "ハセガワ"), ("村上", "ムラカミ"), ("近藤", "コンドウ")]
-MALE = [("翔太", "ショウタ"), ("大輔", "ダイスケ"), ("健太", "ケンタ"), ("拓也", "タクヤ"),
-        ("蓮", "レン"), ("悠真", "ユウマ"), ("湊", "ミナト"), ("大和", "ヤマト"), ("陽翔", "ハルト"),
-        ("颯太", "ソウタ"), ("誠", "マコト"), ("浩二", "コウジ"), ("隆", "タカシ"), ("修", "オサム"),
-        ("博", "ヒロシ"), ("健一", "ケンイチ"), ("直樹", "ナオキ"), ("和也", "カズヤ"),
-        ("樹", "イツキ"), ("悠人", "ユウト"), ("勇気", "ユウキ"), ("一郎", "イチロウ")]
-FEMALE = [("陽菜", "ヒナ"), ("結衣", "ユイ"), ("葵", "アオイ"), ("さくら", "サクラ"),
-          ("美咲", "ミサキ"), ("愛", "アイ"), ("花子", "ハナコ"), ("恵子", "ケイコ"),
-          ("裕子", "ユウコ"), ("智子", "トモコ"), ("明美", "アケミ"), ("由美", "ユミ"),
-          ("芽依", "メイ"), ("凛", "リン"), ("結菜", "ユイナ"), ("彩", "アヤ"), ("真由美", "マユミ"),
-          ("直子", "ナオコ"), ("美穂", "ミホ"), ("杏", "アン"), ("紬", "ツムギ"), ("節子", "セツコ")]
-FOREIGN_FAMILY = [("NGUYEN", "グエン"), ("TRAN", "チャン"), ("SILVA", "シルバ"), ("SANTOS", "サントス"),
-                  ("WANG", "ワン"), ("LI", "リ"), ("KIM", "キム"), ("PARK", "パク"), ("REYES", "レイエス"),
-                  ("GARCIA", "ガルシア"), ("SHRESTHA", "シュレスタ"), ("DA COSTA", "ダ　コスタ")]
-FOREIGN_GIVEN = [("ANH", "アン"), ("MINH", "ミン"), ("LUCAS", "ルーカス"), ("ANA", "アナ"),
-                 ("WEI", "ウェイ"), ("JIN", "ジン"), ("MARIA", "マリア"), ("JOSE", "ホセ"),
-                 ("LINH", "リン"), ("RAJ", "ラジ"), ("SOFIA", "ソフィア"), ("HUNG", "フン")]
+FAMILY = [
+    ("佐藤", "サトウ"),
+    ("鈴木", "スズキ"),
+    ("高橋", "タカハシ"),
+    ("田中", "タナカ"),
+    ("伊藤", "イトウ"),
+    ("渡辺", "ワタナベ"),
+    ("山本", "ヤマモト"),
+    ("中村", "ナカムラ"),
+    ("小林", "コバヤシ"),
+    ("加藤", "カトウ"),
+    ("吉田", "ヨシダ"),
+    ("山田", "ヤマダ"),
+    ("佐々木", "ササキ"),
+    ("山口", "ヤマグチ"),
+    ("松本", "マツモト"),
+    ("井上", "イノウエ"),
+    ("木村", "キムラ"),
+    ("林", "ハヤシ"),
+    ("斎藤", "サイトウ"),
+    ("清水", "シミズ"),
+    ("山崎", "ヤマザキ"),
+    ("森", "モリ"),
+    ("池田", "イケダ"),
+    ("橋本", "ハシモト"),
+    ("阿部", "アベ"),
+    ("石川", "イシカワ"),
+    ("山下", "ヤマシタ"),
+    ("中島", "ナカジマ"),
+    ("前田", "マエダ"),
+    ("藤田", "フジタ"),
+    ("小川", "オガワ"),
+    ("岡田", "オカダ"),
+    ("後藤", "ゴトウ"),
+    ("長谷川", "ハセガワ"),
+    ("村上", "ムラカミ"),
+    ("近藤", "コンドウ"),
+]
+MALE = [
+    ("翔太", "ショウタ"),
+    ("大輔", "ダイスケ"),
+    ("健太", "ケンタ"),
+    ("拓也", "タクヤ"),
+    ("蓮", "レン"),
+    ("悠真", "ユウマ"),
+    ("湊", "ミナト"),
+    ("大和", "ヤマト"),
+    ("陽翔", "ハルト"),
+    ("颯太", "ソウタ"),
+    ("誠", "マコト"),
+    ("浩二", "コウジ"),
+    ("隆", "タカシ"),
+    ("修", "オサム"),
+    ("博", "ヒロシ"),
+    ("健一", "ケンイチ"),
+    ("直樹", "ナオキ"),
+    ("和也", "カズヤ"),
+    ("樹", "イツキ"),
+    ("悠人", "ユウト"),
+    ("勇気", "ユウキ"),
+    ("一郎", "イチロウ"),
+]
+FEMALE = [
+    ("陽菜", "ヒナ"),
+    ("結衣", "ユイ"),
+    ("葵", "アオイ"),
+    ("さくら", "サクラ"),
+    ("美咲", "ミサキ"),
+    ("愛", "アイ"),
+    ("花子", "ハナコ"),
+    ("恵子", "ケイコ"),
+    ("裕子", "ユウコ"),
+    ("智子", "トモコ"),
+    ("明美", "アケミ"),
+    ("由美", "ユミ"),
+    ("芽依", "メイ"),
+    ("凛", "リン"),
+    ("結菜", "ユイナ"),
+    ("彩", "アヤ"),
+    ("真由美", "マユミ"),
+    ("直子", "ナオコ"),
+    ("美穂", "ミホ"),
+    ("杏", "アン"),
+    ("紬", "ツムギ"),
+    ("節子", "セツコ"),
+]
+FOREIGN_FAMILY = [
+    ("NGUYEN", "グエン"),
+    ("TRAN", "チャン"),
+    ("SILVA", "シルバ"),
+    ("SANTOS", "サントス"),
+    ("WANG", "ワン"),
+    ("LI", "リ"),
+    ("KIM", "キム"),
+    ("PARK", "パク"),
+    ("REYES", "レイエス"),
+    ("GARCIA", "ガルシア"),
+    ("SHRESTHA", "シュレスタ"),
+    ("DA COSTA", "ダ　コスタ"),
+]
+FOREIGN_GIVEN = [
+    ("ANH", "アン"),
+    ("MINH", "ミン"),
+    ("LUCAS", "ルーカス"),
+    ("ANA", "アナ"),
+    ("WEI", "ウェイ"),
+    ("JIN", "ジン"),
+    ("MARIA", "マリア"),
+    ("JOSE", "ホセ"),
+    ("LINH", "リン"),
+    ("RAJ", "ラジ"),
+    ("SOFIA", "ソフィア"),
+    ("HUNG", "フン"),
+]
 # town -> elementary school district; junior high = J + ceil(n/2)
-TOWNS = [("本町", "E01"), ("栄町", "E01"), ("緑ケ丘", "E02"), ("旭町", "E02"), ("桜台", "E03"),
-         ("若葉", "E03"), ("東町", "E04"), ("西町", "E05"), ("南台", "E05"), ("北原", "E06"),
-         ("川端", "E07"), ("宮下", "E08"), ("松原", "E08"), ("中央", "E04")]
+TOWNS = [
+    ("本町", "E01"),
+    ("栄町", "E01"),
+    ("緑ケ丘", "E02"),
+    ("旭町", "E02"),
+    ("桜台", "E03"),
+    ("若葉", "E03"),
+    ("東町", "E04"),
+    ("西町", "E05"),
+    ("南台", "E05"),
+    ("北原", "E06"),
+    ("川端", "E07"),
+    ("宮下", "E08"),
+    ("松原", "E08"),
+    ("中央", "E04"),
+]
 BUILDINGS = ["", "", "", "", "サンハイツ", "コーポ緑", "メゾン桜", "グランドパレス", "市営住宅"]
 CITY_NAME = "みまもり市"
 
 VACCINE_SCHEDULE = [  # vaccine, dose, age in days (from, to)
-    ("hib", 1, 60, 90), ("hib", 2, 95, 130), ("hib", 3, 135, 170), ("hib", 4, 365, 460),
-    ("pcv", 1, 60, 90), ("pcv", 2, 95, 130), ("pcv", 3, 135, 170), ("pcv", 4, 365, 460),
-    ("hepb", 1, 60, 90), ("hepb", 2, 95, 130), ("hepb", 3, 220, 260),
-    ("dpt_ipv", 1, 90, 120), ("dpt_ipv", 2, 125, 160), ("dpt_ipv", 3, 165, 200),
-    ("dpt_ipv", 4, 540, 600), ("bcg", 1, 150, 240), ("mr", 1, 365, 460), ("mr", 2, 1900, 2200),
-    ("varicella", 1, 365, 460), ("varicella", 2, 545, 700), ("je", 1, 1095, 1200),
-    ("je", 2, 1210, 1300), ("je", 3, 1460, 1700),
+    ("hib", 1, 60, 90),
+    ("hib", 2, 95, 130),
+    ("hib", 3, 135, 170),
+    ("hib", 4, 365, 460),
+    ("pcv", 1, 60, 90),
+    ("pcv", 2, 95, 130),
+    ("pcv", 3, 135, 170),
+    ("pcv", 4, 365, 460),
+    ("hepb", 1, 60, 90),
+    ("hepb", 2, 95, 130),
+    ("hepb", 3, 220, 260),
+    ("dpt_ipv", 1, 90, 120),
+    ("dpt_ipv", 2, 125, 160),
+    ("dpt_ipv", 3, 165, 200),
+    ("dpt_ipv", 4, 540, 600),
+    ("bcg", 1, 150, 240),
+    ("mr", 1, 365, 460),
+    ("mr", 2, 1900, 2200),
+    ("varicella", 1, 365, 460),
+    ("varicella", 2, 545, 700),
+    ("je", 1, 1095, 1200),
+    ("je", 2, 1210, 1300),
+    ("je", 3, 1460, 1700),
 ]
 VACCINE_RECORDS_FROM = (2010, 4, 1)  # the health system's records start here (system migration)
 CHECKUPS = [("m1", 28, 40), ("m4", 120, 145), ("y1m6", 548, 600), ("y3", 1095, 1200)]
@@ -75,7 +193,9 @@ CHECKUPS = [("m1", 28, 40), ("m4", 120, 145), ("y1m6", 548, 600), ("y3", 1095, 1
 
 def _pick(rng, pairs, n):
     i = rng.integers(0, len(pairs), n)
-    return np.array([p[0] for p in pairs], dtype=object)[i], np.array([p[1] for p in pairs], dtype=object)[i]
+    return np.array([p[0] for p in pairs], dtype=object)[i], np.array(
+        [p[1] for p in pairs], dtype=object
+    )[i]
 
 
 def assign_identities(city: City) -> None:
@@ -100,9 +220,18 @@ def assign_identities(city: City) -> None:
     chome, ban, go = rng.integers(1, 6, nh), rng.integers(1, 30, nh), rng.integers(1, 25, nh)
     bld = np.array(BUILDINGS, dtype=object)[rng.integers(0, len(BUILDINGS), nh)]
     room = rng.integers(1, 6, nh) * 100 + rng.integers(1, 10, nh)
-    addr = pd.Series([CITY_NAME + TOWNS[t][0] for t in town]) + pd.Series(chome).astype(str) + "丁目" \
-        + pd.Series(ban).astype(str) + "番" + pd.Series(go).astype(str) + "号"
-    addr = addr + np.where(bld != "", "　" + bld.astype(str) + pd.Series(room).astype(str).to_numpy(), "")
+    addr = (
+        pd.Series([CITY_NAME + TOWNS[t][0] for t in town])
+        + pd.Series(chome).astype(str)
+        + "丁目"
+        + pd.Series(ban).astype(str)
+        + "番"
+        + pd.Series(go).astype(str)
+        + "号"
+    )
+    addr = addr + np.where(
+        bld != "", "　" + bld.astype(str) + pd.Series(room).astype(str).to_numpy(), ""
+    )
     hh["address"] = addr.to_numpy()
     mg, mk = _pick(rng, MALE, n)
     fg, fk = _pick(rng, FEMALE, n)
@@ -130,13 +259,21 @@ def build_tables(city: City, settings: dict) -> dict[str, pd.DataFrame]:
     """All 17 source tables, clean."""
     assign_identities(city)
     builders = {
-        "residents": residents, "household_history": household_history, "birth_status": birth_status,
-        "health_checkups": health_checkups, "vaccinations": vaccinations,
-        "nursery_enrolment": nursery_enrolment, "school_register": school_register,
+        "residents": residents,
+        "household_history": household_history,
+        "birth_status": birth_status,
+        "health_checkups": health_checkups,
+        "vaccinations": vaccinations,
+        "nursery_enrolment": nursery_enrolment,
+        "school_register": school_register,
         "school_attendance": lambda c: school_attendance(c, out["school_register"]),
-        "school_aid": school_aid, "allowances": allowances, "public_assistance": public_assistance,
-        "long_term_care": long_term_care, "disability_handbooks": disability_handbooks,
-        "independence_support": independence_support, "consultations": consultations,
+        "school_aid": school_aid,
+        "allowances": allowances,
+        "public_assistance": public_assistance,
+        "long_term_care": long_term_care,
+        "disability_handbooks": disability_handbooks,
+        "independence_support": independence_support,
+        "consultations": consultations,
         "progress_records": lambda c: progress_records(c, out["consultations"]),
         "case_conference": case_conference,
     }
@@ -151,32 +288,42 @@ def residents(city: City) -> pd.DataFrame:
     in no other table (the only rows where a rejected resident cannot orphan anything)."""
     rng = rng_for(city.settings["seed"], "residents")
     p, hh, end = city.persons, city.households, city.end_day
-    df = pd.DataFrame({
-        "resident_code": p["resident_code"].to_numpy(), "name": p["name"].to_numpy(),
-        "name_kana": p["name_kana"].to_numpy(), "birth_date": p["birth"].astype("int64").to_numpy(),
-        "sex": p["sex"].to_numpy(), "nationality": np.where(p["foreign"], "foreign", "japanese"),
-        "address": hh["address"].to_numpy()[p["hh"]],
-        "school_district": hh["district"].to_numpy()[p["hh"]],
-        "move_in_date": _na_days(p["move_in"].to_numpy(), end),
-        "move_out_date": _na_days(p["move_out"].to_numpy(), end),
-        "death_date": _na_days(p["death"].to_numpy(), end),
-    })
+    df = pd.DataFrame(
+        {
+            "resident_code": p["resident_code"].to_numpy(),
+            "name": p["name"].to_numpy(),
+            "name_kana": p["name_kana"].to_numpy(),
+            "birth_date": p["birth"].astype("int64").to_numpy(),
+            "sex": p["sex"].to_numpy(),
+            "nationality": np.where(p["foreign"], "foreign", "japanese"),
+            "address": hh["address"].to_numpy()[p["hh"]],
+            "school_district": hh["district"].to_numpy()[p["hh"]],
+            "move_in_date": _na_days(p["move_in"].to_numpy(), end),
+            "move_out_date": _na_days(p["move_out"].to_numpy(), end),
+            "death_date": _na_days(p["death"].to_numpy(), end),
+        }
+    )
     n_extra = max(5, int(len(p) * 0.003))
     codes = unique_ints(rng, n_extra * 2, 10**11, 10**12).astype(str)
     codes = codes[~_isin(codes, df["resident_code"].to_numpy())][:n_extra]
     fam, famk = _pick(rng, FAMILY, n_extra)
     g, gk = _pick(rng, FEMALE + MALE, n_extra)
     sex = np.where(_isin(g, [x[0] for x in MALE]), "male", "female")
-    extra = pd.DataFrame({
-        "resident_code": codes, "name": pd.Series(fam) + "　" + pd.Series(g),
-        "name_kana": pd.Series(famk) + "　" + pd.Series(gk),
-        "birth_date": day(1935, 1, 1) + rng.integers(0, 365 * 30, n_extra),
-        "sex": sex, "nationality": "japanese",
-        "address": CITY_NAME + "北原3丁目1番1号　特別養護老人ホームみまもり苑",
-        "school_district": "E06", "move_in_date": pd.array([pd.NA] * n_extra, dtype="Int64"),
-        "move_out_date": pd.array([pd.NA] * n_extra, dtype="Int64"),
-        "death_date": pd.array([pd.NA] * n_extra, dtype="Int64"),
-    })
+    extra = pd.DataFrame(
+        {
+            "resident_code": codes,
+            "name": pd.Series(fam) + "　" + pd.Series(g),
+            "name_kana": pd.Series(famk) + "　" + pd.Series(gk),
+            "birth_date": day(1935, 1, 1) + rng.integers(0, 365 * 30, n_extra),
+            "sex": sex,
+            "nationality": "japanese",
+            "address": CITY_NAME + "北原3丁目1番1号　特別養護老人ホームみまもり苑",
+            "school_district": "E06",
+            "move_in_date": pd.array([pd.NA] * n_extra, dtype="Int64"),
+            "move_out_date": pd.array([pd.NA] * n_extra, dtype="Int64"),
+            "death_date": pd.array([pd.NA] * n_extra, dtype="Int64"),
+        }
+    )
     extra["_no_refs"] = True
     df["_no_refs"] = False
     return pd.concat([df, extra], ignore_index=True)
@@ -189,23 +336,46 @@ def household_history(city: City) -> pd.DataFrame:
     hhi = p["hh"].to_numpy()
     role = p["role"].to_numpy()
     kids = p[p["role"] == "child"]
-    first_kid = kids.groupby("hh")["birth"].min().reindex(hh["hh"]).fillna(city.start_day).to_numpy()
-    formed = np.where(hh["move_in"] > NEG, hh["move_in"], first_kid - rng.integers(30, 1500, len(hh)))
+    first_kid = (
+        kids.groupby("hh")["birth"].min().reindex(hh["hh"]).fillna(city.start_day).to_numpy()
+    )
+    formed = np.where(
+        hh["move_in"] > NEG, hh["move_in"], first_kid - rng.integers(30, 1500, len(hh))
+    )
     frm, to = resident_interval(p, end)
     start = np.where(role == "child", frm, np.maximum(formed[hhi], frm))
     has_father = np.zeros(len(hh), bool)
     has_father[hhi[role == "father"]] = True
-    rel = np.select([role == "child", _isin(role, ["grandmother", "grandfather"]), role == "father",
-                     (role == "mother") & has_father[hhi]],
-                    ["child", "parent", "head", "spouse"], "head")
+    rel = np.select(
+        [
+            role == "child",
+            _isin(role, ["grandmother", "grandfather"]),
+            role == "father",
+            (role == "mother") & has_father[hhi],
+        ],
+        ["child", "parent", "head", "spouse"],
+        "head",
+    )
     end_d = np.minimum(p["move_out"].to_numpy(), p["death"].to_numpy())
-    df = pd.DataFrame({"resident_code": p["resident_code"].to_numpy(),
-                       "household_code": hh["household_code"].to_numpy()[hhi],
-                       "relationship": rel, "start_date": start.astype("int64"),
-                       "end_date": end_d, "_sex": p["sex"].to_numpy(), "_order": p["birth_order"].to_numpy()})
+    df = pd.DataFrame(
+        {
+            "resident_code": p["resident_code"].to_numpy(),
+            "household_code": hh["household_code"].to_numpy()[hhi],
+            "relationship": rel,
+            "start_date": start.astype("int64"),
+            "end_date": end_d,
+            "_sex": p["sex"].to_numpy(),
+            "_order": p["birth_order"].to_numpy(),
+        }
+    )
     # divorce where the head (father) left: the mother's spouse row ends, a head row begins
     div = hh["divorce"].to_numpy()
-    m = (role == "mother") & has_father[hhi] & (div[hhi] < POS) & (hh["leaver"].to_numpy()[hhi] == "father")
+    m = (
+        (role == "mother")
+        & has_father[hhi]
+        & (div[hhi] < POS)
+        & (hh["leaver"].to_numpy()[hhi] == "father")
+    )
     m &= div[hhi] > start
     split = df[m].copy()
     df.loc[m, "end_date"] = div[hhi][m] - 1
@@ -218,8 +388,11 @@ def household_history(city: City) -> pd.DataFrame:
 
 def _born_here(city: City) -> np.ndarray:
     p = city.persons
-    return (p["role"].to_numpy() == "child") & (p["move_in"].to_numpy() == NEG) \
+    return (
+        (p["role"].to_numpy() == "child")
+        & (p["move_in"].to_numpy() == NEG)
         & (p["birth"].to_numpy() <= city.end_day)
+    )
 
 
 def birth_status(city: City) -> pd.DataFrame:
@@ -227,13 +400,19 @@ def birth_status(city: City) -> pd.DataFrame:
     p = city.persons[_born_here(city)]
     n = len(p)
     blank = rng.random(n) < 0.02
-    return pd.DataFrame({
-        "resident_code": p["resident_code"].to_numpy(),
-        "birth_weight_g": pd.array(np.where(blank, -1, p["birth_weight"]), dtype="Int64").astype("Int64"),
-        "head_circumference_cm": np.where(rng.random(n) < 0.03, np.nan, p["head_cm"].to_numpy()),
-        "gestational_weeks": pd.array(p["gest_weeks"].to_numpy(), dtype="Int64"),
-        "multiple_birth": p["multiple"].to_numpy(),
-    }).assign(birth_weight_g=lambda d: d["birth_weight_g"].mask(d["birth_weight_g"] < 0))
+    return pd.DataFrame(
+        {
+            "resident_code": p["resident_code"].to_numpy(),
+            "birth_weight_g": pd.array(
+                np.where(blank, -1, p["birth_weight"]), dtype="Int64"
+            ).astype("Int64"),
+            "head_circumference_cm": np.where(
+                rng.random(n) < 0.03, np.nan, p["head_cm"].to_numpy()
+            ),
+            "gestational_weeks": pd.array(p["gest_weeks"].to_numpy(), dtype="Int64"),
+            "multiple_birth": p["multiple"].to_numpy(),
+        }
+    ).assign(birth_weight_g=lambda d: d["birth_weight_g"].mask(d["birth_weight_g"] < 0))
 
 
 def health_checkups(city: City) -> pd.DataFrame:
@@ -247,7 +426,11 @@ def health_checkups(city: City) -> pd.DataFrame:
     cig = hh["cigarettes"].to_numpy()[kids["hh"]]
     noco = hh["no_cooperation"].to_numpy()[kids["hh"]]
     frames = []
-    means = {"m1": (4.3, 0.5, 53.5, 2.0), "m4": (6.9, 0.8, 63.0, 2.5), "y1m6": (10.5, 1.1, 80.5, 3.0)}
+    means = {
+        "m1": (4.3, 0.5, 53.5, 2.0),
+        "m4": (6.9, 0.8, 63.0, 2.5),
+        "y1m6": (10.5, 1.1, 80.5, 3.0),
+    }
     for ctype, a0, a1 in CHECKUPS:
         n = len(kids)
         d = kids["birth"].to_numpy() + rng.integers(a0, a1, n)
@@ -268,11 +451,21 @@ def health_checkups(city: City) -> pd.DataFrame:
         smoke = pd.array(cig, dtype="Int64")
         smoke[skip | (rng.random(n) < 0.03) | (ctype == "m1")] = pd.NA
         res = rng.choice(["normal", "observe", "refer", "treat"], p=[0.8, 0.12, 0.06, 0.02], size=n)
-        frames.append(pd.DataFrame({
-            "resident_code": kids["resident_code"].to_numpy(), "checkup_type": ctype,
-            "checkup_date": d, "weight_kg": np.clip(w, 1.5, 35), "height_cm": np.clip(ht, 35, 125),
-            "q_cooperation": coop, "q_difficulty": diff, "q_mother_cigarettes": smoke,
-            "result": res})[ok])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "resident_code": kids["resident_code"].to_numpy(),
+                    "checkup_type": ctype,
+                    "checkup_date": d,
+                    "weight_kg": np.clip(w, 1.5, 35),
+                    "height_cm": np.clip(ht, 35, 125),
+                    "q_cooperation": coop,
+                    "q_difficulty": diff,
+                    "q_mother_cigarettes": smoke,
+                    "result": res,
+                }
+            )[ok]
+        )
     df = pd.concat(frames, ignore_index=True)
     return df.sort_values(["checkup_date", "resident_code"], kind="stable").reset_index(drop=True)
 
@@ -282,17 +475,31 @@ def vaccinations(city: City) -> pd.DataFrame:
     p, hh, end = city.persons, city.households, city.end_day
     kids = p[p["role"] == "child"]
     frm, to = resident_interval(kids, end)
-    comply = sigmoid(3.5 - 0.9 * hh["foreign"].to_numpy()[kids["hh"]]
-                     - 0.5 * hh["hardship"].to_numpy()[kids["hh"]] + rng.normal(0, 0.8, len(kids)))
+    comply = sigmoid(
+        3.5
+        - 0.9 * hh["foreign"].to_numpy()[kids["hh"]]
+        - 0.5 * hh["hardship"].to_numpy()[kids["hh"]]
+        + rng.normal(0, 0.8, len(kids))
+    )
     first = day(*VACCINE_RECORDS_FROM)
     frames = []
     for vac, dose, a0, a1 in VACCINE_SCHEDULE:
         d = kids["birth"].to_numpy() + rng.integers(a0, a1, len(kids))
         ok = (rng.random(len(kids)) < comply) & (d >= frm) & (d < to) & (d <= end) & (d >= first)
-        frames.append(pd.DataFrame({"resident_code": kids["resident_code"].to_numpy()[ok],
-                                    "vaccine": vac, "dose": dose, "vaccination_date": d[ok]}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "resident_code": kids["resident_code"].to_numpy()[ok],
+                    "vaccine": vac,
+                    "dose": dose,
+                    "vaccination_date": d[ok],
+                }
+            )
+        )
     df = pd.concat(frames, ignore_index=True)
-    return df.sort_values(["vaccination_date", "resident_code"], kind="stable").reset_index(drop=True)
+    return df.sort_values(["vaccination_date", "resident_code"], kind="stable").reset_index(
+        drop=True
+    )
 
 
 def nursery_enrolment(city: City) -> pd.DataFrame:
@@ -310,12 +517,23 @@ def nursery_enrolment(city: City) -> pd.DataFrame:
     stop = days_of(school_cohort(birth) + 7, 3, 31)
     stop = np.where(to <= stop, to - 1, stop)
     ok = (start < stop) & (start <= end)
-    ftype = np.where(sa < 3, rng.choice(["nursery", "small_nursery", "certified_centre"], p=[0.6, 0.15, 0.25],
-                                        size=len(kids)),
-                     rng.choice(["kindergarten", "nursery", "certified_centre"], p=[0.4, 0.35, 0.25],
-                                size=len(kids)))
-    df = pd.DataFrame({"resident_code": kids["resident_code"].to_numpy(), "facility_type": ftype,
-                       "start_date": start, "end_date": stop})[ok]
+    ftype = np.where(
+        sa < 3,
+        rng.choice(
+            ["nursery", "small_nursery", "certified_centre"], p=[0.6, 0.15, 0.25], size=len(kids)
+        ),
+        rng.choice(
+            ["kindergarten", "nursery", "certified_centre"], p=[0.4, 0.35, 0.25], size=len(kids)
+        ),
+    )
+    df = pd.DataFrame(
+        {
+            "resident_code": kids["resident_code"].to_numpy(),
+            "facility_type": ftype,
+            "start_date": start,
+            "end_date": stop,
+        }
+    )[ok]
     df["end_date"] = _na_days(df["end_date"].to_numpy(), end).to_numpy()
     return df.sort_values(["start_date", "resident_code"], kind="stable").reset_index(drop=True)
 
@@ -337,11 +555,19 @@ def school_register(city: City) -> pd.DataFrame:
         g = fy - school_cohort(kids["birth"].to_numpy()) - 6
         ok = (g >= 1) & (g <= 9) & (frm <= day(fy + 1, 3, 31)) & (to > day(fy, 4, 1))
         k = kids[ok]
-        frames.append(pd.DataFrame({"resident_code": k["resident_code"].to_numpy(), "fiscal_year": fy,
-                                    "student_id": k["student_id"].to_numpy(),
-                                    "school_code": _school_code(hh["district"].to_numpy()[k["hh"]], g[ok]),
-                                    "grade": g[ok], "special_needs_class": k["special_needs"].to_numpy(),
-                                    "_pid": k["pid"].to_numpy()}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "resident_code": k["resident_code"].to_numpy(),
+                    "fiscal_year": fy,
+                    "student_id": k["student_id"].to_numpy(),
+                    "school_code": _school_code(hh["district"].to_numpy()[k["hh"]], g[ok]),
+                    "grade": g[ok],
+                    "special_needs_class": k["special_needs"].to_numpy(),
+                    "_pid": k["pid"].to_numpy(),
+                }
+            )
+        )
     df = pd.concat(frames, ignore_index=True)
     out_of_city = rng.random(len(df)) < 0.01
     df.loc[out_of_city, "school_code"] = "OUT"
@@ -363,9 +589,15 @@ def school_attendance(city: City, register: pd.DataFrame) -> pd.DataFrame:
     absent[rng.random(n) < 0.03] = pd.NA
     code = r["resident_code"].to_numpy().astype(object)
     code[rng.random(n) < 0.6] = None
-    return pd.DataFrame({"student_id": r["student_id"].to_numpy(), "resident_code": code,
-                         "school_code": r["school_code"].to_numpy(), "fiscal_year": r["fiscal_year"].to_numpy(),
-                         "absence_days": absent}).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "student_id": r["student_id"].to_numpy(),
+            "resident_code": code,
+            "school_code": r["school_code"].to_numpy(),
+            "fiscal_year": r["fiscal_year"].to_numpy(),
+            "absence_days": absent,
+        }
+    ).reset_index(drop=True)
 
 
 def school_aid(city: City) -> pd.DataFrame:
@@ -375,14 +607,19 @@ def school_aid(city: City) -> pd.DataFrame:
     frm, _ = resident_interval(city.persons, city.end_day)
     approved = days_of(r["fiscal_year"].to_numpy(), 4, 1) + rng.integers(0, 75, len(r))
     approved = np.maximum(approved, frm[r["pid"].to_numpy()])
-    return pd.DataFrame({"resident_code": city.persons["resident_code"].to_numpy()[r["pid"].to_numpy()],
-                         "fiscal_year": r["fiscal_year"].to_numpy(),
-                         "aid_type": np.where(r["pa"], "protected", "quasi_protected"),
-                         "approved_date": approved}).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "resident_code": city.persons["resident_code"].to_numpy()[r["pid"].to_numpy()],
+            "fiscal_year": r["fiscal_year"].to_numpy(),
+            "aid_type": np.where(r["pa"], "protected", "quasi_protected"),
+            "approved_date": approved,
+        }
+    ).reset_index(drop=True)
 
 
-def _spells(state: np.ndarray, asof: np.ndarray,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _spells(
+    state: np.ndarray, asof: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows, start days and end days (or POS) of the runs of True in a households x as-of
     matrix."""
     n, k = state.shape
@@ -393,67 +630,121 @@ def _spells(state: np.ndarray, asof: np.ndarray,
     rows_e, cols_e = np.nonzero(diff == -1)
     o1, o2 = np.lexsort((cols_s, rows_s)), np.lexsort((cols_e, rows_e))
     rows_s, cols_s, cols_e = rows_s[o1], cols_s[o1], cols_e[o2]
-    start = np.where(cols_s == 0, asof[0] - rng.integers(30, 2000, len(cols_s)),
-                     asof[np.maximum(cols_s, 0)] - rng.integers(1, 365, len(cols_s)))
-    end = np.where(cols_e >= k, POS, asof[np.minimum(cols_e, k - 1)] - rng.integers(1, 365, len(cols_e)))
+    start = np.where(
+        cols_s == 0,
+        asof[0] - rng.integers(30, 2000, len(cols_s)),
+        asof[np.maximum(cols_s, 0)] - rng.integers(1, 365, len(cols_s)),
+    )
+    end = np.where(
+        cols_e >= k, POS, asof[np.minimum(cols_e, k - 1)] - rng.integers(1, 365, len(cols_e))
+    )
     return rows_s, start, end
+
+
+def _parent_allowances(
+    city: City, role: str, kids: pd.DataFrame, rng: np.random.Generator
+) -> list[pd.DataFrame]:
+    """児童手当, 児童扶養手当 and ひとり親家庭等医療 of the fathers or the mothers."""
+    p, hh, end = city.persons, city.households, city.end_day
+    frm, to = resident_interval(p, end)
+    first = kids.groupby("hh")["birth"].min()
+    youngest = kids.groupby("hh")["birth"].max()
+    nk = kids.groupby("hh").size()
+    div = hh["divorce"].to_numpy()
+    par = p[p["role"] == role]
+    h = par["hh"].to_numpy()
+    has = _isin(h, first.index)
+    par, h = par[has], h[has]
+    other = p[p["role"] == ("mother" if role == "father" else "father")].set_index("hh")
+    has_other = _isin(h, other.index)
+    # 児童手当: the father when both parents are here, else the parent who is
+    s = np.maximum(first.reindex(h).to_numpy(), frm[par["pid"]])
+    last = days_of(school_cohort(youngest.reindex(h).to_numpy()) + 16, 3, 31)
+    e = np.minimum(last, to[par["pid"]] - 1)
+    if role == "mother":
+        left = has_other & (div[h] < POS) & (hh["leaver"].to_numpy()[h] == "father")
+        s = np.where(has_other & ~left, POS, np.where(left, np.maximum(s, div[h]), s))
+    else:
+        e = np.where(div[h] < POS, np.minimum(e, div[h] - 1), e)
+    amount = 10000 * nk.reindex(h).to_numpy() + np.where(rng.random(len(h)) < 0.1, -5000, 0)
+    codes = par["resident_code"].to_numpy()
+    rows = [
+        pd.DataFrame(
+            {
+                "resident_code": codes,
+                "allowance_type": "child_allowance",
+                "start_date": s,
+                "end_date": e,
+                "monthly_amount": np.maximum(amount, 5000),
+            }
+        )
+    ]
+    # 児童扶養手当 / ひとり親家庭等医療: the parent who stays after divorce, or a single parent
+    single0 = hh["single0"].to_numpy()[h]
+    stays = (div[h] < POS) & (hh["leaver"].to_numpy()[h] != role)
+    elig = hh["cra_eligible"].to_numpy()[h] & (single0 | stays)
+    s2 = np.where(
+        single0,
+        np.maximum(first.reindex(h).to_numpy(), city.start_day - rng.integers(0, 2500, len(h))),
+        div[h] + rng.integers(10, 60, len(h)),
+    )
+    s2 = np.maximum(s2, frm[par["pid"]])
+    e2 = np.minimum(
+        days_of(school_cohort(youngest.reindex(h).to_numpy()) + 19, 3, 31), to[par["pid"]] - 1
+    )
+    hardship = np.maximum(hh["hardship"].to_numpy()[h] * -1, 0)
+    amt = np.round(np.clip(44140 - 12000 * hardship, 10410, 44140), -1)
+    rows.append(
+        pd.DataFrame(
+            {
+                "resident_code": codes,
+                "allowance_type": "child_rearing",
+                "start_date": s2,
+                "end_date": e2,
+                "monthly_amount": amt.astype(int),
+            }
+        )[elig]
+    )
+    med = elig & (rng.random(len(h)) < 0.9)
+    rows.append(
+        pd.DataFrame(
+            {
+                "resident_code": codes,
+                "allowance_type": "single_parent_medical",
+                "start_date": s2 + 1,
+                "end_date": e2,
+                "monthly_amount": pd.NA,
+            }
+        )[med]
+    )
+    return rows
 
 
 def allowances(city: City) -> pd.DataFrame:
     rng = rng_for(city.settings["seed"], "allowances")
-    p, hh, end = city.persons, city.households, city.end_day
+    p, end = city.persons, city.end_day
     frm, to = resident_interval(p, end)
     kids = p[p["role"] == "child"]
-    first = kids.groupby("hh")["birth"].min()
-    youngest = kids.groupby("hh")["birth"].max()
-    nk = kids.groupby("hh").size()
-    rows = []
-    div = hh["divorce"].to_numpy()
-    for role in ("father", "mother"):
-        par = p[p["role"] == role]
-        h = par["hh"].to_numpy()
-        has = _isin(h, first.index)
-        par, h = par[has], h[has]
-        other_role = "mother" if role == "father" else "father"
-        other = p[p["role"] == other_role].set_index("hh")
-        has_other = _isin(h, other.index)
-        # 児童手当: the father when both parents are here, else the parent who is
-        s = np.maximum(first.reindex(h).to_numpy(), frm[par["pid"]])
-        e = np.minimum(days_of(school_cohort(youngest.reindex(h).to_numpy()) + 16, 3, 31),
-                       to[par["pid"]] - 1)
-        if role == "mother":
-            left = has_other & (div[h] < POS) & (hh["leaver"].to_numpy()[h] == "father")
-            s = np.where(has_other & ~left, POS, np.where(left, np.maximum(s, div[h]), s))
-        else:
-            e = np.where(div[h] < POS, np.minimum(e, div[h] - 1), e)
-        amount = 10000 * nk.reindex(h).to_numpy() + np.where(rng.random(len(h)) < 0.1, -5000, 0)
-        rows.append(pd.DataFrame({"resident_code": par["resident_code"].to_numpy(), "allowance_type": "child_allowance",
-                                  "start_date": s, "end_date": e, "monthly_amount": np.maximum(amount, 5000)}))
-        # 児童扶養手当 / ひとり親家庭等医療: the parent who stays after divorce, or a single parent
-        single0 = hh["single0"].to_numpy()[h]
-        stays = (div[h] < POS) & (hh["leaver"].to_numpy()[h] != role)
-        elig = hh["cra_eligible"].to_numpy()[h] & (single0 | stays)
-        s2 = np.where(single0, np.maximum(first.reindex(h).to_numpy(), city.start_day - rng.integers(0, 2500, len(h))),
-                      div[h] + rng.integers(10, 60, len(h)))
-        s2 = np.maximum(s2, frm[par["pid"]])
-        e2 = np.minimum(days_of(school_cohort(youngest.reindex(h).to_numpy()) + 19, 3, 31),
-                        to[par["pid"]] - 1)
-        amt = np.round(np.clip(44140 - 12000 * np.maximum(hh["hardship"].to_numpy()[h] * -1, 0), 10410, 44140), -1)
-        rows.append(pd.DataFrame({"resident_code": par["resident_code"].to_numpy(), "allowance_type": "child_rearing",
-                                  "start_date": s2, "end_date": e2, "monthly_amount": amt.astype(int)})[elig])
-        med = elig & (rng.random(len(h)) < 0.9)
-        rows.append(pd.DataFrame({"resident_code": par["resident_code"].to_numpy(),
-                                  "allowance_type": "single_parent_medical", "start_date": s2 + 1,
-                                  "end_date": e2, "monthly_amount": pd.NA})[med])
+    rows = [
+        *_parent_allowances(city, "father", kids, rng),
+        *_parent_allowances(city, "mother", kids, rng),
+    ]
     # 特別児童扶養手当 for the parent of a child with a 療育手帳
     rehab = kids[kids["rehab"]]
     prim = _primary_of(city, rehab["hh"].to_numpy())
     ok = prim >= 0
     s3 = np.maximum(rehab["handbook_day"].to_numpy(), frm[np.maximum(prim, 0)])
-    rows.append(pd.DataFrame({"resident_code": p["resident_code"].to_numpy()[np.maximum(prim, 0)],
-                              "allowance_type": "special_child_rearing", "start_date": s3,
-                              "end_date": to[np.maximum(prim, 0)] - 1,
-                              "monthly_amount": np.where(rng.random(len(rehab)) < 0.5, 53700, 35760)})[ok])
+    rows.append(
+        pd.DataFrame(
+            {
+                "resident_code": p["resident_code"].to_numpy()[np.maximum(prim, 0)],
+                "allowance_type": "special_child_rearing",
+                "start_date": s3,
+                "end_date": to[np.maximum(prim, 0)] - 1,
+                "monthly_amount": np.where(rng.random(len(rehab)) < 0.5, 53700, 35760),
+            }
+        )[ok]
+    )
     df = pd.concat(rows, ignore_index=True)
     df = df[(df["start_date"] < df["end_date"]) & (df["start_date"] <= end)]
     df = df.drop_duplicates(["resident_code", "allowance_type", "start_date"])
@@ -464,6 +755,7 @@ def allowances(city: City) -> pd.DataFrame:
 
 def _primary_of(city: City, hh_idx: np.ndarray) -> np.ndarray:
     from helpers.synth.population import _primary_parent
+
     return _primary_parent(city)[hh_idx]
 
 
@@ -474,13 +766,23 @@ def public_assistance(city: City) -> pd.DataFrame:
     start = np.maximum(start, hh["move_in"].to_numpy()[rows])
     stop = np.minimum(stop, hh["move_out"].to_numpy()[rows])
     case = pd.Series(rng.integers(10000, 99999, len(rows))).astype(str)
-    df = pd.DataFrame({"household_code": hh["household_code"].to_numpy()[rows],
-                       "case_number": ("H" + pd.Series(start // 365 + 1970).astype(str).str[-2:] + "-" + case).to_numpy(),
-                       "start_date": start, "end_date": stop})
+    df = pd.DataFrame(
+        {
+            "household_code": hh["household_code"].to_numpy()[rows],
+            "case_number": (
+                "H" + pd.Series(start // 365 + 1970).astype(str).str[-2:] + "-" + case
+            ).to_numpy(),
+            "start_date": start,
+            "end_date": stop,
+        }
+    )
     df = df[(df["start_date"] < df["end_date"]) & (df["start_date"] <= end)]
     df["end_date"] = _na_days(df["end_date"].to_numpy(), end).to_numpy()
-    return df.drop_duplicates(["household_code", "start_date"]).sort_values(
-        ["start_date", "household_code"], kind="stable").reset_index(drop=True)
+    return (
+        df.drop_duplicates(["household_code", "start_date"])
+        .sort_values(["start_date", "household_code"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def long_term_care(city: City) -> pd.DataFrame:
@@ -488,10 +790,19 @@ def long_term_care(city: City) -> pd.DataFrame:
     frm, to = resident_interval(p, end)
     c = p[p["care_day"] < POS]
     cert = np.maximum(c["care_day"].to_numpy(), frm[c["pid"]])
-    df = pd.DataFrame({"resident_code": c["resident_code"].to_numpy(), "care_level": c["care_level"].to_numpy(),
-                       "certified_date": cert, "loss_date": to[c["pid"]]})
-    df = df[(df["certified_date"] < df["loss_date"]) & (df["certified_date"] <= end)
-            & (df["certified_date"] >= day(2000, 4, 1))]
+    df = pd.DataFrame(
+        {
+            "resident_code": c["resident_code"].to_numpy(),
+            "care_level": c["care_level"].to_numpy(),
+            "certified_date": cert,
+            "loss_date": to[c["pid"]],
+        }
+    )
+    df = df[
+        (df["certified_date"] < df["loss_date"])
+        & (df["certified_date"] <= end)
+        & (df["certified_date"] >= day(2000, 4, 1))
+    ]
     df["loss_date"] = _na_days(df["loss_date"].to_numpy(), end).to_numpy()
     return df.sort_values(["certified_date", "resident_code"], kind="stable").reset_index(drop=True)
 
@@ -503,13 +814,29 @@ def disability_handbooks(city: City) -> pd.DataFrame:
     c = p[p["handbook_day"] < POS]
     issue = np.maximum(c["handbook_day"].to_numpy(), frm[c["pid"]])
     t = c["handbook_type"].to_numpy()
-    grade = np.select([t == "physical", t == "mental", t == "rehab"],
-                      [rng.choice(list("123456"), size=len(c)), rng.choice(list("123"), size=len(c)),
-                       rng.choice(["A", "B"], p=[0.35, 0.65], size=len(c))], "")
-    df = pd.DataFrame({"resident_code": c["resident_code"].to_numpy(), "handbook_type": t,
-                       "grade": grade, "issue_date": issue, "end_date": to[c["pid"]]})
-    df = df[(df["issue_date"] < df["end_date"]) & (df["issue_date"] <= end)
-            & (df["issue_date"] >= day(1995, 4, 1))]
+    grade = np.select(
+        [t == "physical", t == "mental", t == "rehab"],
+        [
+            rng.choice(list("123456"), size=len(c)),
+            rng.choice(list("123"), size=len(c)),
+            rng.choice(["A", "B"], p=[0.35, 0.65], size=len(c)),
+        ],
+        "",
+    )
+    df = pd.DataFrame(
+        {
+            "resident_code": c["resident_code"].to_numpy(),
+            "handbook_type": t,
+            "grade": grade,
+            "issue_date": issue,
+            "end_date": to[c["pid"]],
+        }
+    )
+    df = df[
+        (df["issue_date"] < df["end_date"])
+        & (df["issue_date"] <= end)
+        & (df["issue_date"] >= day(1995, 4, 1))
+    ]
     df["end_date"] = _na_days(df["end_date"].to_numpy(), end).to_numpy()
     return df.sort_values(["issue_date", "resident_code"], kind="stable").reset_index(drop=True)
 
@@ -525,29 +852,55 @@ def independence_support(city: City) -> pd.DataFrame:
     who = np.maximum(who, 0)
     start = np.maximum(start, frm[who])
     stop = np.minimum(stop, to[who])
-    df = pd.DataFrame({"resident_code": p["resident_code"].to_numpy()[who], "kind": "mental_outpatient",
-                       "start_date": start, "end_date": stop})[ok]
+    df = pd.DataFrame(
+        {
+            "resident_code": p["resident_code"].to_numpy()[who],
+            "kind": "mental_outpatient",
+            "start_date": start,
+            "end_date": stop,
+        }
+    )[ok]
     kids = p[(p["role"] == "child") & _born_here(city)]
     dev = kids[rng.random(len(kids)) < 0.004]
     s = dev["birth"].to_numpy() + rng.integers(30, 700, len(dev))
-    df2 = pd.DataFrame({"resident_code": dev["resident_code"].to_numpy(), "kind": "development",
-                        "start_date": s, "end_date": s + 365})
+    df2 = pd.DataFrame(
+        {
+            "resident_code": dev["resident_code"].to_numpy(),
+            "kind": "development",
+            "start_date": s,
+            "end_date": s + 365,
+        }
+    )
     df = pd.concat([df, df2[(df2["start_date"] < to[dev["pid"]])]], ignore_index=True)
     df = df[(df["start_date"] < df["end_date"]) & (df["start_date"] <= end)]
     df["end_date"] = _na_days(df["end_date"].to_numpy(), end).to_numpy()
-    return df.drop_duplicates(["resident_code", "kind", "start_date"]).sort_values(
-        ["start_date", "resident_code"], kind="stable").reset_index(drop=True)
+    return (
+        df.drop_duplicates(["resident_code", "kind", "start_date"])
+        .sort_values(["start_date", "resident_code"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
-ROUTES = {"physical_abuse": ["school", "police", "neighbour", "nursery", "medical"],
-          "neglect": ["school", "nursery", "health_centre", "neighbour"],
-          "young_carer": ["school", "self", "other"], "school_refusal": ["school", "family"],
-          "development": ["health_centre", "nursery", "family"], "parenting": ["family", "health_centre", "self"]}
-MEMO = {"physical_abuse": "顔にあざがあると学校から連絡。", "neglect": "衣服の汚れが続いている。",
-        "young_carer": "家族の介護のため遅刻・欠席が多い。", "school_refusal": "登校しぶりが続く。",
-        "development": "ことばの遅れについて相談。", "parenting": "育児の不安について母より相談。",
-        "poverty": "生活費の相談。", "psychological_abuse": "面前DVの疑い。",
-        "sexual_abuse": "関係機関より通告。", "other": "その他の相談。"}
+ROUTES = {
+    "physical_abuse": ["school", "police", "neighbour", "nursery", "medical"],
+    "neglect": ["school", "nursery", "health_centre", "neighbour"],
+    "young_carer": ["school", "self", "other"],
+    "school_refusal": ["school", "family"],
+    "development": ["health_centre", "nursery", "family"],
+    "parenting": ["family", "health_centre", "self"],
+}
+MEMO = {
+    "physical_abuse": "顔にあざがあると学校から連絡。",
+    "neglect": "衣服の汚れが続いている。",
+    "young_carer": "家族の介護のため遅刻・欠席が多い。",
+    "school_refusal": "登校しぶりが続く。",
+    "development": "ことばの遅れについて相談。",
+    "parenting": "育児の不安について母より相談。",
+    "poverty": "生活費の相談。",
+    "psychological_abuse": "面前DVの疑い。",
+    "sexual_abuse": "関係機関より通告。",
+    "other": "その他の相談。",
+}
 
 
 def consultations(city: City) -> pd.DataFrame:
@@ -557,21 +910,31 @@ def consultations(city: City) -> pd.DataFrame:
     fy = ev["fiscal_year"].to_numpy()
     seq = pd.Series(np.arange(n)).groupby(fy).cumcount().to_numpy() + 1
     cid = (fy * 1_000_000 + seq * 7 + rng.integers(0, 7, n)).astype(str)
-    route = np.array([rng.choice(ROUTES.get(t, ["other", "family", "self"]))
-                      for t in ev["consultation_type"]], dtype=object)
+    route = np.array(
+        [rng.choice(ROUTES.get(t, ["other", "family", "self"])) for t in ev["consultation_type"]],
+        dtype=object,
+    )
     route[rng.random(n) < 0.05] = None
     memo = pd.Series([MEMO[t] for t in ev["consultation_type"]])
     follow = np.where(rng.random(n) < 0.5, "\n" + "経過を確認する。", "　継続対応。")
     det = ev["young_carer_determined"].map({"yes": True, "no": False}).astype("boolean")
-    return pd.DataFrame({
-        "consultation_id": cid, "resident_code": city.persons["resident_code"].to_numpy()[ev["pid"]],
-        "received_date": ev["day"].to_numpy(), "consultation_type": ev["consultation_type"].to_numpy(),
-        "referral_route": route,
-        "agencies": np.where(rng.random(n) < 0.4, "学校・児童相談所",
-                             np.where(rng.random(n) < 0.5, "保健センター", np.array(None))),
-        "young_carer_determined": det, "memo": (memo + follow).to_numpy(),
-        "_pid": ev["pid"].to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "consultation_id": cid,
+            "resident_code": city.persons["resident_code"].to_numpy()[ev["pid"]],
+            "received_date": ev["day"].to_numpy(),
+            "consultation_type": ev["consultation_type"].to_numpy(),
+            "referral_route": route,
+            "agencies": np.where(
+                rng.random(n) < 0.4,
+                "学校・児童相談所",
+                np.where(rng.random(n) < 0.5, "保健センター", np.array(None)),
+            ),
+            "young_carer_determined": det,
+            "memo": (memo + follow).to_numpy(),
+            "_pid": ev["pid"].to_numpy(),
+        }
+    )
 
 
 def progress_records(city: City, cons: pd.DataFrame) -> pd.DataFrame:
@@ -585,14 +948,25 @@ def progress_records(city: City, cons: pd.DataFrame) -> pd.DataFrame:
     gaps = rng.integers(7, 120, len(idx))
     cum = pd.Series(gaps).groupby(idx).cumsum().to_numpy()
     d = cons["received_date"].to_numpy()[idx] + cum
-    serious = cons["consultation_type"].isin(["physical_abuse", "neglect", "young_carer"]).to_numpy()[idx]
-    assess = np.where(serious, rng.choice(["good", "fair", "poor"], p=[0.2, 0.4, 0.4], size=len(idx)),
-                      rng.choice(["good", "fair", "poor"], p=[0.45, 0.45, 0.1], size=len(idx)))
+    serious = (
+        cons["consultation_type"].isin(["physical_abuse", "neglect", "young_carer"]).to_numpy()[idx]
+    )
+    assess = np.where(
+        serious,
+        rng.choice(["good", "fair", "poor"], p=[0.2, 0.4, 0.4], size=len(idx)),
+        rng.choice(["good", "fair", "poor"], p=[0.45, 0.45, 0.1], size=len(idx)),
+    )
     ok = (d <= end) & (d < to[cons["_pid"].to_numpy()[idx]])
     notes = np.where(rng.random(len(idx)) < 0.3, "家庭訪問を実施。\n母と面談。", "学校と情報共有。")
-    return pd.DataFrame({"consultation_id": cons["consultation_id"].to_numpy()[idx],
-                         "resident_code": cons["resident_code"].to_numpy()[idx], "record_date": d,
-                         "assessment": assess, "note": notes})[ok].reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "consultation_id": cons["consultation_id"].to_numpy()[idx],
+            "resident_code": cons["resident_code"].to_numpy()[idx],
+            "record_date": d,
+            "assessment": assess,
+            "note": notes,
+        }
+    )[ok].reset_index(drop=True)
 
 
 def case_conference(city: City) -> pd.DataFrame:
@@ -606,10 +980,14 @@ def case_conference(city: City) -> pd.DataFrame:
     reg = first["day"].to_numpy() + rng.integers(0, 183, len(first))
     ok = (rng.random(len(first)) < 0.65) & (reg <= end) & (reg < to[first["pid"].to_numpy()])
     closed = reg + rng.integers(180, 1200, len(first))
-    df = pd.DataFrame({"resident_code": city.persons["resident_code"].to_numpy()[first["pid"]],
-                       "registered_date": reg,
-                       "level": np.where(rng.random(len(first)) < 0.4, "protection", "support"),
-                       "closed_date": np.where(rng.random(len(first)) < 0.5, closed, POS)})[ok]
+    df = pd.DataFrame(
+        {
+            "resident_code": city.persons["resident_code"].to_numpy()[first["pid"]],
+            "registered_date": reg,
+            "level": np.where(rng.random(len(first)) < 0.4, "protection", "support"),
+            "closed_date": np.where(rng.random(len(first)) < 0.5, closed, POS),
+        }
+    )[ok]
     df["closed_date"] = _na_days(df["closed_date"].to_numpy(), end).to_numpy()
     return df.sort_values("registered_date", kind="stable").reset_index(drop=True)
 

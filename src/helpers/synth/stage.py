@@ -45,11 +45,14 @@ def generate_city(cfg: Settings, raw_dir: Path) -> dict:
     if stamp.exists():
         stamp.unlink()
     schemas = load_schemas()
-    old = sorted({p for s in schemas.values() for pat in s.files for p in raw_dir.glob(pat) if p.is_file()})
+    old = sorted(
+        {p for s in schemas.values() for pat in s.files for p in raw_dir.glob(pat) if p.is_file()}
+    )
     if old and not (truth / P.truth_targets.name).exists():
         raise MimamoriError(
             f"{raw_dir}: holds exports the generator did not make (e.g. {old[0].name}); "
-            "set run.synthetic: false in config/run.yaml to use them, or move them away")
+            "set run.synthetic: false in config/run.yaml to use them, or move them away"
+        )
     for path in old:  # an earlier synthetic run's export would otherwise match a table twice
         path.unlink()
     settings = synth_settings(cfg)
@@ -60,8 +63,11 @@ def generate_city(cfg: Settings, raw_dir: Path) -> dict:
     if missing:
         raise MimamoriError(f"synth: no generator for schema tables {missing}")
     files, defects = write_exports(tables, coded, settings, raw_dir)
-    files.update(write_identity_exports(city, tables, schemas, settings, raw_dir,
-                                        truth / P.truth_identity.name))
+    files.update(
+        write_identity_exports(
+            city, tables, schemas, settings, raw_dir, truth / P.truth_identity.name
+        )
+    )
     write_csv(defects, truth / P.truth_defects.name)
     write_parquet(true_probabilities(city), truth / P.truth_probabilities.name)
     write_parquet(population_facts(city), truth / P.truth_population.name)
@@ -111,13 +117,15 @@ def check_real_exports(raw_dir: Path, required: list[str]) -> tuple[list[Path], 
     schemas = load_schemas()
     scan = scan_exports(raw_dir, schemas)
     absent = sorted(t for t, files in scan.files.items() if not files)
-    missing = [f"{t} ({schemas[t].title}: {', '.join(schemas[t].files)})"
-               for t in absent if t in required]
+    missing = [
+        f"{t} ({schemas[t].title}: {', '.join(schemas[t].files)})" for t in absent if t in required
+    ]
     if missing:
         raise MimamoriError(
             f"{raw_dir}: run.synthetic is false but no export was found for required "
             f"table(s): {'; '.join(missing)}. Put the department's CSV/XLSX export in {raw_dir} "
-            "with a file name matching the pattern shown.")
+            "with a file name matching the pattern shown."
+        )
     return scan.all_files, absent
 
 
@@ -139,8 +147,12 @@ def main(cfg: Settings, argv: list[str]) -> int:
         return 0
     summary = generate_city(cfg, raw_dir)
     append_audit(
-        P.data, "synth", cfg, inputs=[],
-        outputs=[raw_dir / f for f in summary["files"].values()], rows=summary["rows"],
+        P.data,
+        "synth",
+        cfg,
+        inputs=[],
+        outputs=[raw_dir / f for f in summary["files"].values()],
+        rows=summary["rows"],
     )
     print(
         f"synth: {summary['n_children']} children, {summary['n_persons']} persons, "

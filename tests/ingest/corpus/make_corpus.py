@@ -27,16 +27,23 @@ def main() -> None:
         "residents_eucjp.csv": csv_text().encode("euc_jp"),
         "residents_utf16.csv": csv_text().encode("utf-16"),
         "residents_truncated.csv": (csv_text(rows=ROWS[:2]) + '10000003,"佐藤').encode("cp932"),
-        "residents_ragged.csv": (csv_text(rows=ROWS[:2]) + "10000003,佐藤次郎,サトウ").encode("cp932"),
+        "residents_ragged.csv": (csv_text(rows=ROWS[:2]) + "10000003,佐藤次郎,サトウ").encode(
+            "cp932"
+        ),
         "residents_header_only.csv": (HEADER + "\r\n").encode("cp932"),
         "residents_empty.csv": b"",
         "residents_blank_lines_only.csv": b"\r\n\r\n  \r\n",
         "residents_missing_column.csv": csv_text(
             HEADER.replace(",生年月日", ""),
-            [",".join(r.split(",")[:3] + r.split(",")[4:]) for r in ROWS]).encode("cp932"),
-        "residents_renamed_column.csv": csv_text(HEADER.replace("生年月日", "誕生日")).encode("cp932"),
+            [",".join(r.split(",")[:3] + r.split(",")[4:]) for r in ROWS],
+        ).encode("cp932"),
+        "residents_renamed_column.csv": csv_text(HEADER.replace("生年月日", "誕生日")).encode(
+            "cp932"
+        ),
         "residents_cp932.csv": csv_text().encode("cp932"),
-        "school_register_corrupt.xlsx": b"PK\x03\x04 this is not really a workbook" + os.urandom(0) + b"\x00" * 64,
+        "school_register_corrupt.xlsx": b"PK\x03\x04 this is not really a workbook"
+        + os.urandom(0)
+        + b"\x00" * 64,
         "school_register_not_zip.xlsx": "学籍番号,学年\n1,2\n".encode(),
     }
     for name, data in files.items():
