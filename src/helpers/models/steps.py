@@ -365,8 +365,9 @@ def calibrate(
 
 def _scale_transfer(
     prep: Prepared, origin: Origin, tuned: Tuned, fitted: Fitted, family: str, s: FitSettings
-) -> tuple[np.ndarray, np.ndarray]:
-    """Quantiles of the final model's and of the latest fold model's scores on the test year.
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Quantiles of the final model's and of the latest fold model's scores on the test year
+    (None when the latest fold's training years hold no event: nothing to transfer from).
 
     The calibrator learnt the latest fold model's scale (its out-of-time scores); the final
     model, fitted on one more year, spreads its log-odds differently (less shrinkage, another
@@ -375,6 +376,9 @@ def _scale_transfer(
     params = tuned.chosen[family]["params"]
     train_years = origin.folds[-1][0]
     tr = np.isin(prep.year, train_years)
+    Xt = prep.X_all[prep.test_rows(origin.test_year)]
+    if not 0 < prep.y[tr].sum() < tr.sum() or not len(Xt):
+        return None
     ref = fit_family(
         family,
         prep.X[tr],
@@ -386,7 +390,6 @@ def _scale_transfer(
         s.models.logistic_max_iter,
         prep.features,
     )
-    Xt = prep.X_all[prep.test_rows(origin.test_year)]
     q = np.linspace(0.0, 1.0, 1001)
     final = np.quantile(margin(fitted.models[family], Xt) - fitted.offsets.get(family, 0.0), q)
     mapped = np.quantile(margin(ref, Xt) - weight_offset(prep.y[tr], params), q)

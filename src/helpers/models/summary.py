@@ -283,6 +283,8 @@ def fold_to_fold(prep: Prepared, run: OriginRun, s: FitSettings) -> pd.DataFrame
     for name, (train_years, model) in lists.items():
         if model is None:
             tr = np.isin(prep.year, train_years)
+            if not 0 < prep.y[tr].sum() < tr.sum():
+                continue  # no event in these training years: no model to compare
             model = fit_family(
                 family,
                 prep.X[tr],

@@ -253,7 +253,7 @@ def plot_hit_rates(
         ax.errorbar(
             pos[show],
             rate[show] * 100,
-            yerr=err[:, show] * 100,
+            yerr=np.clip(err[:, show], 0, None) * 100,  # rounding can put a bound past the rate
             fmt="o",
             color=colour,
             capsize=4,
