@@ -1009,11 +1009,13 @@ def protect_table(
             grid, _true_relations(s, values, where), rules.threshold, rules.protection, where
         )
     by_part = {k: list(v) for k, v in (group_derived or {}).items()}
+    labels = label_columns(df, [*counts, *derived_n, *shares, *fixed])
     meta = {
         "counts": counts,
         "sums": all_sums,
         "group-by": group_cols,
         "partition": same,
+        "labels": [*labels[:1], *group_cols],  # the row's name and its group: not figures
         "derived": sorted({*derived_n, *by_part}),
         "shares": sorted(shares),
         "fixed": sorted(fixed),
@@ -1108,7 +1110,7 @@ def guard_texts(
         return texts, set()
     meta = protected.meta
     counts = set(meta["counts"])
-    skip = counts | set(meta["derived"]) | set(meta["fixed"])
+    skip = counts | set(meta["derived"]) | set(meta["fixed"]) | set(meta.get("labels", ()))
     share_cols = protected.multipliers
     on_shares = {
         c: [x for x in src if x in share_cols] for c, src in meta.get("derived_sources", {}).items()
