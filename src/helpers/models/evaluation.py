@@ -487,9 +487,15 @@ def year_to_year_overlap(
     }
 
 
-def subset_precision(scores: pd.DataFrame, group_col: str, score_cols: Sequence[str], k: int,
-                     label_col: str = "label", min_events: int = 10, alpha: float = 0.05
-                     ) -> pd.DataFrame:
+def subset_precision(
+    scores: pd.DataFrame,
+    group_col: str,
+    score_cols: Sequence[str],
+    k: int,
+    label_col: str = "label",
+    min_events: int = 10,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
     """Precision re-thresholded within each subset, each with its proportional share of
     capacity; the first score column (the model) with a Wilson CI on its hits. Subsets with
     fewer than ``min_events`` true cases are flagged "too few to judge"."""
@@ -509,8 +515,9 @@ def subset_precision(scores: pd.DataFrame, group_col: str, score_cols: Sequence[
                 lo, hi = proportion_confint(prec * kk, kk, alpha=alpha, method="wilson")
                 row["ci_low"], row["ci_high"] = float(lo), float(hi)
         row["too_few_events"] = row["events"] < min_events
-        row["judgement"] = ("事例が少なく判定しない（too few to judge）" if row["too_few_events"]
-                            else "")
+        row["judgement"] = (
+            "事例が少なく判定しない（too few to judge）" if row["too_few_events"] else ""
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -639,8 +646,14 @@ def plot_headline(table: pd.DataFrame, k: int, rules: Rules, ax=None):
     band, small = visible_counts(np.round(v * k), rules)
     ax.bar(x[~small], v[~small], color="#4c72b0")
     hidden_bars(ax, x[small], band[small] / k, 0.8)
-    ax.errorbar(x[~small], v[~small], yerr=np.nan_to_num(np.clip(err[:, ~small], 0, None)),
-                fmt="none", color="black", capsize=4)
+    ax.errorbar(
+        x[~small],
+        v[~small],
+        yerr=np.nan_to_num(np.clip(err[:, ~small], 0, None)),
+        fmt="none",
+        color="black",
+        capsize=4,
+    )
     if small.any():
         ax.legend(handles=[hidden_legend_handle(rules)], fontsize=8)
     ax.set_xticks(x, table["list"], rotation=15, ha="right")
@@ -656,14 +669,27 @@ def plot_backtest(per_year: pd.DataFrame, k: int, rules: Rules, ax=None):
     ax = axes(ax, (7, 4))
     x = per_year["test_year"].to_numpy(int)
     v = per_year["precision_at_k"].to_numpy(float)
-    err = np.vstack([v - per_year["precision_ci_low"].to_numpy(float),
-                     per_year["precision_ci_high"].to_numpy(float) - v])
+    err = np.vstack(
+        [
+            v - per_year["precision_ci_low"].to_numpy(float),
+            per_year["precision_ci_high"].to_numpy(float) - v,
+        ]
+    )
     _, small = visible_counts(np.round(v * k), rules)
-    ax.errorbar(x[~small], v[~small], yerr=np.clip(np.nan_to_num(err[:, ~small]), 0, None),
-                fmt="o", capsize=4, color="#4c72b0", label="実績（realised, 95% CI）")
-    for col, style, name in (("expected_precision_at_k", "s--", "期待値（expected, true p）"),
-                             ("oracle_expected_precision_at_k", "^:", "理論上限（oracle, expected）"),
-                             ("validation_precision_at_k", "x-.", "検証年度（validation）")):
+    ax.errorbar(
+        x[~small],
+        v[~small],
+        yerr=np.clip(np.nan_to_num(err[:, ~small]), 0, None),
+        fmt="o",
+        capsize=4,
+        color="#4c72b0",
+        label="実績（realised, 95% CI）",
+    )
+    for col, style, name in (
+        ("expected_precision_at_k", "s--", "期待値（expected, true p）"),
+        ("oracle_expected_precision_at_k", "^:", "理論上限（oracle, expected）"),
+        ("validation_precision_at_k", "x-.", "検証年度（validation）"),
+    ):
         if col in per_year.columns:
             ax.plot(x, per_year[col].to_numpy(float), style, label=name)
     ax.set_xticks(x)

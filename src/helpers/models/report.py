@@ -419,7 +419,10 @@ class ModelReport:
         )
         fig, axes = plt.subplots(1, 2, figsize=(12, 4))
         ev.plot_precision_curve(
-            {n: ev.precision_curve(y, rows[c].to_numpy(float), ks.tolist()) for n, c in cols.items()},
+            {
+                n: ev.precision_curve(y, rows[c].to_numpy(float), ks.tolist())
+                for n, c in cols.items()
+            },
             self.k,
             self.rules,
             ax=axes[0],

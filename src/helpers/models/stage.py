@@ -34,17 +34,30 @@ from helpers.paths import ModelPaths, paths  # noqa: E402
 from helpers.runs.archive import archive_run  # noqa: E402
 
 
-def run_steps(panel: pd.DataFrame, catalogue: pd.DataFrame, target: str,
-              truth: pd.DataFrame | None, s: FitSettings) -> Fit:
+def run_steps(
+    panel: pd.DataFrame,
+    catalogue: pd.DataFrame,
+    target: str,
+    truth: pd.DataFrame | None,
+    s: FitSettings,
+) -> Fit:
     """prepare -> per origin (tune -> fit final -> calibrate -> score -> evaluate) -> backtest
     -> diagnose. Origins share their tuning folds (a fold does not depend on the test year)."""
     prep = steps.prepare(panel, catalogue, target, s)
     cache: FoldCache = {}
     last_evaluated = prep.evaluated_origins[-1]
-    runs = [steps.run_origin(prep, origin, truth, s, cache,
-                             explain_list=origin is prep.origins[-1],
-                             full=origin is last_evaluated)
-            for origin in prep.origins]
+    runs = [
+        steps.run_origin(
+            prep,
+            origin,
+            truth,
+            s,
+            cache,
+            explain_list=origin is prep.origins[-1],
+            full=origin is last_evaluated,
+        )
+        for origin in prep.origins
+    ]
     return Fit(prep, runs, summary.backtest(runs, s), summary.diagnose(prep, runs, s))
 
 
@@ -95,10 +108,12 @@ def main(cfg: Settings, argv: list[str]) -> int:
         elapsed = time.perf_counter() - t0
         h = metrics["backtest"]["pooled"]["precision_at_k"]
         years = metrics["backtest"]["test_years"]
-        print(f"{target}: pooled precision@{metrics['k']} = {h['value']:.3f} "
-              f"[{h['ci_low']:.3f}, {h['ci_high']:.3f}] over FY{years[0]}-FY{years[-1]} "
-              f"({metrics['population']['n_evaluated']:,} eligible child-years evaluated, "
-              f"{elapsed:.1f} s)")
+        print(
+            f"{target}: pooled precision@{metrics['k']} = {h['value']:.3f} "
+            f"[{h['ci_low']:.3f}, {h['ci_high']:.3f}] over FY{years[0]}-FY{years[-1]} "
+            f"({metrics['population']['n_evaluated']:,} eligible child-years evaluated, "
+            f"{elapsed:.1f} s)"
+        )
         append_audit(
             P.data,
             f"models:{target}",

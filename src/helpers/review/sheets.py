@@ -91,12 +91,14 @@ def reviewer_frame(sample: pd.DataFrame) -> pd.DataFrame:
 
     Only pseudonym, school and grade are taken from the sample; the answer columns start blank.
     """
-    out = pd.DataFrame({
-        "no": range(1, len(sample) + 1),
-        "pseudonym": sample["child_id"].astype(str).to_numpy(),
-        "school_code": sample["school_code"].astype("string").fillna("").to_numpy(),
-        "grade": grade_text(sample["grade"]).to_numpy(),
-    })
+    out = pd.DataFrame(
+        {
+            "no": range(1, len(sample) + 1),
+            "pseudonym": sample["child_id"].astype(str).to_numpy(),
+            "school_code": sample["school_code"].astype("string").fillna("").to_numpy(),
+            "grade": grade_text(sample["grade"]).to_numpy(),
+        }
+    )
     for key in (*ANSWER_COLUMNS, *FREE_TEXT_COLUMNS):
         out[key] = ""
     return out
@@ -109,7 +111,9 @@ def write_reviewer_workbook(frame: pd.DataFrame, path: str | Path, school: str) 
     """
     extra = set(frame.columns) - set(HEADER_OF)
     if extra:  # blinding guard: nothing but the reviewer columns may reach a school
-        raise MimamoriError(f"review: reviewer sheet for {school} would carry columns {sorted(extra)}")
+        raise MimamoriError(
+            f"review: reviewer sheet for {school} would carry columns {sorted(extra)}"
+        )
     wb = Workbook()
     ws = wb.active
     ws.title = sheet_title(school)
@@ -118,13 +122,28 @@ def write_reviewer_workbook(frame: pd.DataFrame, path: str | Path, school: str) 
     for row in frame.loc[:, keys].itertuples(index=False):
         ws.append([None if (isinstance(v, str) and v == "") else v for v in row])
     _style_header(ws, len(keys))
-    widths = {"no": 6, "pseudonym": 20, "school_code": 10, "grade": 6, "family_concern": 16,
-              "family_concern_detail": 36, "child_complaint": 14, "child_complaint_detail": 36, "other": 36}
+    widths = {
+        "no": 6,
+        "pseudonym": 20,
+        "school_code": 10,
+        "grade": 6,
+        "family_concern": 16,
+        "family_concern_detail": 36,
+        "child_complaint": 14,
+        "child_complaint_detail": 36,
+        "other": 36,
+    }
     for i, key in enumerate(keys, start=1):
         ws.column_dimensions[get_column_letter(i)].width = widths[key]
     last = max(len(frame) + 1, 2)
-    dv = DataValidation(type="list", formula1=f'"{YES},{NO}"', allow_blank=True,
-                        showErrorMessage=True, errorTitle="入力エラー", error=f"{YES} または {NO} を選択してください")
+    dv = DataValidation(
+        type="list",
+        formula1=f'"{YES},{NO}"',
+        allow_blank=True,
+        showErrorMessage=True,
+        errorTitle="入力エラー",
+        error=f"{YES} または {NO} を選択してください",
+    )
     ws.add_data_validation(dv)
     for key in ANSWER_COLUMNS:
         letter = get_column_letter(keys.index(key) + 1)
@@ -159,8 +178,8 @@ class VerdictSheet:
 
     file: str
     sheet: str
-    frame: pd.DataFrame          # one row per non-blank data row; column ``_row`` = sheet row
-    letters: dict[str, str]      # key -> column letter in this sheet
+    frame: pd.DataFrame  # one row per non-blank data row; column ``_row`` = sheet row
+    letters: dict[str, str]  # key -> column letter in this sheet
 
 
 def _header_keys(header: list, where: str) -> dict[str, int]:
@@ -173,7 +192,9 @@ def _header_keys(header: list, where: str) -> dict[str, int]:
             positions[key] = i
     missing = [HEADER_OF[k] for k in REQUIRED_COLUMNS if k not in positions]
     if missing:
-        raise MimamoriError(f"{where}: row 1: missing column(s) {missing} (the header row was changed?)")
+        raise MimamoriError(
+            f"{where}: row 1: missing column(s) {missing} (the header row was changed?)"
+        )
     return positions
 
 
@@ -193,8 +214,10 @@ def _sheet_from_rows(rows: list[list], file: str, sheet: str) -> VerdictSheet | 
     records: list[dict[str, object]] = []
     for offset, row in enumerate(rows[1:], start=2):
         cells = {k: _text(row[i]) if i < len(row) else "" for k, i in positions.items()}
-        if all(v == "" for k, v in cells.items() if k not in ("no", "school_code", "grade")) and \
-                cells.get("pseudonym", "") == "":
+        if (
+            all(v == "" for k, v in cells.items() if k not in ("no", "school_code", "grade"))
+            and cells.get("pseudonym", "") == ""
+        ):
             continue  # a trailing empty (or numbered but unused) row
         records.append({**cells, "_row": offset})
     frame = pd.DataFrame(records, columns=[*positions, "_row"])
@@ -209,12 +232,16 @@ def read_verdict_file(path: str | Path) -> list[VerdictSheet]:
         try:
             wb = load_workbook(path, read_only=True, data_only=True)
         except Exception as exc:  # openpyxl raises many types for a damaged file
-            raise MimamoriError(f"{path.name}: cannot be read as an Excel workbook ({exc})") from None
+            raise MimamoriError(
+                f"{path.name}: cannot be read as an Excel workbook ({exc})"
+            ) from None
         sheets = []
         for ws in wb.worksheets:
             if ws.title == INSTRUCTION_SHEET:
                 continue
-            parsed = _sheet_from_rows([list(r) for r in ws.iter_rows(values_only=True)], path.name, ws.title)
+            parsed = _sheet_from_rows(
+                [list(r) for r in ws.iter_rows(values_only=True)], path.name, ws.title
+            )
             if parsed is not None:
                 sheets.append(parsed)
         wb.close()
@@ -222,7 +249,9 @@ def read_verdict_file(path: str | Path) -> list[VerdictSheet]:
     if path.suffix.lower() == ".csv":
         for encoding in ("utf-8-sig", "cp932"):
             try:
-                raw = pd.read_csv(path, dtype=str, keep_default_na=False, header=None, encoding=encoding)
+                raw = pd.read_csv(
+                    path, dtype=str, keep_default_na=False, header=None, encoding=encoding
+                )
                 break
             except UnicodeDecodeError:
                 continue
@@ -233,7 +262,9 @@ def read_verdict_file(path: str | Path) -> list[VerdictSheet]:
     raise MimamoriError(f"{path.name}: returned verdicts must be .xlsx or .csv")
 
 
-def validate_verdicts(sheets: list[VerdictSheet], known_pseudonyms: set[str]) -> tuple[pd.DataFrame, list[str]]:
+def validate_verdicts(
+    sheets: list[VerdictSheet], known_pseudonyms: set[str]
+) -> tuple[pd.DataFrame, list[str]]:
     """Check every row; return one clean row per child and the list of reported duplicates.
 
     Errors (all collected, then raised together): unknown pseudonym, a missing answer, an answer
@@ -248,28 +279,38 @@ def validate_verdicts(sheets: list[VerdictSheet], known_pseudonyms: set[str]) ->
             where = f"{s.file}: sheet {s.sheet}, row {r}"
             pseudonym = rec["pseudonym"]
             if pseudonym == "":
-                problems.append(f"{where}, cell {s.letters['pseudonym']}{r}: answers given but {HEADER_OF['pseudonym']} is blank")
+                problems.append(
+                    f"{where}, cell {s.letters['pseudonym']}{r}: answers given but {HEADER_OF['pseudonym']} is blank"
+                )
                 continue
             if pseudonym not in known_pseudonyms:
-                problems.append(f"{where}, cell {s.letters['pseudonym']}{r}: unknown pseudonym {pseudonym!r} (not in the blinded sample)")
+                problems.append(
+                    f"{where}, cell {s.letters['pseudonym']}{r}: unknown pseudonym {pseudonym!r} (not in the blinded sample)"
+                )
                 continue
             ok = True
             for key in ANSWER_COLUMNS:
                 value = rec[key]
                 cell = f"{s.letters[key]}{r}"
                 if value == "":
-                    problems.append(f"{where}, cell {cell} ({HEADER_OF[key]}): missing answer (expected {YES} or {NO})")
+                    problems.append(
+                        f"{where}, cell {cell} ({HEADER_OF[key]}): missing answer (expected {YES} or {NO})"
+                    )
                     ok = False
                 elif value not in (YES, NO):
-                    problems.append(f"{where}, cell {cell} ({HEADER_OF[key]}): value {value!r} is not {YES} or {NO}")
+                    problems.append(
+                        f"{where}, cell {cell} ({HEADER_OF[key]}): value {value!r} is not {YES} or {NO}"
+                    )
                     ok = False
             if ok:
-                rows.append({
-                    "child_id": pseudonym,
-                    **{k: rec[k] for k in ANSWER_COLUMNS},
-                    **{k: rec.get(k, "") for k in FREE_TEXT_COLUMNS},
-                    "source": f"{s.file}: sheet {s.sheet}, row {r}",
-                })
+                rows.append(
+                    {
+                        "child_id": pseudonym,
+                        **{k: rec[k] for k in ANSWER_COLUMNS},
+                        **{k: rec.get(k, "") for k in FREE_TEXT_COLUMNS},
+                        "source": f"{s.file}: sheet {s.sheet}, row {r}",
+                    }
+                )
     duplicates: list[str] = []
     clean = pd.DataFrame(rows, columns=["child_id", *ANSWER_COLUMNS, *FREE_TEXT_COLUMNS, "source"])
     for child, group in clean.groupby("child_id", sort=True):
@@ -278,11 +319,17 @@ def validate_verdicts(sheets: list[VerdictSheet], known_pseudonyms: set[str]) ->
         answers = group.loc[:, [*ANSWER_COLUMNS, *FREE_TEXT_COLUMNS]].drop_duplicates()
         places = "; ".join(group["source"])
         if len(answers) > 1:
-            problems.append(f"pseudonym {child!r} answered differently {len(group)} times: {places}")
+            problems.append(
+                f"pseudonym {child!r} answered differently {len(group)} times: {places}"
+            )
         else:
-            duplicates.append(f"pseudonym {child!r} returned {len(group)} times with the same answers: {places}")
+            duplicates.append(
+                f"pseudonym {child!r} returned {len(group)} times with the same answers: {places}"
+            )
     if problems:
-        shown = problems[:50] + ([f"... and {len(problems) - 50} more"] if len(problems) > 50 else [])
+        shown = problems[:50] + (
+            [f"... and {len(problems) - 50} more"] if len(problems) > 50 else []
+        )
         raise MimamoriError(f"verdicts: {len(problems)} problem(s):\n  " + "\n  ".join(shown))
     clean = clean.drop_duplicates("child_id", keep="first").reset_index(drop=True)
     clean["needs_support"] = (clean["family_concern"] == YES) | (clean["child_complaint"] == YES)
