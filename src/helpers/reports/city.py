@@ -50,7 +50,6 @@ PARENTS = {
     1: "ひとり親（single parent）",
     0: "親の記録なし（no parent in the household record）",
 }
-UNKNOWN = "不明（unknown: no household record on 1 April）"
 
 
 @dataclass
@@ -95,7 +94,8 @@ class CityFacts:
         hh, years = self.households, self.years
         return Table(
             hh[hh["年度"].isin([years[0], years[-1]])],
-            "児童の世帯類型（children by household type, first and last fiscal year）",
+            "児童の世帯類型（children by household type, first and last fiscal year; real "
+            "exports: children whose parents are known）",
             ["児童数（children）"],
             {"割合（share）": "児童数（children）"},
             group_by=["年度"],
@@ -194,10 +194,16 @@ def residents_by_year(
 
 
 def household_types(panel: pd.DataFrame) -> pd.DataFrame:
-    """Children by the parents recorded in their household on 1 April (as in the overview)."""
-    kind = panel["hh_parent_count"].clip(upper=2).map(PARENTS).fillna(UNKNOWN)
+    """Children by the parents recorded in their household on 1 April (as in the overview).
+
+    Children whose parents are unknown (no household record, or a member without a resident
+    row) are left out rather than shown as a row of their own: that row is small, and every
+    total of children the report prints would give it away.
+    """
+    known = panel["hh_parent_count"].notna()
+    kind = panel.loc[known, "hh_parent_count"].clip(upper=2).map(PARENTS)
     t = (
-        pd.DataFrame({"fiscal_year": panel["fiscal_year"], "type": kind})
+        pd.DataFrame({"fiscal_year": panel.loc[known, "fiscal_year"], "type": kind})
         .groupby(["fiscal_year", "type"])
         .size()
         .rename("n")
