@@ -23,16 +23,16 @@ NOTEBOOKS = sorted(
 def expected_reports() -> list[str]:
     cfg = load_config(profile="tiny")
     out = []
-    for name in cfg["reports"]["notebooks"]:
+    for name in cfg.reports.notebooks:
         if name == "03_model":
-            out += [f"03_model_{t}.html" for t in cfg["models"]["targets"]]
+            out += [f"03_model_{t}.html" for t in cfg.run.targets]
         else:
             out.append(f"{name}.html")
     return out
 
 
 def test_every_notebook_source_is_configured_to_render():
-    configured = set(load_config(profile="tiny")["reports"]["notebooks"])
+    configured = set(load_config(profile="tiny").reports.notebooks)
     assert set(NOTEBOOKS) == configured
 
 
