@@ -277,3 +277,19 @@ def test_undeclared_figures_are_hidden_in_rows_and_groups_with_a_hidden_count():
         expect = hidden[rows].any()
         assert all((shown[i][4] == "*") == expect for i in rows), (group, shown)
     assert shown[2][4] == "*"  # foreign's own counts are hidden
+
+
+def test_text_with_figures_is_hidden_beside_a_hidden_count_but_the_row_name_is_kept():
+    df = pd.DataFrame(
+        {
+            "group": ["0.0", "1.0"],
+            "positives": [3, 40],
+            "child_years": [50, 900],
+            "path": ["0.22 → 3.33", "0.50 → 1.10"],
+        }
+    )
+    prot = D.protect_table(df, ["positives", "child_years"], R)
+    texts = [[str(v) for v in row] for row in prot.frame.itertuples(index=False)]
+    shown, _ = D.guard_texts(texts, list(df.columns), prot, R)
+    assert [row[0] for row in shown] == ["0.0", "1.0"]  # names, not figures
+    assert shown[0][3] == "*" and shown[1][3] == "0.50 → 1.10"

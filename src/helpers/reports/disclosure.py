@@ -1015,7 +1015,8 @@ def protect_table(
         "sums": all_sums,
         "group-by": group_cols,
         "partition": same,
-        "labels": [*labels[:1], *group_cols],  # the row's name and its group: not figures
+        # the row's name (a text first column) and its group are labels, not figures
+        "labels": [*[c for c in labels[:1] if c == df.columns[0]], *group_cols],
         "derived": sorted({*derived_n, *by_part}),
         "shares": sorted(shares),
         "fixed": sorted(fixed),
