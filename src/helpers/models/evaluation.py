@@ -850,7 +850,7 @@ def comparison_table(metrics: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def count_text(n: int | float | None, threshold: int | None = 9) -> str:
+def count_text(n: int | float | None, threshold: int | None) -> str:
     """A count for running text, small counts shown as '<10' like the tables."""
     if n is None or (isinstance(n, float) and np.isnan(n)):
         return "—"

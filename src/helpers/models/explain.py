@@ -1,6 +1,6 @@
 """Item-by-item explanations: SHAP for the LightGBM model, reason codes for every ranked child.
 
-Residents may ask which items put a child on a list (DOMAIN.md sec.6), so every score comes
+Residents may ask which items put a child on a list (docs/domain.md §6), so every score comes
 with its top positive contributions in Japanese labels. SHAP values are in log-odds of the
 class-weighted model (before calibration): they explain the ranking, not the probability.
 """

@@ -93,7 +93,7 @@ def _enum(table: str, field: str) -> list[tuple[str, str]]:
 YC_ITEMS: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("yc_indep_support_ever", "自立支援医療（精神通院）申請歴あり（世帯員）",
      "A co-resident household member other than the child has ever had a 自立支援医療 精神通院 "
-     "certificate starting before the as-of date (DOMAIN item 'applied for 自立支援医療 ever').",
+     "certificate starting before the as-of date (docs/domain.md §4 item 'applied for 自立支援医療 ever').",
      ("independence_support", "household_history")),
     ("yc_member_75plus", "75歳以上の世帯員あり",
      "A household member other than the child is aged 75 or over on the as-of date.",
