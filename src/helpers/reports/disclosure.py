@@ -983,12 +983,9 @@ def protect_table(
         *derived_n.values(),
         [v for v in shares.values() if isinstance(v, str)],
     )
-    for col, sources in [*derived_n.items(), *(group_derived or {}).items()]:
-        if not {x for x in sources if isinstance(x, str)} <= set(counts) | set(shares):
-            raise MimamoriError(
-                f"{where}: derived column {col!r} refers to {sources}, which "
-                "are not all listed in counts or shares"
-            )
+    _check_derived_sources(
+        [*derived_n.items(), *(group_derived or {}).items()], counts, shares, where
+    )
     values = count_matrix(df, counts, where)
     found = infer_sums(values, counts)
     all_sums = {**found, **sums_d}
@@ -1024,6 +1021,12 @@ def protect_table(
     }
     out = _display(df, counts, derived_n, grid, s, rules, meta)
     _hide_in_parts(out, by_part, s)
+    _set_multipliers(out, df, shares)
+    return out
+
+
+def _set_multipliers(out: Protected, df: pd.DataFrame, shares: dict[str, str | float]) -> None:
+    """Per row, the n that turns each share column into a count (banded by `guard_texts`)."""
     for col, spec in shares.items():
         mult = (
             pd.to_numeric(df[spec], errors="coerce")
@@ -1031,7 +1034,20 @@ def protect_table(
             else pd.Series(float(spec), index=df.index)
         )
         out.multipliers[col] = [None if pd.isna(v) else float(v) for v in mult]
-    return out
+
+
+def _check_derived_sources(
+    items: Sequence[tuple[str, Sequence[Source]]],
+    counts: list[str],
+    shares: dict[str, str | float],
+    where: str,
+) -> None:
+    for col, sources in items:
+        if not {x for x in sources if isinstance(x, str)} <= set(counts) | set(shares):
+            raise MimamoriError(
+                f"{where}: derived column {col!r} refers to {sources}, which "
+                "are not all listed in counts or shares"
+            )
 
 
 def _display(
