@@ -12,10 +12,10 @@
 # ---
 
 # %% tags=["parameters"]
-profile = ""      # config profile; empty: MIMAMORI_PROFILE (make exports it) or none
-data_dir = ""         # empty: from config (env MIMAMORI_DATA)
-config_dir = ""       # empty: config/
-n_factors = 3         # factors for the young-carer item analysis
+profile = ""  # config profile; empty: MIMAMORI_PROFILE (make exports it) or none
+data_dir = ""  # empty: from config (env MIMAMORI_DATA)
+config_dir = ""  # empty: config/
+n_factors = 3  # factors for the young-carer item analysis
 corr_threshold = 0.5  # |r| at which two items count as redundant
 
 # %%
@@ -23,15 +23,32 @@ import json
 
 import pandas as pd
 
+from helpers.config import data_dir as cfg_data_dir
 from helpers.panel import features as F
 from helpers.panel import report as PR
-from helpers.config import data_dir as cfg_data_dir
-from helpers.reports.api import close_report, open_report, rules, set_headline, show, show_figure, show_table
+from helpers.reports.api import (
+    close_report,
+    open_report,
+    rules,
+    set_headline,
+    show,
+    show_figure,
+    show_table,
+)
 
-cfg = open_report("分析用パネル（Child x fiscal-year panel and features）", profile=profile,
-                  data_dir=data_dir, config_dir=config_dir,
-                  params={"profile": profile, "data_dir": data_dir, "config_dir": config_dir,
-                          "n_factors": n_factors, "corr_threshold": corr_threshold})
+cfg = open_report(
+    "分析用パネル（Child x fiscal-year panel and features）",
+    profile=profile,
+    data_dir=data_dir,
+    config_dir=config_dir,
+    params={
+        "profile": profile,
+        "data_dir": data_dir,
+        "config_dir": config_dir,
+        "n_factors": n_factors,
+        "corr_threshold": corr_threshold,
+    },
+)
 panel_dir = cfg_data_dir(cfg) / "panel"
 panel = pd.read_parquet(panel_dir / "panel.parquet")
 catalogue = pd.read_csv(panel_dir / "feature_catalogue.csv")
@@ -50,9 +67,12 @@ R = rules(cfg)
 # %%
 size = PR.size_table(panel, targets)
 n_features = int((catalogue["role"] == "feature").sum())
-set_headline(f"{len(panel):,} 児童年（child-years）, {size.frame['fiscal_year'].nunique()} 年度, "
-             f"特徴量 {n_features} 個（features）; リーク検査 "
-             f"{'合格（passed）' if leakage['passed'] else '不合格（FAILED）'}", cfg)
+set_headline(
+    f"{len(panel):,} 児童年（child-years）, {size.frame['fiscal_year'].nunique()} 年度, "
+    f"特徴量 {n_features} 個（features）; リーク検査 "
+    f"{'合格（passed）' if leakage['passed'] else '不合格（FAILED）'}",
+    cfg,
+)
 show(size, cfg)
 
 # %% [markdown]
@@ -61,11 +81,15 @@ show(size, cfg)
 # columns. `missing_treatment` says what a blank means — nothing is silently filled with 0.
 
 # %%
-show_table(catalogue[["name", "label_ja", "source_tables", "window", "type", "role",
-                      "missing_treatment"]],
-           "特徴量カタログ（feature catalogue）", cfg, max_rows=len(catalogue))
-treatments = pd.DataFrame(sorted(F.MISSING_TREATMENTS.items()),
-                          columns=["missing_treatment", "意味（meaning）"])
+show_table(
+    catalogue[["name", "label_ja", "source_tables", "window", "type", "role", "missing_treatment"]],
+    "特徴量カタログ（feature catalogue）",
+    cfg,
+    max_rows=len(catalogue),
+)
+treatments = pd.DataFrame(
+    sorted(F.MISSING_TREATMENTS.items()), columns=["missing_treatment", "意味（meaning）"]
+)
 show_table(treatments, "欠損の扱い（missing-value treatments）", cfg)
 
 # %% [markdown]
@@ -75,9 +99,13 @@ show_table(treatments, "欠損の扱い（missing-value treatments）", cfg)
 missingness = pd.read_csv(panel_dir / "missingness.csv")
 latest = missingness[missingness["fiscal_year"] == missingness["fiscal_year"].max()]
 latest = latest[latest["share_missing"] > 0].sort_values("share_missing", ascending=False)
-show_table(latest[["name", "share_missing", "rows", "missing_treatment"]],
-           "欠損のある列（columns with missing values, latest year）", cfg, max_rows=40,
-           shares={"share_missing": "rows"})
+show_table(
+    latest[["name", "share_missing", "rows", "missing_treatment"]],
+    "欠損のある列（columns with missing values, latest year）",
+    cfg,
+    max_rows=40,
+    shares={"share_missing": "rows"},
+)
 
 # %% [markdown]
 # ## 特徴量の該当割合の推移（Prevalence of binary features over time）
@@ -98,19 +126,28 @@ show_figure(ax, "ヤングケアラー12項目の該当割合の推移（young-c
 
 # %%
 latest_year = panel[panel["fiscal_year"] == panel["fiscal_year"].max()]
-redundancy = PR.item_redundancy(latest_year, n_factors=n_factors, corr_threshold=corr_threshold,
-                                seed=cfg["run"]["seed"])
-ax = PR.plot_correlation(redundancy["correlation"],
-                        labels=dict(zip(catalogue["name"], catalogue["label_ja"], strict=True)))
+redundancy = PR.item_redundancy(
+    latest_year, n_factors=n_factors, corr_threshold=corr_threshold, seed=cfg["run"]["seed"]
+)
+ax = PR.plot_correlation(
+    redundancy["correlation"],
+    labels=dict(zip(catalogue["name"], catalogue["label_ja"], strict=True)),
+)
 show_figure(ax, "12項目の相関行列（correlation matrix, latest year）")
-show_table(redundancy["loadings"].round(2).reset_index(names="item"),
-           "因子負荷量（factor loadings, varimax）", cfg)
+show_table(
+    redundancy["loadings"].round(2).reset_index(names="item"),
+    "因子負荷量（factor loadings, varimax）",
+    cfg,
+)
 pairs = redundancy["redundant_pairs"]
 if len(pairs):
     show_table(pairs, "冗長な項目の組（redundant item pairs）", cfg)
 else:
-    show_table(pd.DataFrame({"result": ["冗長な組なし（no redundant pair at this threshold）"]}),
-               "冗長な項目の組（redundant item pairs）", cfg)
+    show_table(
+        pd.DataFrame({"result": ["冗長な組なし（no redundant pair at this threshold）"]}),
+        "冗長な項目の組（redundant item pairs）",
+        cfg,
+    )
 
 # %% [markdown]
 # ## リーク検査（Leakage check）
@@ -119,18 +156,36 @@ else:
 # schema role is `post_outcome` (e.g. 要対協 case registration) may only mark a child as known.
 
 # %%
-check = pd.DataFrame({
-    "項目（item）": ["年度（fiscal year checked）", "基準日（as-of date）", "比較した特徴量（features compared）",
-                  "変化した特徴量（features changed）", "事後テーブル（post-outcome tables）",
-                  "事後テーブル由来の特徴量（features from them）", "結果（result）"],
-    "値（value）": [str(leakage["fiscal_year"]), leakage["as_of"], str(leakage["features_compared"]),
-                 ", ".join(leakage["features_changed"]) or "なし（none）",
-                 ", ".join(leakage["post_outcome_tables"]),
-                 ", ".join(leakage["features_from_post_outcome_tables"]) or "なし（none）",
-                 "合格（passed）" if leakage["passed"] else "不合格（FAILED）"],
-})
+check = pd.DataFrame(
+    {
+        "項目（item）": [
+            "年度（fiscal year checked）",
+            "基準日（as-of date）",
+            "比較した特徴量（features compared）",
+            "変化した特徴量（features changed）",
+            "事後テーブル（post-outcome tables）",
+            "事後テーブル由来の特徴量（features from them）",
+            "結果（result）",
+        ],
+        "値（value）": [
+            str(leakage["fiscal_year"]),
+            leakage["as_of"],
+            str(leakage["features_compared"]),
+            ", ".join(leakage["features_changed"]) or "なし（none）",
+            ", ".join(leakage["post_outcome_tables"]),
+            ", ".join(leakage["features_from_post_outcome_tables"]) or "なし（none）",
+            "合格（passed）" if leakage["passed"] else "不合格（FAILED）",
+        ],
+    }
+)
 show_table(check, "リーク検査の結果（leakage check）", cfg)
 
 # %%
-close_report(cfg, inputs=[panel_dir / "panel.parquet", panel_dir / "feature_catalogue.csv",
-                          panel_dir / "leakage_check.json"])
+close_report(
+    cfg,
+    inputs=[
+        panel_dir / "panel.parquet",
+        panel_dir / "feature_catalogue.csv",
+        panel_dir / "leakage_check.json",
+    ],
+)

@@ -22,7 +22,11 @@ def run_make(target: str, data: Path, reports: Path, *extra: str) -> subprocess.
     env["MPLBACKEND"] = "Agg"
     return subprocess.run(
         ["make", target, "PROFILE=tiny", f"DATA={data}", f"REPORTS={reports}", *extra],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1500,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
     )
 
 

@@ -45,13 +45,19 @@ def test_measure_command_sleeping_child_uses_wall_not_cpu():
 def test_measure_command_reports_failure_and_timeout(tmp_path):
     failed = bench.measure_command([sys.executable, "-c", "import sys; sys.exit(3)"])
     assert failed.returncode == 3 and not failed.timed_out
-    slow = bench.measure_command([sys.executable, "-c", "import time; time.sleep(30)"], timeout_s=0.5)
+    slow = bench.measure_command(
+        [sys.executable, "-c", "import time; time.sleep(30)"], timeout_s=0.5
+    )
     assert slow.timed_out and slow.returncode != 0 and slow.wall_s < 10
 
 
 def test_parse_sizes():
     sizes = bench.parse_sizes("S, m ,tiny=1500")
-    assert [(s.name, s.n_children) for s in sizes] == [("S", 25_000), ("M", 100_000), ("tiny", 1500)]
+    assert [(s.name, s.n_children) for s in sizes] == [
+        ("S", 25_000),
+        ("M", 100_000),
+        ("tiny", 1500),
+    ]
     with pytest.raises(MimamoriError, match="unknown size"):
         bench.parse_sizes("XXL")
     with pytest.raises(MimamoriError, match="whole number"):
@@ -69,7 +75,10 @@ def test_materialised_config_loads_with_the_size_overrides(tmp_path):
     base = _cfg()
     assert loaded["run"]["fiscal_years"] == base["run"]["fiscal_years"]
     assert loaded["synth"]["targets"] == base["synth"]["targets"]
-    assert loaded["models"]["tuning"]["variance_penalty"] == base["models"]["tuning"]["variance_penalty"]
+    assert (
+        loaded["models"]["tuning"]["variance_penalty"]
+        == base["models"]["tuning"]["variance_penalty"]
+    )
 
 
 def _fake_stage(name: str, code: str) -> bench.StageSpec:
@@ -121,17 +130,36 @@ def test_run_size_times_stages_reads_floors_and_blocks_after_a_failure(tmp_path)
     )
     stages = [
         _fake_stage("generate", FAKE_GENERATE),
-        bench.StageSpec("ingest", "fake", ["ingest"], floor="raw", rows_key="raw_rows",
-                        command=[sys.executable, "-c", mart_code]),
-        bench.StageSpec("panel", "fake", ["panel"], floor="mart",
-                        command=[sys.executable, "-c", "import sys; print('boom'); sys.exit(2)"]),
+        bench.StageSpec(
+            "ingest",
+            "fake",
+            ["ingest"],
+            floor="raw",
+            rows_key="raw_rows",
+            command=[sys.executable, "-c", mart_code],
+        ),
+        bench.StageSpec(
+            "panel",
+            "fake",
+            ["panel"],
+            floor="mart",
+            command=[sys.executable, "-c", "import sys; print('boom'); sys.exit(2)"],
+        ),
         _fake_stage("models", "pass"),
         bench.StageSpec("review", "no_such_module_anywhere", ["review", "draw"]),
     ]
     seen: list[list[str]] = []
-    block = bench.run_size(bench.BenchSize("S", 300), _cfg(), tmp_path, stages, "young_carer",
-                           on_progress=lambda b: seen.append(list(b["stages"])))
-    assert seen[0] == ["generate"] and seen[1] == ["generate", "ingest"] and len(seen) == len(stages)
+    block = bench.run_size(
+        bench.BenchSize("S", 300),
+        _cfg(),
+        tmp_path,
+        stages,
+        "young_carer",
+        on_progress=lambda b: seen.append(list(b["stages"])),
+    )
+    assert (
+        seen[0] == ["generate"] and seen[1] == ["generate", "ingest"] and len(seen) == len(stages)
+    )
     st = block["stages"]
     assert st["ingest"]["status"] == "ok"
     assert st["ingest"]["floor"]["rows"] == 2 and st["ingest"]["floor"]["files"] == 1
@@ -144,8 +172,10 @@ def test_run_size_times_stages_reads_floors_and_blocks_after_a_failure(tmp_path)
 
 
 def test_missing_stage_module_is_reported_not_run(tmp_path):
-    stages = [bench.StageSpec("review", "no_such_module_anywhere", ["review", "draw"]),
-              _fake_stage("report", "pass")]
+    stages = [
+        bench.StageSpec("review", "no_such_module_anywhere", ["review", "draw"]),
+        _fake_stage("report", "pass"),
+    ]
     st = bench.run_size(bench.BenchSize("S", 10), _cfg(), tmp_path, stages, "young_carer")["stages"]
     assert st["review"]["status"].startswith("missing")
     assert st["report"]["status"].startswith("skipped")
@@ -154,7 +184,7 @@ def test_missing_stage_module_is_reported_not_run(tmp_path):
 def test_read_raw_floor_reads_cp932_utf8_bom_linebreaks_and_xlsx(tmp_path):
     import openpyxl
 
-    (tmp_path / "a.csv").write_bytes("氏名,備考\n山田,\"改行\nあり\"\n鈴木,x\n".encode("cp932"))
+    (tmp_path / "a.csv").write_bytes('氏名,備考\n山田,"改行\nあり"\n鈴木,x\n'.encode("cp932"))
     (tmp_path / "b.csv").write_bytes(b"\xef\xbb\xbf" + "コード,値\n001,１\n".encode())
     wb = openpyxl.Workbook()
     wb.active.append(["h1", "h2"])
@@ -174,29 +204,55 @@ def test_read_raw_floor_reads_cp932_utf8_bom_linebreaks_and_xlsx(tmp_path):
 
 def test_count_outputs_reads_row_counts(tmp_path):
     (tmp_path / "mart").mkdir()
-    (tmp_path / "mart" / "_ingest_report.json").write_text(json.dumps(
-        {"tables": {"a": {"rows_in": 10, "rows_out": 9}, "b": {"rows_in": 5, "rows_out": 5}}}))
+    (tmp_path / "mart" / "_ingest_report.json").write_text(
+        json.dumps(
+            {"tables": {"a": {"rows_in": 10, "rows_out": 9}, "b": {"rows_in": 5, "rows_out": 5}}}
+        )
+    )
     (tmp_path / "panel").mkdir()
     pq.write_table(pa.table({"x": [1, 2, 3]}), tmp_path / "panel" / "panel.parquet")
     (tmp_path / "panel" / "feature_catalogue.csv").write_text(
-        "name,role\nchild_id,id\nf1,feature\nf2,feature\nlabel_t,label\n")
+        "name,role\nchild_id,id\nf1,feature\nf2,feature\nlabel_t,label\n"
+    )
     counts = bench.count_outputs(tmp_path, "t")
-    assert counts == {"raw_rows": 15, "mart_rows": 14, "panel_rows": 3, "panel_features": 2,
-                      "scores_rows": None}
+    assert counts == {
+        "raw_rows": 15,
+        "mart_rows": 14,
+        "panel_rows": 3,
+        "panel_features": 2,
+        "scores_rows": None,
+    }
     # helpers.ingest.stage also writes totals: they must not be counted twice
-    (tmp_path / "mart" / "_ingest_report.json").write_text(json.dumps(
-        {"tables": {"a": {"rows_in": 10, "rows_out": 9}, "b": {"rows_in": 5, "rows_out": 5}},
-         "totals": {"rows_in": 15, "rows_out": 14}}))
+    (tmp_path / "mart" / "_ingest_report.json").write_text(
+        json.dumps(
+            {
+                "tables": {"a": {"rows_in": 10, "rows_out": 9}, "b": {"rows_in": 5, "rows_out": 5}},
+                "totals": {"rows_in": 15, "rows_out": 14},
+            }
+        )
+    )
     assert bench.count_outputs(tmp_path, "t")["raw_rows"] == 15
 
 
 def test_extract_quality_reads_model_single_variable_and_oracle():
     def fig(v):
-        return {"precision_at_k": {"value": v, "ci_low": v - 0.1, "ci_high": v + 0.1}, "precision_mean": v}
+        return {
+            "precision_at_k": {"value": v, "ci_low": v - 0.1, "ci_high": v + 0.1},
+            "precision_mean": v,
+        }
 
-    metrics = {"target": "young_carer", "k": 100, "test_year": 2023, "test": {"events": 40, "n_child_years": 900},
-               "headline": {"model": fig(0.3), "best_single_variable": fig(0.2), "oracle": fig(0.5),
-                            "lightgbm": fig(0.31)}}
+    metrics = {
+        "target": "young_carer",
+        "k": 100,
+        "test_year": 2023,
+        "test": {"events": 40, "n_child_years": 900},
+        "headline": {
+            "model": fig(0.3),
+            "best_single_variable": fig(0.2),
+            "oracle": fig(0.5),
+            "lightgbm": fig(0.31),
+        },
+    }
     q = bench.extract_quality(metrics)
     assert q["model_precision_at_k"] == 0.3 and q["best_single_precision_at_k"] == 0.2
     assert q["oracle_precision_at_k"] == 0.5 and q["oracle_ci"] == pytest.approx([0.4, 0.6])
@@ -206,11 +262,24 @@ def test_extract_quality_reads_model_single_variable_and_oracle():
 
 
 def _size_block(name: str, n: int, wall: float) -> dict:
-    return {"name": name, "n_children": n, "fiscal_years": 7, "machine": {}, "config_hash": "h1",
-            "stages": {"ingest": {"status": "ok", "wall_s": wall, "cpu_s": wall, "floor_ratio": 3.0,
-                                  "note": "<script>x</script>"},
-                       "panel": {"status": "failed (exit 1)"}},
-            "quality": {"model_precision_at_k": 0.3, "model_ci": [0.2, 0.4]}}
+    return {
+        "name": name,
+        "n_children": n,
+        "fiscal_years": 7,
+        "machine": {},
+        "config_hash": "h1",
+        "stages": {
+            "ingest": {
+                "status": "ok",
+                "wall_s": wall,
+                "cpu_s": wall,
+                "floor_ratio": 3.0,
+                "note": "<script>x</script>",
+            },
+            "panel": {"status": "failed (exit 1)"},
+        },
+        "quality": {"model_precision_at_k": 0.3, "model_ci": [0.2, 0.4]},
+    }
 
 
 def test_outputs_merge_sizes_and_html_is_self_contained(tmp_path):
@@ -238,7 +307,9 @@ def test_outputs_merge_sizes_and_html_is_self_contained(tmp_path):
     assert list(bench.write_outputs(tmp_path, {"M": changed})["sizes"]["M"]["stages"]) == ["panel"]
     bench.write_outputs(tmp_path, {"M": _size_block("M", 100_000, 40.0)})
     page = (tmp_path / "index.html").read_text(encoding="utf-8")
-    assert not re.search(r"<(script|link|img|iframe)[^>]*(src|href)\s*=\s*['\"]?(https?:)?//", page, re.I)
+    assert not re.search(
+        r"<(script|link|img|iframe)[^>]*(src|href)\s*=\s*['\"]?(https?:)?//", page, re.I
+    )
     assert "<script" not in page  # the note's markup was escaped
     assert "about linear" in page and "0.300 [0.200, 0.400]" in page
     assert page.index(">ingest<") < page.index(">panel<") < page.index(">total<")

@@ -34,12 +34,23 @@ def test_no_function_is_longer_than_a_screenful_or_two():
 
 
 @pytest.mark.parametrize(
-    "name", ["panel.parquet", "feature_catalogue.csv", "metrics.json", "scores.parquet",
-             "_ingest_report.json", "true_probabilities.parquet", "_truth", "audit.log"]
+    "name",
+    [
+        "panel.parquet",
+        "feature_catalogue.csv",
+        "metrics.json",
+        "scores.parquet",
+        "_ingest_report.json",
+        "true_probabilities.parquet",
+        "_truth",
+        "audit.log",
+    ],
 )
 def test_every_artefact_is_named_in_one_source_file(name):
     pattern = re.compile(r"[\"']" + re.escape(name) + r"[\"']")
-    holders = [str(p.relative_to(SRC)) for p in SOURCES if pattern.search(p.read_text(encoding="utf-8"))]
+    holders = [
+        str(p.relative_to(SRC)) for p in SOURCES if pattern.search(p.read_text(encoding="utf-8"))
+    ]
     assert holders == ["paths.py"], f"{name!r} typed out in {holders}; ask helpers.paths instead"
 
 
@@ -48,7 +59,8 @@ def test_stage_code_has_no_settings_fallbacks():
     pattern = re.compile(r"\bcfg(\.[a-z_]+)*\.get\(|\bcfg\[[^]]+\]\.get\(")
     hits = [
         f"{p.relative_to(SRC)}:{i}"
-        for p in SOURCES if p.name != "config.py"
+        for p in SOURCES
+        if p.name != "config.py"
         for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
         if pattern.search(line)
     ]

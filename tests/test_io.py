@@ -60,7 +60,9 @@ def test_manifest_records_code_versions_inputs_seed(tmp_path):
 def test_json_is_strict_nan_becomes_null(tmp_path):
     import numpy as np
 
-    write_json({"auc": float("nan"), "n": np.int64(3), "xs": [np.float64("inf"), 1.5]}, tmp_path / "m.json")
+    write_json(
+        {"auc": float("nan"), "n": np.int64(3), "xs": [np.float64("inf"), 1.5]}, tmp_path / "m.json"
+    )
     text = (tmp_path / "m.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"auc": None, "n": 3, "xs": [None, 1.5]}

@@ -24,8 +24,11 @@ def test_parameters_cell_is_parsed_by_papermill(path):
     assert len(cells) == 1, "exactly one parameters cell"
     parsed = {p.name for p in PythonTranslator.inspect(cells[0])}
     assigned = {
-        t.id for node in ast.parse(cells[0].source).body if isinstance(node, ast.Assign)
-        for t in node.targets if isinstance(t, ast.Name)
+        t.id
+        for node in ast.parse(cells[0].source).body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
     }
     assert parsed == assigned, f"papermill cannot parse: {assigned - parsed}"
     assert parsed >= SHARED
@@ -34,7 +37,11 @@ def test_parameters_cell_is_parsed_by_papermill(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebooks_stay_thin(path):
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    defs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.For, ast.While))]
+    defs = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.For, ast.While))
+    ]
     assert not defs, f"loops/defs belong in src/helpers: line {defs[0].lineno}"
 
 
@@ -47,4 +54,6 @@ def _code_lines(path) -> int:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebooks_have_few_code_lines(path):
     n = _code_lines(path)
-    assert n <= MAX_CODE_LINES, f"{path.name}: {n} code lines (cap {MAX_CODE_LINES}); move logic to helpers"
+    assert n <= MAX_CODE_LINES, (
+        f"{path.name}: {n} code lines (cap {MAX_CODE_LINES}); move logic to helpers"
+    )

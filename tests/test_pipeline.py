@@ -43,7 +43,9 @@ def test_every_report_renders_without_code_or_errors(tiny_city):
         html = path.read_text(encoding="utf-8")
         assert "jp-InputArea" not in html and "input_area" not in html, f"{name} shows code"
         assert "Traceback" not in html and 'class="ansi-red' not in html, f"{name} shows an error"
-        assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?://", html), f"{name} loads from the network"
+        assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?://", html), (
+            f"{name} loads from the network"
+        )
         assert path.stat().st_size < 5 * 1024 * 1024, f"{name} is over 5 MB"
 
 
@@ -72,8 +74,11 @@ def test_audit_log_has_a_line_per_stage(tiny_city):
 
 
 ARTEFACTS = (
-    "mart/*.parquet", "panel/panel.parquet", "models/*/scores.parquet",
-    "models/*/metrics.json", "review/*.parquet",
+    "mart/*.parquet",
+    "panel/panel.parquet",
+    "models/*/scores.parquet",
+    "models/*/metrics.json",
+    "review/*.parquet",
 )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import html
 import json
 import math
@@ -88,7 +89,11 @@ def _tree_rss_bytes(pid: int, include_root: bool = True) -> int:
 
     try:
         proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)] if include_root else proc.children(recursive=True)
+        procs = (
+            [proc, *proc.children(recursive=True)]
+            if include_root
+            else proc.children(recursive=True)
+        )
     except psutil.Error:
         return 0
     total = 0
@@ -165,12 +170,17 @@ def measure_command(
     os.close(fd)
     os.unlink(usage_file)
     launcher = [sys.executable, "-S", "-c", _LAUNCHER, json.dumps(list(argv)), usage_file]
-    out_fh = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    out_fh: Any = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
     start = time.perf_counter()
     try:
         proc = subprocess.Popen(
-            launcher, env=env, cwd=cwd, stdout=out_fh, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            launcher,
+            env=env,
+            cwd=cwd,
+            stdout=out_fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     except OSError as exc:
         if log:
@@ -238,8 +248,9 @@ class BenchSize:
 
     def overrides(self, base: dict | None = None) -> dict[str, Any]:
         """Config overrides for this size: ``synth.n_children`` plus the fixed tuning budget."""
-        return deep_merge(deep_merge(base or {}, BENCH_OVERRIDES),
-                          {"synth": {"n_children": self.n_children}})
+        return deep_merge(
+            deep_merge(base or {}, BENCH_OVERRIDES), {"synth": {"n_children": self.n_children}}
+        )
 
 
 def parse_sizes(text: str) -> list[BenchSize]:
@@ -253,7 +264,9 @@ def parse_sizes(text: str) -> list[BenchSize]:
             try:
                 n_children = int(n.replace("_", ""))
             except ValueError:
-                raise MimamoriError(f"bench --sizes: {item!r}: children count {n!r} is not a whole number") from None
+                raise MimamoriError(
+                    f"bench --sizes: {item!r}: children count {n!r} is not a whole number"
+                ) from None
             if n_children <= 0:
                 raise MimamoriError(f"bench --sizes: {item!r}: children count must be positive")
             sizes.append(BenchSize(name.strip(), n_children))
@@ -310,7 +323,9 @@ def raw_cache_key(cfg: Settings) -> str:
 def raw_cache_valid(size_dir: Path, key: str) -> bool:
     """True when ``size_dir`` holds a complete generated city made with the same key."""
     cache = _read_json(size_dir / CACHE_FILE)
-    return bool(cache) and cache.get("raw_key") == key and _size_paths(size_dir).raw_complete.exists()
+    return (
+        bool(cache) and cache.get("raw_key") == key and _size_paths(size_dir).raw_complete.exists()
+    )
 
 
 def _read_json(path: Path) -> dict:
@@ -339,11 +354,12 @@ def read_raw_floor(raw_dir: str | Path, encodings: dict[str, str] | None = None)
     import pyarrow.csv as pacsv
 
     raw_dir = Path(raw_dir)
-    files = sorted(p for p in raw_dir.iterdir() if p.is_file() and p.suffix.lower() in (".csv", ".xlsx"))
+    files = sorted(
+        p for p in raw_dir.iterdir() if p.is_file() and p.suffix.lower() in (".csv", ".xlsx")
+    )
     schemas = load_schemas()
     csv_encoding = {  # decided before the clock starts: ingest knows its encodings too
-        p: _csv_encoding(p, encodings or {}, schemas)
-        for p in files if p.suffix.lower() == ".csv"
+        p: _csv_encoding(p, encodings or {}, schemas) for p in files if p.suffix.lower() == ".csv"
     }
     start = time.perf_counter()
     rows, nbytes = 0, 0
@@ -362,11 +378,18 @@ def read_raw_floor(raw_dir: str | Path, encodings: dict[str, str] | None = None)
         table = pacsv.read_csv(
             path,
             read_options=read_opts,
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=lambda _row: "skip"),
+            parse_options=pacsv.ParseOptions(
+                newlines_in_values=True, invalid_row_handler=lambda _row: "skip"
+            ),
             convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string())),
         )
         rows += table.num_rows
-    return {"seconds": time.perf_counter() - start, "files": len(files), "rows": rows, "bytes": nbytes}
+    return {
+        "seconds": time.perf_counter() - start,
+        "files": len(files),
+        "rows": rows,
+        "bytes": nbytes,
+    }
 
 
 def read_parquet_floor(paths: Sequence[Path]) -> dict[str, Any]:
@@ -378,7 +401,12 @@ def read_parquet_floor(paths: Sequence[Path]) -> dict[str, Any]:
     for path in paths:
         nbytes += path.stat().st_size
         rows += pq.read_table(path).num_rows
-    return {"seconds": time.perf_counter() - start, "files": len(paths), "rows": rows, "bytes": nbytes}
+    return {
+        "seconds": time.perf_counter() - start,
+        "files": len(paths),
+        "rows": rows,
+        "bytes": nbytes,
+    }
 
 
 def _sum_key(obj: Any, key: str) -> int:
@@ -434,7 +462,17 @@ def count_outputs(data_root: str | Path, target: str) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- model quality
-_QUALITY_WORDS = ("precision", "oracle", "single", "baseline", "rule", "lift", "recall", "auc", "average_precision")
+_QUALITY_WORDS = (
+    "precision",
+    "oracle",
+    "single",
+    "baseline",
+    "rule",
+    "lift",
+    "recall",
+    "auc",
+    "average_precision",
+)
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -474,11 +512,21 @@ def extract_quality(metrics: dict) -> dict[str, Any]:
     if isinstance(test, dict):
         out["test_events"] = test.get("events")
         out["test_child_years"] = test.get("n_child_years")
-    headline = metrics.get("headline") if isinstance(metrics.get("headline"), dict) else {}
-    rankings = {name: fig for name, block in headline.items() if (fig := _headline_precision(block))}
+    headline: dict[str, Any] = (
+        metrics["headline"] if isinstance(metrics.get("headline"), dict) else {}
+    )
+    rankings = {
+        name: fig for name, block in headline.items() if (fig := _headline_precision(block))
+    }
     flat = _flatten(metrics)
-    numeric = {k: v for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    for label, ranking in (("model", "model"), ("best_single", "best_single_variable"), ("oracle", "oracle")):
+    numeric = {
+        k: v for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    for label, ranking in (
+        ("model", "model"),
+        ("best_single", "best_single_variable"),
+        ("oracle", "oracle"),
+    ):
         if ranking in rankings:
             fig = rankings[ranking]
             out[f"{label}_precision_at_k"] = fig["value"]
@@ -486,16 +534,21 @@ def extract_quality(metrics: dict) -> dict[str, Any]:
             out[f"{label}_key"] = f"headline.{ranking}.precision_at_k.value"
             continue
         words = (ranking.split("_")[0], "precision")
-        hits = [(k, v) for k, v in numeric.items()
-                if all(w in k.lower() for w in words)
-                and not any(s in k.lower() for s in ("ci_", "low", "high", "std", "share"))]
+        hits = [
+            (k, v)
+            for k, v in numeric.items()
+            if all(w in k.lower() for w in words)
+            and not any(s in k.lower() for s in ("ci_", "low", "high", "std", "share"))
+        ]
         if hits:
             key, value = min(hits, key=lambda kv: len(kv[0]))
             out[f"{label}_precision_at_k"] = value
             out[f"{label}_key"] = key
     out["rankings"] = {name: fig["value"] for name, fig in rankings.items()}
     if not rankings:  # unknown layout: keep every quality-looking figure
-        out["headline"] = {k: v for k, v in numeric.items() if any(w in k.lower() for w in _QUALITY_WORDS)}
+        out["headline"] = {
+            k: v for k, v in numeric.items() if any(w in k.lower() for w in _QUALITY_WORDS)
+        }
     return out
 
 
@@ -505,7 +558,7 @@ class StageSpec:
     """One timed stage: the command after ``python -m helpers`` and what it reads and writes."""
 
     name: str
-    module: str               # helpers.<module>.py must exist for the stage to run
+    module: str  # helpers.<module>.py must exist for the stage to run
     args: list[str]
     floor: str | None = None  # "raw" | "mart" | "panel": the input read for the floor ratio
     rows_key: str | None = None
@@ -516,19 +569,47 @@ class StageSpec:
 def default_stages(target: str) -> list[StageSpec]:
     return [
         StageSpec("generate", "synth", ["synth"], rows_key="raw_rows"),
-        StageSpec("ingest", "ingest", ["ingest", "--force"], floor="raw", rows_key="raw_rows",
-                  note="ingest + validation + masking (--force: no skip on unchanged inputs)"),
-        StageSpec("link", "link", ["link"], floor="raw", rows_key="raw_rows",
-                  note="名寄せ alone: read the registry and the code-less exports, link them"),
+        StageSpec(
+            "ingest",
+            "ingest",
+            ["ingest", "--force"],
+            floor="raw",
+            rows_key="raw_rows",
+            note="ingest + validation + masking (--force: no skip on unchanged inputs)",
+        ),
+        StageSpec(
+            "link",
+            "link",
+            ["link"],
+            floor="raw",
+            rows_key="raw_rows",
+            note="名寄せ alone: read the registry and the code-less exports, link them",
+        ),
         StageSpec("panel", "panel", ["panel"], floor="mart", rows_key="panel_rows"),
-        StageSpec("models", "models", ["models", "--target", target], floor="panel", rows_key="panel_rows",
-                  note=f"target {target}: tuning, fit, evaluation and SHAP for the test year"),
-        StageSpec("review", "review", ["review", "draw"], rows_key="scores_rows", note="review draw"),
-        StageSpec("report", "reports", ["reports", "--only", "03_model", "--target", target],
-                  note=f"03_model for {target} (papermill + nbconvert)"),
-        StageSpec("audit", "reports", ["check-reports"],
-                  note="check-reports on the rendered report: identifier scan + disclosure "
-                       "audit (linprog over every table with hidden cells)"),
+        StageSpec(
+            "models",
+            "models",
+            ["models", "--target", target],
+            floor="panel",
+            rows_key="panel_rows",
+            note=f"target {target}: tuning, fit, evaluation and SHAP for the test year",
+        ),
+        StageSpec(
+            "review", "review", ["review", "draw"], rows_key="scores_rows", note="review draw"
+        ),
+        StageSpec(
+            "report",
+            "reports",
+            ["reports", "--only", "03_model", "--target", target],
+            note=f"03_model for {target} (papermill + nbconvert)",
+        ),
+        StageSpec(
+            "audit",
+            "reports",
+            ["check-reports"],
+            note="check-reports on the rendered report: identifier scan + disclosure "
+            "audit (linprog over every table with hidden cells)",
+        ),
     ]
 
 
@@ -551,10 +632,16 @@ def _stage_argv(spec: StageSpec, size_dir: Path) -> list[str]:
     if spec.command is not None:
         return list(spec.command)
     return [
-        sys.executable, "-m", "helpers", spec.args[0],
-        "--config-dir", str(size_dir / "config"),
-        "--data-dir", str(size_dir),
-        "--reports-dir", str(size_dir / "reports"),
+        sys.executable,
+        "-m",
+        "helpers",
+        spec.args[0],
+        "--config-dir",
+        str(size_dir / "config"),
+        "--data-dir",
+        str(size_dir),
+        "--reports-dir",
+        str(size_dir / "reports"),
         *spec.args[1:],
     ]
 
@@ -591,12 +678,23 @@ def run_size(
     run that is stopped keeps the stages it finished)."""
     size_dir = Path(cache_dir) / size.name
     size_dir.mkdir(parents=True, exist_ok=True)
-    overrides = size.overrides({"run": {"data_dir": str(size_dir), "reports_dir": str(size_dir / "reports")}})
+    overrides = size.overrides(
+        {"run": {"data_dir": str(size_dir), "reports_dir": str(size_dir / "reports")}}
+    )
     materialise_config(cfg, overrides, size_dir / "config")
     size_cfg = cfg.with_overrides(overrides)
     key = raw_cache_key(size_cfg)
-    run = _SizeRun(size, size_dir, size_cfg, list(stages), target, key, _read_json(size_dir / CACHE_FILE),
-                   not force and raw_cache_valid(size_dir, key), timeout_s)
+    run = _SizeRun(
+        size,
+        size_dir,
+        size_cfg,
+        list(stages),
+        target,
+        key,
+        _read_json(size_dir / CACHE_FILE),
+        not force and raw_cache_valid(size_dir, key),
+        timeout_s,
+    )
     bar = tqdm(stages, desc=f"bench {size.name}", unit="stage", file=sys.stderr, dynamic_ncols=True)
     for spec in bar:
         bar.set_description(f"bench {size.name} {spec.name}")
@@ -624,7 +722,10 @@ class _SizeRun:
     blocked: str | None = None
 
     def run_stage(self, spec: StageSpec, bar: Any) -> None:
-        entry: dict[str, Any] = {"command": " ".join(["python -m helpers", *spec.args]), "note": spec.note}
+        entry: dict[str, Any] = {
+            "command": " ".join(["python -m helpers", *spec.args]),
+            "note": spec.note,
+        }
         self.results[spec.name] = entry
         if spec.name == "generate" and self.reuse_raw and self.cache.get("generate"):
             entry.update(self.cache["generate"], cached=True, status="cached")
@@ -643,22 +744,40 @@ class _SizeRun:
         log = self.size_dir / "logs" / f"{spec.name}.log"
         # other work on the machine slows a stage down: keep the load beside the timing
         entry["load_1m_before"] = round(os.getloadavg()[0], 2)
-        m = measure_command(_stage_argv(spec, self.size_dir), env=_child_env(self.size_dir), cwd=REPO_ROOT,
-                            log_path=log, timeout_s=self.timeout_s, on_poll=on_poll)
-        entry.update(m.to_dict(), log=str(log), cached=False, load_1m_after=round(os.getloadavg()[0], 2))
+        m = measure_command(
+            _stage_argv(spec, self.size_dir),
+            env=_child_env(self.size_dir),
+            cwd=REPO_ROOT,
+            log_path=log,
+            timeout_s=self.timeout_s,
+            on_poll=on_poll,
+        )
+        entry.update(
+            m.to_dict(), log=str(log), cached=False, load_1m_after=round(os.getloadavg()[0], 2)
+        )
         if m.returncode != 0:
             entry["status"] = "timed out" if m.timed_out else f"failed (exit {m.returncode})"
             self.blocked = f"upstream stage {spec.name} failed"
             # the log stays in the size dir: a stage's error may quote a raw value, never copy
             # it under reports/
-            bar.write(f"bench {self.size.name}: {spec.name} {entry['status']}; log {log}:\n{_log_tail(log)}")
-        elif spec.name == "ingest" and _read_json(_size_paths(self.size_dir).ingest_report).get("skipped"):
+            bar.write(
+                f"bench {self.size.name}: {spec.name} {entry['status']}; log {log}:\n{_log_tail(log)}"
+            )
+        elif spec.name == "ingest" and _read_json(_size_paths(self.size_dir).ingest_report).get(
+            "skipped"
+        ):
             entry["status"] = "not timed: ingest skipped its unchanged inputs"
         else:
             entry["status"] = "ok"
         if spec.name == "generate" and m.returncode == 0:
-            write_json({"raw_key": self.key, "generate": {k: v for k, v in entry.items() if k != "status"},
-                        "n_children": self.size.n_children}, self.size_dir / CACHE_FILE)
+            write_json(
+                {
+                    "raw_key": self.key,
+                    "generate": {k: v for k, v in entry.items() if k != "status"},
+                    "n_children": self.size.n_children,
+                },
+                self.size_dir / CACHE_FILE,
+            )
 
     def _add_rates(self, spec: StageSpec, entry: dict[str, Any], counts: dict[str, Any]) -> None:
         rows = counts.get(spec.rows_key) if spec.rows_key else None
@@ -667,12 +786,17 @@ class _SizeRun:
             entry["rows_per_s"] = round(rows / entry["wall_s"], 1)
         if spec.name == "panel" and counts.get("panel_rows") and counts.get("panel_features"):
             entry["features"] = counts["panel_features"]
-            entry["rows_x_features_per_s"] = round(counts["panel_rows"] * counts["panel_features"]
-                                                   / entry["wall_s"], 1)
+            entry["rows_x_features_per_s"] = round(
+                counts["panel_rows"] * counts["panel_features"] / entry["wall_s"], 1
+            )
         if spec.floor and entry.get("status") == "ok" and "floor" not in entry:
             floor = _floor(spec.floor, self.size_dir, self.size_cfg)
             if floor:
-                entry["floor"] = {**floor, "seconds": round(floor["seconds"], 3), "reads": spec.floor}
+                entry["floor"] = {
+                    **floor,
+                    "seconds": round(floor["seconds"], 3),
+                    "reads": spec.floor,
+                }
                 if floor["seconds"] > 0:
                     entry["floor_ratio"] = round(entry["wall_s"] / floor["seconds"], 2)
 
@@ -721,7 +845,7 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     try:
-        usable = len(os.sched_getaffinity(0))
+        usable: int | None = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
     return {
@@ -745,10 +869,15 @@ def merge_results(existing: dict, sizes: dict[str, dict]) -> dict[str, Any]:
         old = merged.get(name) or {}
         if old.get("config_hash") == block.get("config_hash"):
             # a run of some stages (--stages) keeps the other stages' earlier measurements
-            stages = {k: v for k, v in (old.get("stages") or {}).items() if k not in block.get("stages", {})}
+            stages = {
+                k: v
+                for k, v in (old.get("stages") or {}).items()
+                if k not in block.get("stages", {})
+            }
             block = {**block, "stages": {**stages, **block.get("stages", {})}}
-            block["stages"] = {k: block["stages"][k] for k in STAGE_NAMES if k in block["stages"]} | {
-                k: v for k, v in block["stages"].items() if k not in STAGE_NAMES}
+            block["stages"] = {
+                k: block["stages"][k] for k in STAGE_NAMES if k in block["stages"]
+            } | {k: v for k, v in block["stages"].items() if k not in STAGE_NAMES}
         merged[name] = block
     out["sizes"] = _by_size(merged)
     out["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -790,20 +919,39 @@ def scaling_table(sizes: dict[str, dict]) -> dict[str, Any]:
     # the whole chain, compared only between sizes where the same stages were measured
     totals = []
     for s in ordered:
-        ok = {k: r for k, r in (s.get("stages") or {}).items()
-              if r.get("status") in ("ok", "cached") and r.get("wall_s")}
+        ok = {
+            k: r
+            for k, r in (s.get("stages") or {}).items()
+            if r.get("status") in ("ok", "cached") and r.get("wall_s")
+        }
         if ok:
-            totals.append((s["name"], s["n_children"], frozenset(ok),
-                           sum(r["wall_s"] for r in ok.values()), sum(r.get("cpu_s") or 0 for r in ok.values())))
+            totals.append(
+                (
+                    s["name"],
+                    s["n_children"],
+                    frozenset(ok),
+                    sum(r["wall_s"] for r in ok.values()),
+                    sum(r.get("cpu_s") or 0 for r in ok.values()),
+                )
+            )
     if totals:
-        entry = {"us_per_child": {}, "cpu_us_per_child": {}, "growth_exponent": {}, "cpu_growth_exponent": {}}
+        entry = {
+            "us_per_child": {},
+            "cpu_us_per_child": {},
+            "growth_exponent": {},
+            "cpu_growth_exponent": {},
+        }
         for name, n, _, wall, cpu in totals:
             entry["us_per_child"][name] = round(wall / n * 1e6, 1)
             entry["cpu_us_per_child"][name] = round(cpu / n * 1e6, 1)
         for (a, na, sa, wa, ca), (b, nb, sb, wb, cb) in zip(totals, totals[1:], strict=False):
             if sa == sb and nb != na and min(wa, wb, ca, cb) > 0:
-                entry["growth_exponent"][f"{a}->{b}"] = round(math.log(wb / wa) / math.log(nb / na), 2)
-                entry["cpu_growth_exponent"][f"{a}->{b}"] = round(math.log(cb / ca) / math.log(nb / na), 2)
+                entry["growth_exponent"][f"{a}->{b}"] = round(
+                    math.log(wb / wa) / math.log(nb / na), 2
+                )
+                entry["cpu_growth_exponent"][f"{a}->{b}"] = round(
+                    math.log(cb / ca) / math.log(nb / na), 2
+                )
         out["total"] = entry
     return out
 
@@ -863,12 +1011,17 @@ def _size_section(name: str, s: dict[str, Any]) -> list[str]:
     stages = _in_stage_order(s.get("stages") or {})
     done = [r for r in stages.values() if r.get("status") in ("ok", "cached") and r.get("wall_s")]
     if done:
-        stages = {**stages, "total": {
-            "status": f"{len(done)} of {len(stages)} stages",
-            "wall_s": sum(r["wall_s"] for r in done), "cpu_s": sum(r.get("cpu_s") or 0 for r in done),
-            "peak_rss_mb": max(r.get("peak_rss_mb") or 0 for r in done),
-            "peak_tree_rss_mb": max(r.get("peak_tree_rss_mb") or 0 for r in done),
-            "note": "sum of times, largest peak (the stages run one after another)"}}
+        stages = {
+            **stages,
+            "total": {
+                "status": f"{len(done)} of {len(stages)} stages",
+                "wall_s": sum(r["wall_s"] for r in done),
+                "cpu_s": sum(r.get("cpu_s") or 0 for r in done),
+                "peak_rss_mb": max(r.get("peak_rss_mb") or 0 for r in done),
+                "peak_tree_rss_mb": max(r.get("peak_tree_rss_mb") or 0 for r in done),
+                "note": "sum of times, largest peak (the stages run one after another)",
+            },
+        }
     for stage, r in stages.items():
         status = str(r.get("status", ""))
         cls = "" if status in ("ok", "cached") else " bad"
@@ -886,6 +1039,7 @@ def _size_section(name: str, s: dict[str, Any]) -> list[str]:
     parts.append("</table>")
     q = s.get("quality")
     if q:
+
         def fig(label: str, q=q) -> str:
             ci = q.get(f"{label}_ci") or [None, None]
             ci_txt = f" [{_fmt(ci[0], 3)}, {_fmt(ci[1], 3)}]" if ci[0] is not None else ""
@@ -908,16 +1062,23 @@ def _scaling_section(results: dict[str, Any]) -> list[str]:
     if not scaling:
         return parts
     names = list(_by_size(results.get("sizes") or {}))
-    parts.append("<h2>スケーリング（Scaling）</h2><p>Wall time per child (µs) at each size and the growth "
-                 "exponent between neighbouring sizes (time ∝ children<sup>b</sup>; b≈1 linear). "
-                 "Model training has a fixed tuning budget per family, so its growth understates the "
-                 "cost of an unbounded search.</p>")
-    parts.append("<table><tr><th class='l'>stage</th>" + "".join(f"<th>{e(n)} µs/child</th>" for n in names)
-                 + "".join(f"<th>{e(n)} CPU µs/child</th>" for n in names)
-                 + "<th class='l'>growth (wall)</th><th class='l'>growth (CPU)</th></tr>")
+    parts.append(
+        "<h2>スケーリング（Scaling）</h2><p>Wall time per child (µs) at each size and the growth "
+        "exponent between neighbouring sizes (time ∝ children<sup>b</sup>; b≈1 linear). "
+        "Model training has a fixed tuning budget per family, so its growth understates the "
+        "cost of an unbounded search.</p>"
+    )
+    parts.append(
+        "<table><tr><th class='l'>stage</th>"
+        + "".join(f"<th>{e(n)} µs/child</th>" for n in names)
+        + "".join(f"<th>{e(n)} CPU µs/child</th>" for n in names)
+        + "<th class='l'>growth (wall)</th><th class='l'>growth (CPU)</th></tr>"
+    )
     for stage, sc in _in_stage_order(scaling).items():
-        growth = ["; ".join(f"{k}: b={v} ({_verdict(v)})" for k, v in (sc.get(g) or {}).items()) or "–"
-                  for g in ("growth_exponent", "cpu_growth_exponent")]
+        growth = [
+            "; ".join(f"{k}: b={v} ({_verdict(v)})" for k, v in (sc.get(g) or {}).items()) or "–"
+            for g in ("growth_exponent", "cpu_growth_exponent")
+        ]
         parts.append(
             f"<tr><td class='l'>{e(stage)}</td>"
             + "".join(f"<td>{_fmt((sc.get('us_per_child') or {}).get(n))}</td>" for n in names)
@@ -940,7 +1101,8 @@ def render_html(results: dict) -> str:
     e = html.escape
     parts = [
         "<!DOCTYPE html><html lang='ja'><head><meta charset='utf-8'>",
-        "<title>ベンチマーク（Benchmarks）</title>", f"<style>{_CSS}</style></head><body>",
+        "<title>ベンチマーク（Benchmarks）</title>",
+        f"<style>{_CSS}</style></head><body>",
         "<h1>ベンチマーク（Benchmarks）</h1>",
     ]
     m = results.get("machine") or {}
@@ -971,17 +1133,37 @@ def write_outputs(out_dir: str | Path, sizes: dict[str, dict]) -> dict[str, Any]
 
 
 # ----------------------------------------------------------------------------- CLI
+def _write_size(out_dir: Path, name: str, block: dict[str, Any]) -> None:
+    """Write one size's block so far (a stopped long run keeps the stages it finished)."""
+    write_outputs(out_dir, {name: block})
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m helpers bench", description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="S", help=f"comma list of {', '.join(SIZE_CHILDREN)} or NAME=N (default S)")
-    p.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="per-size data dirs (default build/bench)")
-    p.add_argument("--stages", default=",".join(STAGE_NAMES),
-                   help=f"comma list from {', '.join(STAGE_NAMES)} (default all)")
-    p.add_argument("--target", default=None, help="target to train and report (default review.target)")
+    p.add_argument(
+        "--sizes",
+        default="S",
+        help=f"comma list of {', '.join(SIZE_CHILDREN)} or NAME=N (default S)",
+    )
+    p.add_argument(
+        "--cache-dir", default=DEFAULT_CACHE_DIR, help="per-size data dirs (default build/bench)"
+    )
+    p.add_argument(
+        "--stages",
+        default=",".join(STAGE_NAMES),
+        help=f"comma list from {', '.join(STAGE_NAMES)} (default all)",
+    )
+    p.add_argument(
+        "--target", default=None, help="target to train and report (default review.target)"
+    )
     p.add_argument("--out", default=None, help="output folder (default <reports>/bench)")
     p.add_argument("--force", action="store_true", help="regenerate the city even if cached")
-    p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per stage before it is killed")
-    p.add_argument("--no-micro", action="store_true", help="skip the micro-benchmarks of hot helpers")
+    p.add_argument(
+        "--timeout", type=float, default=4 * 3600, help="seconds per stage before it is killed"
+    )
+    p.add_argument(
+        "--no-micro", action="store_true", help="skip the micro-benchmarks of hot helpers"
+    )
     return p
 
 
@@ -994,26 +1176,45 @@ def main(cfg: Settings, argv: list[str]) -> int:
         raise MimamoriError(f"bench --stages: unknown {unknown} (known: {', '.join(STAGE_NAMES)})")
     target = args.target or cfg.review.target
     if not target:
-        raise MimamoriError("bench: no target (set --target or review.target in config/review.yaml)")
+        raise MimamoriError(
+            "bench: no target (set --target or review.target in config/review.yaml)"
+        )
     stages = [s for s in default_stages(target) if s.name in wanted]
     out_dir = resolve(args.out) if args.out else reports_dir(cfg) / "bench"
     cache_dir = resolve(args.cache_dir)
     for size in sizes:
-        print(f"bench {size.name}: {size.n_children:,} children in {cache_dir / size.name}", file=sys.stderr)
-        block = run_size(size, cfg, cache_dir, stages, target, force=args.force, timeout_s=args.timeout,
-                         on_progress=lambda b, name=size.name: write_outputs(out_dir, {name: b}))
+        print(
+            f"bench {size.name}: {size.n_children:,} children in {cache_dir / size.name}",
+            file=sys.stderr,
+        )
+        block = run_size(
+            size,
+            cfg,
+            cache_dir,
+            stages,
+            target,
+            force=args.force,
+            timeout_s=args.timeout,
+            on_progress=functools.partial(_write_size, out_dir, size.name),
+        )
         for stage, r in block["stages"].items():
-            print(f"  {stage:9s} {str(r.get('status', ''))[:24]:24s} wall {_fmt(r.get('wall_s')):>8s}s "
-                  f"CPU {_fmt(r.get('cpu_s')):>8s}s  RSS {_fmt(r.get('peak_tree_rss_mb'), 0):>7s} MB", file=sys.stderr)
+            print(
+                f"  {stage:9s} {str(r.get('status', ''))[:24]:24s} wall {_fmt(r.get('wall_s')):>8s}s "
+                f"CPU {_fmt(r.get('cpu_s')):>8s}s  RSS {_fmt(r.get('peak_tree_rss_mb'), 0):>7s} MB",
+                file=sys.stderr,
+            )
     if not args.no_micro:
         micro = run_micro()
         results = _read_json(out_dir / "benchmarks.json")
         write_json({**results, "micro": micro}, out_dir / "benchmarks.json")
         for name, m in micro.items():
             print(f"  micro {name}: {m['rows_per_s']:,.0f} rows/s", file=sys.stderr)
-    print(f"bench: wrote {out_dir / 'benchmarks.json'} and {out_dir / 'index.html'}", file=sys.stderr)
+    print(
+        f"bench: wrote {out_dir / 'benchmarks.json'} and {out_dir / 'index.html'}", file=sys.stderr
+    )
     failed = [
-        f"{b}:{s} ({r.get('status')})" for b in (sz.name for sz in sizes)
+        f"{b}:{s} ({r.get('status')})"
+        for b in (sz.name for sz in sizes)
         for s, r in _read_json(out_dir / "benchmarks.json")["sizes"][b]["stages"].items()
         if not str(r.get("status", "")).startswith(("ok", "cached"))
     ]

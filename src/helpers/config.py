@@ -142,12 +142,19 @@ class LinkSettings(_Section):
     clerical_probability: float = 0.5
     margin_weight: float = 4.0
     candidate_floor: float = 0.05
-    blocking_rules: list[list[str]] = field(default_factory=lambda: [
-        ["birth_date"], ["surname_kana", "birth_year"], ["birth_swap"],
-        ["address_block", "sex"], ["given_kana", "birth_year"]])
+    blocking_rules: list[list[str]] = field(
+        default_factory=lambda: [
+            ["birth_date"],
+            ["surname_kana", "birth_year"],
+            ["birth_swap"],
+            ["address_block", "sex"],
+            ["given_kana", "birth_year"],
+        ]
+    )
     u_max_pairs: int = 1_000_000
-    em_blocking: list[list[str]] = field(default_factory=lambda: [
-        ["birth_date"], ["surname_kana", "given_kana", "birth_year"]])
+    em_blocking: list[list[str]] = field(
+        default_factory=lambda: [["birth_date"], ["surname_kana", "given_kana", "birth_year"]]
+    )
     birth_year_slack: int = 1
     seed: int = 1
 
@@ -238,12 +245,16 @@ def _populations() -> dict[str, PopulationSettings]:
             description="4月1日に市内に住み、市内の小中学校に在籍する学齢6〜14歳（小1〜中3）。"
             "既に把握済みの児童を除く (residents on 1 April, school age 6-14, enrolled in a "
             "school of the municipality; already-known children excluded)",
-            min_age=6, max_age=14),
+            min_age=6,
+            max_age=14,
+        ),
         "young_carer": PopulationSettings(
             description="4月1日に市内に住み、市内の小中学校に在籍する学齢10〜14歳（小5〜中3）。"
             "既に把握済みの児童を除く (residents on 1 April, school age 10-14, enrolled in a "
             "school of the municipality; already-known children excluded)",
-            min_age=10, max_age=14),
+            min_age=10,
+            max_age=14,
+        ),
     }
 
 
@@ -472,8 +483,10 @@ def _check_tree(tree: dict[str, Any], origin: str) -> None:
     """Check a whole overrides/profile tree ``{section: {...}}``."""
     for section, body in (tree or {}).items():
         if section not in SECTION_TYPES:
-            raise MimamoriError(f"{origin}: section {section!r} is not a settings file "
-                                f"(known: {', '.join(SECTIONS)})")
+            raise MimamoriError(
+                f"{origin}: section {section!r} is not a settings file "
+                f"(known: {', '.join(SECTIONS)})"
+            )
         if not isinstance(body, dict):
             raise MimamoriError(f"{origin}: section {section!r} must be a mapping")
         _check_mapping(body, SECTION_TYPES[section], origin, section)
@@ -553,8 +566,10 @@ def load_config(
         raw[section] = body
     unknown = sorted(p.name for p in config_dir.glob("*.yaml") if p.stem not in SECTION_TYPES)
     if unknown:
-        raise MimamoriError(f"{_shown(config_dir)}: {unknown} are not settings files "
-                            f"(known: {', '.join(s + '.yaml' for s in SECTIONS)})")
+        raise MimamoriError(
+            f"{_shown(config_dir)}: {unknown} are not settings files "
+            f"(known: {', '.join(s + '.yaml' for s in SECTIONS)})"
+        )
     profile = profile if profile is not None else os.environ.get("MIMAMORI_PROFILE") or None
     if profile:
         ppath = config_dir / "profiles" / f"{profile}.yaml"
@@ -593,8 +608,9 @@ def config_hash(cfg: Settings, sections: tuple[str, ...] | None = None) -> str:
 
     Paths are not settings of the analysis: the same settings in another folder hash the same.
     """
-    return stable_hash({k: _without_paths(k, getattr(cfg, k).as_dict())
-                        for k in (sections or SECTIONS)})
+    return stable_hash(
+        {k: _without_paths(k, getattr(cfg, k).as_dict()) for k in (sections or SECTIONS)}
+    )
 
 
 def stable_hash(data: Any) -> str:

@@ -29,8 +29,20 @@ from helpers.config import REPO_ROOT, Settings, config_hash
 from helpers.paths import audit_log_in
 
 MANIFEST_PACKAGES = (
-    "numpy", "pandas", "pyarrow", "duckdb", "scipy", "scikit-learn", "lightgbm", "shap",
-    "statsmodels", "pandera", "matplotlib", "papermill", "nbconvert", "jupytext",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "duckdb",
+    "scipy",
+    "scikit-learn",
+    "lightgbm",
+    "shap",
+    "statsmodels",
+    "pandera",
+    "matplotlib",
+    "papermill",
+    "nbconvert",
+    "jupytext",
 )
 
 
@@ -75,8 +87,15 @@ def strict_json(obj: Any) -> Any:
 def write_json(obj: Any, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(
-            json.dumps(strict_json(obj), ensure_ascii=False, indent=2, sort_keys=True,
-                       default=str, allow_nan=False) + "\n",
+            json.dumps(
+                strict_json(obj),
+                ensure_ascii=False,
+                indent=2,
+                sort_keys=True,
+                default=str,
+                allow_nan=False,
+            )
+            + "\n",
             encoding="utf-8",
         )
     return Path(path)
@@ -126,7 +145,10 @@ def git_commit() -> str:
         commit = out.stdout.strip() or "unknown"
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
         ).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

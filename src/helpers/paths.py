@@ -114,7 +114,9 @@ class MartPaths:
     dir: Path
 
     report = property(lambda self: self.dir / "_ingest_report.json")
-    linkage_report = property(lambda self: self.dir / "_linkage_report.json")  # 名寄せ (helpers.link)
+    linkage_report = property(
+        lambda self: self.dir / "_linkage_report.json"
+    )  # 名寄せ (helpers.link)
     rejects_dir = property(lambda self: self.dir / "_rejects")
     warnings_dir = property(lambda self: self.dir / "_warnings")
 

@@ -6,14 +6,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.config import load_config
 from helpers.panel import features as F
 from helpers.panel import stage as P
-from helpers.config import load_config
 
 from .test_panel import fixture_cfg, frame, make_fixture_mart, person, pid
 
-CATALOGUE_COLUMNS = ["name", "label_ja", "description", "source_tables", "window", "type",
-                     "role", "missing_treatment"]
+CATALOGUE_COLUMNS = [
+    "name",
+    "label_ja",
+    "description",
+    "source_tables",
+    "window",
+    "type",
+    "role",
+    "missing_treatment",
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +36,17 @@ def test_catalogue_has_the_contract_columns_and_japanese_labels(catalogue):
     assert set(catalogue["role"]) == {"id", "info", "feature", "label", "known"}
     assert set(catalogue["missing_treatment"]) <= set(F.MISSING_TREATMENTS)
     info = set(catalogue.loc[catalogue["role"] == "info", "name"])
-    assert {"age", "school_age", "grade", "school_code", "school_district", "sex",
-            "nationality", "single_parent", "history_incomplete"} <= info
+    assert {
+        "age",
+        "school_age",
+        "grade",
+        "school_code",
+        "school_district",
+        "sex",
+        "nationality",
+        "single_parent",
+        "history_incomplete",
+    } <= info
     feats = catalogue[catalogue["role"] == "feature"]
     assert set(feats["type"]) <= {"binary", "count", "numeric"}
     for t in load_config().run.targets:
@@ -63,9 +80,12 @@ def test_feature_columns_are_numeric_in_the_panel():
 
 def test_age_and_active_period_boundaries_with_masked_dates():
     on = pd.Timestamp("2022-04-01")
-    df = pd.DataFrame({"start": pd.to_datetime(["2022-03-01", "2022-04-01", "2020-01-01",
-                                                "2020-01-01"]),
-                       "end": pd.to_datetime([None, None, "2022-04-01", "2022-03-01"])})
+    df = pd.DataFrame(
+        {
+            "start": pd.to_datetime(["2022-03-01", "2022-04-01", "2020-01-01", "2020-01-01"]),
+            "end": pd.to_datetime([None, None, "2022-04-01", "2022-03-01"]),
+        }
+    )
     # started in March: active; started in April (maybe after the 1st): not yet;
     # ended in April: still open on the 1st; ended in March: over
     assert F.active_at(df, "start", "end", on).tolist() == [True, False, True, False]
@@ -82,22 +102,40 @@ def test_zero_if_observed_keeps_positives_and_never_claims_unseen_zeros():
 
 def small_household(child_birth: str, sibling_birth: str) -> dict[str, pd.DataFrame]:
     mart = {t: df.iloc[0:0].copy() for t, df in make_fixture_mart().items()}
-    mart["residents"] = frame("residents", [
-        person("p", "1990-01-01"), person("k", child_birth), person("s", sibling_birth),
-        person("old", "1945-01-01")])
-    mart["household_history"] = frame("household_history", [
-        {"resident_code": pid(n), "household_code": pid("H"), "relationship": r,
-         "start_date": "2000-01-01", "end_date": None}
-        for n, r in (("p", "head"), ("k", "child"), ("s", "child"), ("old", "parent"))])
+    mart["residents"] = frame(
+        "residents",
+        [
+            person("p", "1990-01-01"),
+            person("k", child_birth),
+            person("s", sibling_birth),
+            person("old", "1945-01-01"),
+        ],
+    )
+    mart["household_history"] = frame(
+        "household_history",
+        [
+            {
+                "resident_code": pid(n),
+                "household_code": pid("H"),
+                "relationship": r,
+                "start_date": "2000-01-01",
+                "end_date": None,
+            }
+            for n, r in (("p", "head"), ("k", "child"), ("s", "child"), ("old", "parent"))
+        ],
+    )
     return mart
 
 
-@pytest.mark.parametrize("child_birth, sibling_birth, expected", [
-    ("2019-05-01", "2021-01-01", 1.0),  # child 2 and sibling 1: two children aged <=5
-    ("2012-05-01", "2021-01-01", 0.0),  # child 9, one sibling aged 1: only one
-    ("2016-03-01", "2021-01-01", 0.0),  # child turned 6 in March 2016+6: not <=5
-    ("2016-04-01", "2021-01-01", 1.0),  # born April 2016 (2-30 April): still 5 on 1 April
-])
+@pytest.mark.parametrize(
+    "child_birth, sibling_birth, expected",
+    [
+        ("2019-05-01", "2021-01-01", 1.0),  # child 2 and sibling 1: two children aged <=5
+        ("2012-05-01", "2021-01-01", 0.0),  # child 9, one sibling aged 1: only one
+        ("2016-03-01", "2021-01-01", 0.0),  # child turned 6 in March 2016+6: not <=5
+        ("2016-04-01", "2021-01-01", 1.0),  # born April 2016 (2-30 April): still 5 on 1 April
+    ],
+)
 def test_two_or_more_children_under_six_counts_the_child(child_birth, sibling_birth, expected):
     mart = small_household(child_birth, sibling_birth)
     tables = P.predictor_tables(mart)
@@ -112,9 +150,13 @@ def test_two_or_more_children_under_six_counts_the_child(child_birth, sibling_bi
 
 def test_care_level_of_other_members_excludes_the_person():
     mart = small_household("2012-05-01", "2010-01-01")
-    mart["long_term_care"] = frame("long_term_care", [
-        {"resident_code": pid("old"), "care_level": "care_3", "certified_date": "2020-01-01"},
-        {"resident_code": pid("p"), "care_level": "support_1", "certified_date": "2020-01-01"}])
+    mart["long_term_care"] = frame(
+        "long_term_care",
+        [
+            {"resident_code": pid("old"), "care_level": "care_3", "certified_date": "2020-01-01"},
+            {"resident_code": pid("p"), "care_level": "support_1", "certified_date": "2020-01-01"},
+        ],
+    )
     tables = P.predictor_tables(mart)
     on = pd.Timestamp("2022-04-01")
     kid = F.household_state(tables, on, 2022, pd.Index([pid("k"), pid("old")]))

@@ -292,8 +292,11 @@ class AnnualReport:
         """Which source had no export (its sections stay empty), or ''."""
         if not self.absent:
             return ""
-        return ("エクスポートなし（no export）: " + ", ".join(self.absent)
-                + " — 該当する表は空です（those tables are empty）")
+        return (
+            "エクスポートなし（no export）: "
+            + ", ".join(self.absent)
+            + " — 該当する表は空です（those tables are empty）"
+        )
 
     @property
     def rules(self) -> Rules:
