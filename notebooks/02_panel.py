@@ -23,9 +23,9 @@ import json
 
 import pandas as pd
 
-from helpers.config import data_dir as cfg_data_dir
 from helpers.panel import features as F
 from helpers.panel import report as PR
+from helpers.paths import paths
 from helpers.reports.api import (
     close_report,
     open_report,
@@ -49,10 +49,10 @@ cfg = open_report(
         "corr_threshold": corr_threshold,
     },
 )
-panel_dir = cfg_data_dir(cfg) / "panel"
-panel = pd.read_parquet(panel_dir / "panel.parquet")
-catalogue = pd.read_csv(panel_dir / "feature_catalogue.csv")
-leakage = json.loads((panel_dir / "leakage_check.json").read_text(encoding="utf-8"))
+P = paths(cfg)
+panel = pd.read_parquet(P.panel)
+catalogue = pd.read_csv(P.feature_catalogue)
+leakage = json.loads(P.leakage_check.read_text(encoding="utf-8"))
 targets = cfg.run.targets
 R = rules(cfg)
 
@@ -96,7 +96,7 @@ show_table(treatments, "欠損の扱い（missing-value treatments）", cfg)
 # ## 欠損の割合（Share missing, latest fiscal year）
 
 # %%
-missingness = pd.read_csv(panel_dir / "missingness.csv")
+missingness = pd.read_csv(P.missingness)
 latest = missingness[missingness["fiscal_year"] == missingness["fiscal_year"].max()]
 latest = latest[latest["share_missing"] > 0].sort_values("share_missing", ascending=False)
 show_table(
@@ -127,7 +127,7 @@ show_figure(ax, "ヤングケアラー12項目の該当割合の推移（young-c
 # %%
 latest_year = panel[panel["fiscal_year"] == panel["fiscal_year"].max()]
 redundancy = PR.item_redundancy(
-    latest_year, n_factors=n_factors, corr_threshold=corr_threshold, seed=cfg["run"]["seed"]
+    latest_year, n_factors=n_factors, corr_threshold=corr_threshold, seed=cfg.run.seed
 )
 ax = PR.plot_correlation(
     redundancy["correlation"],
@@ -139,15 +139,7 @@ show_table(
     "因子負荷量（factor loadings, varimax）",
     cfg,
 )
-pairs = redundancy["redundant_pairs"]
-if len(pairs):
-    show_table(pairs, "冗長な項目の組（redundant item pairs）", cfg)
-else:
-    show_table(
-        pd.DataFrame({"result": ["冗長な組なし（no redundant pair at this threshold）"]}),
-        "冗長な項目の組（redundant item pairs）",
-        cfg,
-    )
+show(PR.redundant_pairs_table(redundancy["redundant_pairs"]), cfg)
 
 # %% [markdown]
 # ## リーク検査（Leakage check）
@@ -156,36 +148,7 @@ else:
 # schema role is `post_outcome` (e.g. 要対協 case registration) may only mark a child as known.
 
 # %%
-check = pd.DataFrame(
-    {
-        "項目（item）": [
-            "年度（fiscal year checked）",
-            "基準日（as-of date）",
-            "比較した特徴量（features compared）",
-            "変化した特徴量（features changed）",
-            "事後テーブル（post-outcome tables）",
-            "事後テーブル由来の特徴量（features from them）",
-            "結果（result）",
-        ],
-        "値（value）": [
-            str(leakage["fiscal_year"]),
-            leakage["as_of"],
-            str(leakage["features_compared"]),
-            ", ".join(leakage["features_changed"]) or "なし（none）",
-            ", ".join(leakage["post_outcome_tables"]),
-            ", ".join(leakage["features_from_post_outcome_tables"]) or "なし（none）",
-            "合格（passed）" if leakage["passed"] else "不合格（FAILED）",
-        ],
-    }
-)
-show_table(check, "リーク検査の結果（leakage check）", cfg)
+show(PR.leakage_table(leakage), cfg)
 
 # %%
-close_report(
-    cfg,
-    inputs=[
-        panel_dir / "panel.parquet",
-        panel_dir / "feature_catalogue.csv",
-        panel_dir / "leakage_check.json",
-    ],
-)
+close_report(cfg, inputs=[P.panel, P.feature_catalogue, P.leakage_check])

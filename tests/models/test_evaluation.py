@@ -229,11 +229,11 @@ def test_sorted_ranking_matches_reference_metrics_with_ties():
 
 
 def test_count_text_suppresses_small_counts_for_running_text():
-    assert ev.count_text(0) == "0"
-    assert ev.count_text(3) == "<10"
-    assert ev.count_text(9.0) == "<10"
-    assert ev.count_text(12) == "12"
-    assert ev.count_text(1234) == "1,234"
+    assert ev.count_text(0, 9) == "0"
+    assert ev.count_text(3, 9) == "<10"
+    assert ev.count_text(9.0, 9) == "<10"
+    assert ev.count_text(12, 9) == "12"
+    assert ev.count_text(1234, 9) == "1,234"
     assert ev.count_text(4, threshold=None) == "4"
 
 

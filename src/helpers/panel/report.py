@@ -207,3 +207,29 @@ def plot_correlation(
     ax.figure.colorbar(im, ax=ax, shrink=0.7)
     ax.set_title(title)
     return ax
+
+
+def redundant_pairs_table(pairs: pd.DataFrame) -> Table:
+    """The redundant item pairs, or one row saying there is none at this threshold."""
+    if not len(pairs):
+        pairs = pd.DataFrame({"result": ["冗長な組なし（no redundant pair at this threshold）"]})
+    return Table(pairs, "冗長な項目の組（redundant item pairs）")
+
+
+def leakage_table(leakage: dict) -> Table:
+    """The leakage check (``leakage_check.json``) as a two-column table for report 02."""
+    rows = {
+        "年度（fiscal year checked）": str(leakage["fiscal_year"]),
+        "基準日（as-of date）": leakage["as_of"],
+        "比較した特徴量（features compared）": str(leakage["features_compared"]),
+        "変化した特徴量（features changed）": ", ".join(leakage["features_changed"])
+        or "なし（none）",
+        "事後テーブル（post-outcome tables）": ", ".join(leakage["post_outcome_tables"]),
+        "事後テーブル由来の特徴量（features from them）": ", ".join(
+            leakage["features_from_post_outcome_tables"]
+        )
+        or "なし（none）",
+        "結果（result）": "合格（passed）" if leakage["passed"] else "不合格（FAILED）",
+    }
+    frame = pd.DataFrame({"項目（item）": list(rows), "値（value）": list(rows.values())})
+    return Table(frame, "リーク検査の結果（leakage check）")
