@@ -3,6 +3,7 @@ results are reproducible."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -99,3 +100,23 @@ def test_same_inputs_and_seed_give_identical_results(tiny_city, tmp_path):
     assert first.keys() == second.keys()
     differ = [k for k in first if first[k] != second[k]]
     assert not differ, f"not reproducible: {differ}"
+
+
+GOLDEN = REPO_ROOT / "tests" / "golden" / "tiny.json"
+GOLDEN_ARTEFACTS = ("mart/*.parquet", "panel/panel.parquet", "panel/feature_catalogue.csv")
+
+
+def test_tiny_city_mart_and_panel_match_the_golden_set(tiny_city):
+    """A refactor must not change outputs. If a change is meant to, regenerate the golden set:
+    `make PROFILE=tiny DATA=/tmp/g panel` and write the hashes of GOLDEN_ARTEFACTS to
+    tests/golden/tiny.json (say why in the commit)."""
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    data = tiny_city["data"]
+    now = {
+        str(p.relative_to(data)): file_sha256(p)
+        for pattern in GOLDEN_ARTEFACTS
+        for p in sorted(data.glob(pattern))
+    }
+    assert now.keys() == golden.keys()
+    changed = sorted(k for k in golden if golden[k] != now[k])
+    assert not changed, f"outputs changed against tests/golden/tiny.json: {changed}"
