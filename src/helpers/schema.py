@@ -141,6 +141,23 @@ class TableSchema:
         """Fields that reach the mart (everything not dropped by masking)."""
         return [f for f in self.fields if f.masking != "drop"]
 
+    def mart_dtypes(self) -> dict[str, str]:
+        """The mart dtype of every non-dropped field (docs/architecture.md)."""
+        return {f.name: MART_DTYPES[f.type] for f in self.mart_fields}
+
+
+# schema type -> the mart's pandas dtype (nullable where a blank must stay distinct from 0)
+MART_DTYPES = {
+    "code": "string",
+    "string": "string",
+    "text": "string",
+    "enum": "string",
+    "int": "Int64",
+    "float": "float64",
+    "bool": "boolean",
+    "date": "datetime64[ns]",
+}
+
 
 def _parse_field(table: str, raw: dict) -> Field:
     where = f"data_schema/{table}.yaml field {raw.get('name')!r}"

@@ -92,17 +92,7 @@ def _fingerprint(
 
 def mart_dtypes(schema: TableSchema) -> dict[str, str]:
     """The mart dtype of every non-dropped field (docs/architecture.md)."""
-    by_type = {
-        "code": "string",
-        "string": "string",
-        "text": "string",
-        "enum": "string",
-        "int": "Int64",
-        "float": "float64",
-        "bool": "boolean",
-        "date": "datetime64[ns]",
-    }
-    return {f.name: by_type[f.type] for f in schema.mart_fields}
+    return schema.mart_dtypes()
 
 
 # ----------------------------------------------------------------------------- the mart folder

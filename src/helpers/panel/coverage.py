@@ -182,17 +182,7 @@ def label_observed(
 # ---------------------------------------------------------------------------------- absence
 def empty_table(schema: TableSchema) -> pd.DataFrame:
     """A source without an export: no rows, the mart's columns and dtypes."""
-    by_type = {
-        "code": "string",
-        "string": "string",
-        "text": "string",
-        "enum": "string",
-        "int": "Int64",
-        "float": "float64",
-        "bool": "boolean",
-        "date": "datetime64[ns]",
-    }
-    return pd.DataFrame({f.name: pd.Series(dtype=by_type[f.type]) for f in schema.mart_fields})
+    return pd.DataFrame({n: pd.Series(dtype=d) for n, d in schema.mart_dtypes().items()})
 
 
 def blank_absent(

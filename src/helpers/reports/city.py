@@ -202,22 +202,7 @@ def household_types(panel: pd.DataFrame) -> pd.DataFrame:
     """
     known = panel["hh_parent_count"].notna()
     kind = panel.loc[known, "hh_parent_count"].clip(upper=2).map(PARENTS)
-    t = (
-        pd.DataFrame({"fiscal_year": panel.loc[known, "fiscal_year"], "type": kind})
-        .groupby(["fiscal_year", "type"])
-        .size()
-        .rename("n")
-        .reset_index()
-    )
-    t["share"] = t["n"] / t.groupby("fiscal_year")["n"].transform("sum")
-    return t.rename(
-        columns={
-            "fiscal_year": "年度",
-            "type": "世帯類型（household type）",
-            "n": "児童数（children）",
-            "share": "割合（share）",
-        }
-    )
+    return O.household_share_table(panel.loc[known, "fiscal_year"], kind)
 
 
 def _base(panel: pd.DataFrame, rule: str) -> pd.DataFrame:

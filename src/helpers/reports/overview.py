@@ -91,13 +91,24 @@ def pyramid_counts(pop: pd.DataFrame, fiscal_year: int, width: int = 5) -> pd.Da
 def household_type_table(pop: pd.DataFrame) -> pd.DataFrame:
     """Children by household type per fiscal year: count and share."""
     kids = pop[pop["is_child"]]
-    t = kids.groupby(["fiscal_year", "household_type"]).size().rename("n").reset_index()
+    labels = kids["household_type"].map(HOUSEHOLD_LABELS).fillna(kids["household_type"])
+    return household_share_table(kids["fiscal_year"], labels)
+
+
+def household_share_table(fiscal_year: pd.Series, household_type: pd.Series) -> pd.DataFrame:
+    """Children per (fiscal year, household type) and their share of the year's children."""
+    t = (
+        pd.DataFrame({"fiscal_year": fiscal_year, "type": household_type})
+        .groupby(["fiscal_year", "type"])
+        .size()
+        .rename("n")
+        .reset_index()
+    )
     t["share"] = t["n"] / t.groupby("fiscal_year")["n"].transform("sum")
-    t["household_type"] = t["household_type"].map(HOUSEHOLD_LABELS).fillna(t["household_type"])
     return t.rename(
         columns={
             "fiscal_year": "年度",
-            "household_type": "世帯類型（household type）",
+            "type": "世帯類型（household type）",
             "n": "児童数（children）",
             "share": "割合（share）",
         }
