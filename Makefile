@@ -129,10 +129,10 @@ $(REPORTS)/index.html: $(REPORT_HTML)
 all: $(REPORTS)/index.html ## the whole chain: data -> mart -> panel -> models -> review -> reports, then the PII scan
 	$(PY) -m helpers check-reports
 
-check-reports: $(SETUP_STAMP) ## scan reports/ for names, addresses, real codes and unsuppressed small counts
+check-reports: $(SETUP_STAMP) ## audit every file under reports/ for names, addresses, real codes and counts 1-9 (incl. by subtraction)
 	$(PY) -m helpers check-reports
 
-test: $(SETUP_STAMP) ## run the whole test suite (unit tests, then the tiny city end to end)
+test: $(SETUP_STAMP) ## run the whole test suite (unit tests, the tiny city end to end, real-data mode in both dialects)
 	$(PY) -m pytest -q
 
 test-fast: $(SETUP_STAMP) ## unit tests only (skips the tiny-city pipeline and notebooks)
