@@ -346,8 +346,23 @@ def main(cfg: Settings, argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m helpers link")
     parser.add_argument("--raw-dir", type=Path, default=None, help="exports (default data/raw)")
+    parser.add_argument(
+        "--simulate-clerical",
+        action="store_true",
+        help="synthetic city only: answer the pending clerical workbook from the truth (模擬); "
+        "the next ingest reads the answers like staff's",
+    )
     args = parser.parse_args(argv)
     P = paths(cfg)
+    if args.simulate_clerical:
+        from helpers.link.simulate import simulate_clerical
+
+        done = simulate_clerical(cfg, P)
+        print(
+            f"link: simulated clerical review (模擬): {done['same']} 同一, {done['different']} 別人 "
+            f"written to {P.linkage_review.name}; run `python -m helpers ingest` to apply them"
+        )
+        return 0
     raw_dir = args.raw_dir or P.raw
     schemas = load_schemas()
     wanted = {t: schemas[t] for t in ["residents", *link_tables(schemas)]}
