@@ -224,19 +224,8 @@ def panel_prevalence(panel: pd.DataFrame) -> pd.DataFrame:
             continue
         base = _base(panel, rule)
         g = base.groupby("fiscal_year")[column].agg(["sum", "count"]).reset_index()
-        for fy, n, d in g.itertuples(index=False):
-            rows.append(
-                {
-                    "item": item,
-                    "項目（item）": ja,
-                    "年度": int(fy),
-                    "該当（n）": int(n),
-                    "分母（denominator）": int(d),
-                    "割合（rate）": n / d if d else np.nan,
-                    "目標（target）": np.nan,
-                    "分母の定義": O.DENOMINATORS[rule] + "（項目が分かる児童年 / known）",
-                }
-            )
+        known = O.DENOMINATORS[rule] + "（項目が分かる児童年 / known）"
+        rows += O.prevalence_rows(g, item, ja, None, known)
     return pd.DataFrame(rows)
 
 

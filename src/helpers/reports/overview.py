@@ -136,20 +136,27 @@ def item_prevalence(pop: pd.DataFrame, targets: dict) -> pd.DataFrame:
         base = kids[_denominator(kids, rule)]
         g = base.groupby("fiscal_year")[item].agg(["sum", "size"]).reset_index()
         target = prevalence.get(item, {}).get("target")
-        for fy, n, d in g.itertuples(index=False):
-            rows.append(
-                {
-                    "item": item,
-                    "項目（item）": ja,
-                    "年度": int(fy),
-                    "該当（n）": int(n),
-                    "分母（denominator）": int(d),
-                    "割合（rate）": n / d if d else np.nan,
-                    "目標（target）": target,
-                    "分母の定義": DENOMINATORS[rule],
-                }
-            )
+        rows += prevalence_rows(g, item, ja, target, DENOMINATORS[rule])
     return pd.DataFrame(rows)
+
+
+def prevalence_rows(
+    counts: pd.DataFrame, item: str, ja: str, target: float | None, denominator: str
+) -> list[dict]:
+    """Rows of the prevalence table from (fiscal_year, n, denominator) per year."""
+    return [
+        {
+            "item": item,
+            "項目（item）": ja,
+            "年度": int(fy),
+            "該当（n）": int(n),
+            "分母（denominator）": int(d),
+            "割合（rate）": n / d if d else np.nan,
+            "目標（target）": np.nan if target is None else target,
+            "分母の定義": denominator,
+        }
+        for fy, n, d in counts.itertuples(index=False)
+    ]
 
 
 def outcome_counts(pop: pd.DataFrame, targets: dict) -> pd.DataFrame:
