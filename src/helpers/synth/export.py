@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from helpers import MimamoriError
 from helpers.io import atomic_path, save_workbook
 from helpers.schema import Field, TableSchema
-from helpers.synth.population import rng_for, ymd
+from helpers.synth.population import dates_of, rng_for, ymd
 
 FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 EPOCH = np.datetime64("1970-01-01")
@@ -466,12 +466,6 @@ IMPOSSIBLE = {
 
 
 # ---------------------------------------------------------------- value rendering
-def _dates(days: pd.Series) -> pd.Series:
-    return pd.Series(
-        pd.to_datetime(pd.array(days, dtype="Int64").astype("float"), unit="D"), index=days.index
-    )
-
-
 # (kanji, letter, 7-digit code, first day as yyyymmdd), newest first
 _ERAS = (
     ("令和", "R", 5, 20190501),
@@ -611,7 +605,7 @@ def _enum_render(
 
 
 def _xlsx_dates(values: pd.Series, with_time: bool) -> pd.Series:
-    d = _dates(values)
+    d = dates_of(values)
     if with_time:  # a date-time cell (e.g. registered 10:30): ingest keeps the date
         d = d + pd.Timedelta(hours=10, minutes=30)
     return pd.Series(

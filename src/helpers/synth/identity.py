@@ -26,7 +26,7 @@ import pandas as pd
 
 from helpers.io import atomic_path, write_csv
 from helpers.schema import TableSchema
-from helpers.synth.population import day, rng_for, sigmoid, ymd
+from helpers.synth.population import dates_of, day, rng_for, sigmoid, ymd
 from helpers.synth.records import FAMILY, FEMALE, MALE, City, resident_interval
 
 KANJI_VARIANTS = {"高": "髙", "崎": "﨑", "辺": "邊", "斎": "齋", "吉": "𠮷", "島": "嶋"}
@@ -357,7 +357,7 @@ def learning_support(city: City) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- writing
 def _date_text(days: pd.Series, style: str) -> pd.Series:
-    d = pd.to_datetime(days.where(days.notna() & (days >= 0)).astype("float64"), unit="D")
+    d = dates_of(days.where(days.notna() & (days >= 0)))
     fmt = "%Y/%m/%d" if style == "slash" else "%Y-%m-%d"
     return d.dt.strftime(fmt).fillna("")
 

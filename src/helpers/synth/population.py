@@ -214,6 +214,19 @@ def ymd(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return y, m, dd
 
 
+def dates_of(days: pd.Series) -> pd.Series:
+    """Day numbers since 1970-01-01 (nullable) as datetimes, NaT where missing.
+
+    Integer arithmetic only: pandas' float path for ``unit="D"`` reads
+    uninitialised memory at NaN positions and can raise an overflow at random.
+    """
+    ints = pd.array(days, dtype="Int64")
+    known = ~ints.isna()
+    out = np.full(len(ints), np.datetime64("NaT"), dtype="datetime64[ns]")
+    out[known] = ints[known].to_numpy("int64").astype("datetime64[D]")
+    return pd.Series(out, index=days.index)
+
+
 def age_on(birth: np.ndarray, y, m: int = 4, d: int = 1) -> np.ndarray:
     """Completed years on y-m-d (y may be an array)."""
     by, bm, bd = ymd(birth)
