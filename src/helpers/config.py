@@ -69,6 +69,15 @@ class _Section(Mapping[str, Any]):
 
 # ----------------------------------------------------------------------------------------- run
 @dataclass(frozen=True)
+class DaskSettings(_Section):
+    scheduler_address: str | None = None
+    n_workers: int = 2
+    threads_per_worker: int = 1
+    memory_limit: str = "auto"
+    partitions: int = 8
+
+
+@dataclass(frozen=True)
 class RunSettings(_Section):
     seed: int = 20240401
     synthetic: bool = True
@@ -78,6 +87,8 @@ class RunSettings(_Section):
     export_date: str | None = None
     data_dir: str = "data"
     reports_dir: str = "reports"
+    engine: Literal["local", "dask"] = "local"
+    dask: DaskSettings = field(default_factory=DaskSettings)
 
 
 # --------------------------------------------------------------------------------------- synth
@@ -551,7 +562,8 @@ def load_config(
     """Load and validate every stage's settings, apply a profile and explicit overrides.
 
     ``overrides`` uses the same shape as a profile: ``{"synth": {"n_children": 500}}``.
-    The data and reports folders can also be moved with MIMAMORI_DATA / MIMAMORI_REPORTS.
+    The data and reports folders can also be moved with MIMAMORI_DATA / MIMAMORI_REPORTS,
+    and MIMAMORI_ENGINE chooses run.engine.
     """
     # MIMAMORI_CONFIG (make's CONFIG=) moves the whole settings folder, e.g. a municipality's
     # own settings kept outside the repository, or the test suite's real-data-mode copy
@@ -580,9 +592,14 @@ def load_config(
         _check_tree(body, _shown(ppath))
         raw = deep_merge(raw, body)
     # environment (make exports these) beats the files; explicit overrides beat both
-    for env, key in (("MIMAMORI_DATA", "data_dir"), ("MIMAMORI_REPORTS", "reports_dir")):
+    for env, key in (
+        ("MIMAMORI_DATA", "data_dir"),
+        ("MIMAMORI_REPORTS", "reports_dir"),
+        ("MIMAMORI_ENGINE", "engine"),
+    ):
         if os.environ.get(env):
             raw["run"][key] = os.environ[env]
+            _check_mapping({key: raw["run"][key]}, RunSettings, f"${env}", "")
     if overrides:
         _check_tree(overrides, "overrides")
         raw = deep_merge(raw, overrides)
