@@ -18,10 +18,13 @@ REPORTS ?= reports
 # the settings folder: config/ (a municipality may keep its own elsewhere: CONFIG=/path)
 CONFIG ?= config
 SIZES ?= S,M
+# where stages run: empty = config/run.yaml engine (local); ENGINE=dask = a dask LocalCluster
+ENGINE ?=
 export MIMAMORI_CONFIG := $(abspath $(CONFIG))
 export MIMAMORI_PROFILE := $(PROFILE)
 export MIMAMORI_DATA := $(abspath $(DATA))
 export MIMAMORI_REPORTS := $(abspath $(REPORTS))
+export MIMAMORI_ENGINE := $(ENGINE)
 export MPLBACKEND := Agg
 # LightGBM threads spin-wait by default, which starves the other core on a 2-core machine
 export OMP_WAIT_POLICY := PASSIVE
@@ -153,8 +156,8 @@ compare: $(SETUP_STAMP) ## compare two archived models runs into reports/07_run_
 lab: $(SETUP_STAMP) ## JupyterLab on the project kernel, reading the data make built (same PROFILE= DATA=; LAB_ARGS= more options)
 	MPLBACKEND=module://matplotlib_inline.backend_inline $(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
-bench: $(SETUP_STAMP) ## benchmark every stage at city sizes SIZES=S,M (L: 500k children, needs >24 GB) into reports/bench/
-	$(PY) -m helpers bench --sizes $(SIZES)
+bench: $(SETUP_STAMP) ## benchmark every stage at city sizes SIZES=S,M,L [ENGINE=dask] into reports/bench/ (BENCH_ARGS=--write-readme updates README's table)
+	$(PY) -m helpers bench --sizes $(SIZES) --engine $(or $(ENGINE),local) $(BENCH_ARGS)
 
 clean: ## remove data/, build/ and rendered reports (keeps .venv)
 	rm -rf $(DATA) build $(REPORTS)/*.html $(REPORTS)/bench

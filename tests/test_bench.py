@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import MimamoriError, bench
+from helpers import MimamoriError, bench, benchdoc
 from helpers.config import load_config
 from helpers.exports import detect_encoding, table_of
 from helpers.schema import load_schemas
@@ -321,3 +321,54 @@ def test_outputs_merge_sizes_and_html_is_self_contained(tmp_path):
 def test_cli_rejects_unknown_stage():
     with pytest.raises(MimamoriError, match="unknown"):
         bench.main(_cfg(), ["--stages", "generate,fly"])
+
+
+def _engine_block(engine: str, wall: float, panel_hash: str) -> dict:
+    block = _size_block("S", 25_000, wall)
+    block["stages"]["panel"] = {"status": "ok", "wall_s": wall / 2, "peak_tree_rss_mb": 900.0}
+    return {
+        **block,
+        "name": bench.block_name("S", engine),
+        "size": "S",
+        "engine": engine,
+        "outputs": {"mart": "m1", "panel": panel_hash},
+    }
+
+
+def test_dask_blocks_sit_beside_local_with_their_overhead_and_output_check(tmp_path):
+    bench.write_outputs(tmp_path, {"S": _engine_block("local", 10.0, "p1")})
+    results = bench.write_outputs(tmp_path, {"S+dask": _engine_block("dask", 15.0, "p2")})
+    assert set(results["sizes"]) == {"S", "S+dask"}
+    over = results["engine_overhead"]["S"]
+    assert over["stages"]["ingest"]["ratio"] == 1.5 and over["stages"]["panel"]["ratio"] == 1.5
+    assert over["identical_outputs"] == {"mart": True, "panel": False}
+    # scaling compares sizes on the local engine only
+    assert results["scaling"]["ingest"]["us_per_child"] == {"S": 400.0}
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "Dask engine overhead" in page and "panel: DIFFERENT" in page
+
+
+def test_readme_block_is_rendered_from_the_results(tmp_path):
+    results = bench.write_outputs(tmp_path, {"S": _engine_block("local", 10.0, "p1")})
+    results = bench.write_outputs(tmp_path, {"S+dask": _engine_block("dask", 15.0, "p1")})
+    block = benchdoc.readme_block(results)
+    assert block.startswith(benchdoc.START) and block.endswith(benchdoc.END)
+    assert "| S | local | 25,000 |" in block and "| S | dask | 25,000 |" in block
+    assert "10 s · 0.0 GB" in block and "5 s · 0.9 GB" in block
+    assert "3.0×" in block  # the ingest floor ratio
+    assert "panel ×1.50" in block and "panel identical" in block
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{benchdoc.START}\nold\n{benchdoc.END}\n\ntail\n", encoding="utf-8")
+    benchdoc.update_readme(results, readme, tmp_path / "docs" / "b.json")
+    assert benchdoc.readme_block_of(readme) == block
+    assert readme.read_text(encoding="utf-8").endswith("\n\ntail\n")
+    assert benchdoc.load_results(tmp_path / "docs" / "b.json")["sizes"]["S"]["engine"] == "local"
+    with pytest.raises(MimamoriError, match="no measured sizes"):
+        benchdoc.update_readme({}, readme, tmp_path / "x.json")
+
+
+def test_readme_table_is_the_checked_in_measurement():
+    """README's benchmark table is rendered from docs/bench/benchmarks.json, not typed."""
+    assert benchdoc.readme_block_of(benchdoc.README) == benchdoc.readme_block(
+        benchdoc.load_results(benchdoc.DOCS_JSON)
+    )

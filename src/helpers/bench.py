@@ -43,6 +43,7 @@ from helpers.config import (
 )
 from helpers.exports import detect_encoding, table_of
 from helpers.io import file_sha256, git_commit, package_versions, write_json, write_text
+from helpers import benchdoc
 from helpers.microbench import run_micro
 from helpers.paths import Paths
 from helpers.schema import load_schemas
@@ -461,6 +462,22 @@ def count_outputs(data_root: str | Path, target: str) -> dict[str, Any]:
     }
 
 
+def block_name(size: str, engine: str) -> str:
+    """Key of a size's block in benchmarks.json: ``S`` (local engine) or ``S+dask``."""
+    return size if engine == "local" else f"{size}+{engine}"
+
+
+def output_hashes(data_root: str | Path) -> dict[str, str | None]:
+    """SHA-256 over the mart's parquet files and of the panel (None where not built): two
+    engines that wrote the same bytes show the same hashes."""
+    P = _size_paths(Path(data_root))
+    mart = sorted(P.mart.glob("*.parquet"))
+    return {
+        "mart": stable_hash({f.name: file_sha256(f) for f in mart}) if mart else None,
+        "panel": file_sha256(P.panel) if P.panel.exists() else None,
+    }
+
+
 # ----------------------------------------------------------------------------- model quality
 _QUALITY_WORDS = (
     "precision",
@@ -595,7 +612,12 @@ def default_stages(target: str) -> list[StageSpec]:
             note=f"target {target}: tuning, fit, evaluation and SHAP for the test year",
         ),
         StageSpec(
-            "review", "review", ["review", "draw"], rows_key="scores_rows", note="review draw"
+            "review",
+            "review",
+            ["review", "draw"],
+            floor="panel",
+            rows_key="scores_rows",
+            note="review draw (reads the scores and the panel)",
         ),
         StageSpec(
             "report",
@@ -671,15 +693,24 @@ def run_size(
     force: bool = False,
     timeout_s: float | None = None,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
+    engine: str = "local",
 ) -> dict[str, Any]:
     """Benchmark every stage for one size; returns this size's block of benchmarks.json.
 
+    ``engine`` (local | dask) is written into the size's settings (``run.engine``); a dask
+    block is keyed ``<size>+dask`` and shares the cached city and data folder with local.
     ``on_progress`` gets the block so far after every stage (main writes it out, so a long L
     run that is stopped keeps the stages it finished)."""
     size_dir = Path(cache_dir) / size.name
     size_dir.mkdir(parents=True, exist_ok=True)
     overrides = size.overrides(
-        {"run": {"data_dir": str(size_dir), "reports_dir": str(size_dir / "reports")}}
+        {
+            "run": {
+                "data_dir": str(size_dir),
+                "reports_dir": str(size_dir / "reports"),
+                "engine": engine,
+            }
+        }
     )
     materialise_config(cfg, overrides, size_dir / "config")
     size_cfg = cfg.with_overrides(overrides)
@@ -807,8 +838,11 @@ class _SizeRun:
             if entry.get("status") in ("ok", "cached"):
                 self._add_rates(spec, entry, counts)
         quality = _read_json(_size_paths(self.size_dir).model(self.target).metrics)
+        engine = self.size_cfg.run.engine
         return {
-            "name": self.size.name,
+            "name": block_name(self.size.name, engine),
+            "size": self.size.name,
+            "engine": engine,
             "n_children": self.size.n_children,
             "fiscal_years": len(self.size_cfg.run.fiscal_years),
             "target": self.target,
@@ -818,6 +852,7 @@ class _SizeRun:
             "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": machine_info(),
             "counts": counts,
+            "outputs": output_hashes(self.size_dir),
             "stages": self.results,
             "quality": extract_quality(quality) if quality else None,
             "data_dir": str(self.size_dir),
@@ -883,6 +918,35 @@ def merge_results(existing: dict, sizes: dict[str, dict]) -> dict[str, Any]:
     out["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
     out["machine"] = machine_info()
     out["scaling"] = scaling_table(out["sizes"])
+    out["engine_overhead"] = engine_overhead(out["sizes"])
+    return out
+
+
+def engine_overhead(sizes: dict[str, dict]) -> dict[str, Any]:
+    """For each size measured on both engines: every stage's dask wall time over its local
+    wall time, and whether the two engines wrote the same mart and panel bytes."""
+    out: dict[str, Any] = {}
+    for name, block in sizes.items():
+        local = sizes.get(block.get("size", name)) if block.get("engine") == "dask" else None
+        if not local or local is block:
+            continue
+        stages = {}
+        for stage, d in (block.get("stages") or {}).items():
+            lo = (local.get("stages") or {}).get(stage) or {}
+            if d.get("status") == "ok" and lo.get("status") == "ok" and lo.get("wall_s"):
+                stages[stage] = {
+                    "local_s": lo["wall_s"],
+                    "dask_s": d["wall_s"],
+                    "ratio": round(d["wall_s"] / lo["wall_s"], 2),
+                    "local_peak_mb": lo.get("peak_tree_rss_mb"),
+                    "dask_peak_mb": d.get("peak_tree_rss_mb"),
+                }
+        same = {
+            k: (block.get("outputs") or {}).get(k) == (local.get("outputs") or {}).get(k)
+            for k in ("mart", "panel")
+            if (block.get("outputs") or {}).get(k)
+        }
+        out[block.get("size", name)] = {"stages": stages, "identical_outputs": same}
     return out
 
 
@@ -895,7 +959,10 @@ def scaling_table(sizes: dict[str, dict]) -> dict[str, Any]:
     """Per stage: wall and CPU microseconds per child at each size, and the growth exponent b
     between neighbouring sizes (time ∝ children**b; 1.0 = linear). CPU time is the steadier
     measure when other work shares the machine; wall time is what a user waits."""
-    ordered = sorted(sizes.values(), key=lambda s: s.get("n_children", 0))
+    ordered = sorted(
+        (s for s in sizes.values() if s.get("engine", "local") == "local"),
+        key=lambda s: s.get("n_children", 0),
+    )
     out: dict[str, Any] = {}
     for stage in STAGE_NAMES:
         runs = [
@@ -1096,6 +1163,36 @@ def _scaling_section(results: dict[str, Any]) -> list[str]:
     return parts
 
 
+def _overhead_section(results: dict[str, Any]) -> list[str]:
+    """Dask against local, per size: wall-time ratio per stage and identical outputs."""
+    e = html.escape
+    overhead = results.get("engine_overhead") or {}
+    if not overhead:
+        return []
+    parts = [
+        "<h2>Dask エンジンの負担（Dask engine overhead）</h2><p>Same city, same settings; "
+        "stages on a dask.distributed LocalCluster against this process. Ratio above 1 = "
+        "slower on dask (task shipping and worker start-up on one machine).</p>",
+        "<table><tr><th class='l'>size</th><th class='l'>stage</th><th>local s</th>"
+        "<th>dask s</th><th>dask ÷ local</th><th>local peak MB</th><th>dask peak MB</th></tr>",
+    ]
+    for size, o in overhead.items():
+        for stage, r in o["stages"].items():
+            parts.append(
+                f"<tr><td class='l'>{e(size)}</td><td class='l'>{e(stage)}</td>"
+                f"<td>{_fmt(r['local_s'])}</td><td>{_fmt(r['dask_s'])}</td>"
+                f"<td>{_fmt(r['ratio'], 2)}</td><td>{_fmt(r['local_peak_mb'], 0)}</td>"
+                f"<td>{_fmt(r['dask_peak_mb'], 0)}</td></tr>"
+            )
+    parts.append("</table>")
+    for size, o in overhead.items():
+        same = ", ".join(
+            f"{k}: {'identical' if v else 'DIFFERENT'}" for k, v in o["identical_outputs"].items()
+        )
+        parts.append(f"<p>{e(size)} outputs, dask against local: {e(same or 'not compared')}</p>")
+    return parts
+
+
 def render_html(results: dict) -> str:
     """A self-contained page (inline CSS, no scripts, no external links): one table per size."""
     e = html.escape
@@ -1119,6 +1216,7 @@ def render_html(results: dict) -> str:
     for name, s in _by_size(results.get("sizes") or {}).items():
         parts.extend(_size_section(name, s))
     parts.extend(_scaling_section(results))
+    parts.extend(_overhead_section(results))
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
@@ -1164,12 +1262,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-micro", action="store_true", help="skip the micro-benchmarks of hot helpers"
     )
+    p.add_argument(
+        "--engine",
+        choices=["local", "dask"],
+        default="local",
+        help="run.engine for the stages (dask: a LocalCluster of run.dask.n_workers workers; "
+        "results keyed <size>+dask beside the local ones, with the overhead)",
+    )
+    p.add_argument(
+        "--write-readme",
+        action="store_true",
+        help="afterwards copy the results to docs/bench/benchmarks.json and rewrite README's "
+        "benchmark table from them (--sizes none: only that)",
+    )
     return p
 
 
 def main(cfg: Settings, argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    sizes = parse_sizes(args.sizes)
+    sizes = [] if args.sizes == "none" and args.write_readme else parse_sizes(args.sizes)
     wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = sorted(set(wanted) - set(STAGE_NAMES))
     if unknown:
@@ -1195,7 +1306,8 @@ def main(cfg: Settings, argv: list[str]) -> int:
             target,
             force=args.force,
             timeout_s=args.timeout,
-            on_progress=functools.partial(_write_size, out_dir, size.name),
+            on_progress=functools.partial(_write_size, out_dir, block_name(size.name, args.engine)),
+            engine=args.engine,
         )
         for stage, r in block["stages"].items():
             print(
@@ -1203,7 +1315,7 @@ def main(cfg: Settings, argv: list[str]) -> int:
                 f"CPU {_fmt(r.get('cpu_s')):>8s}s  RSS {_fmt(r.get('peak_tree_rss_mb'), 0):>7s} MB",
                 file=sys.stderr,
             )
-    if not args.no_micro:
+    if not args.no_micro and sizes:
         micro = run_micro()
         results = _read_json(out_dir / "benchmarks.json")
         write_json({**results, "micro": micro}, out_dir / "benchmarks.json")
@@ -1214,10 +1326,13 @@ def main(cfg: Settings, argv: list[str]) -> int:
     )
     failed = [
         f"{b}:{s} ({r.get('status')})"
-        for b in (sz.name for sz in sizes)
+        for b in (block_name(sz.name, args.engine) for sz in sizes)
         for s, r in _read_json(out_dir / "benchmarks.json")["sizes"][b]["stages"].items()
         if not str(r.get("status", "")).startswith(("ok", "cached"))
     ]
     if failed:
         print(f"bench: not measured: {', '.join(failed)}", file=sys.stderr)
+    if args.write_readme:
+        benchdoc.update_readme(_read_json(out_dir / "benchmarks.json"))
+        print(f"bench: README table rewritten from {benchdoc.DOCS_JSON}", file=sys.stderr)
     return 1 if any("failed" in f or "timed out" in f for f in failed) else 0

@@ -636,7 +636,11 @@ def stable_hash(data: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
+# where outputs go and where the work runs do not change what is computed
+_NOT_HASHED = ("data_dir", "reports_dir", "engine", "dask")
+
+
 def _without_paths(section: str, body: dict[str, Any]) -> dict[str, Any]:
     if section != "run":
         return body
-    return {k: v for k, v in body.items() if k not in ("data_dir", "reports_dir")}
+    return {k: v for k, v in body.items() if k not in _NOT_HASHED}
