@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from helpers import MimamoriError
+from helpers import MimamoriError, benchdoc
 from helpers.config import (
     REPO_ROOT,
     Settings,
@@ -43,7 +43,6 @@ from helpers.config import (
 )
 from helpers.exports import detect_encoding, table_of
 from helpers.io import file_sha256, git_commit, package_versions, write_json, write_text
-from helpers import benchdoc
 from helpers.microbench import run_micro
 from helpers.paths import Paths
 from helpers.schema import load_schemas
