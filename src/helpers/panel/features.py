@@ -1024,11 +1024,29 @@ def feature_catalogue(cfg: Settings) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 
+def _ymd(dates: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Year, month and day of each date as float64 arrays (NaN where the date is missing),
+    by integer arithmetic on datetime64 (much faster than the ``.dt`` accessors)."""
+    d = dates if pd.api.types.is_datetime64_any_dtype(dates) else pd.to_datetime(dates)
+    v = d.to_numpy(dtype="datetime64[ns]")
+    nat = np.isnat(v)
+    months = v.astype("datetime64[M]")
+    year = months.astype("datetime64[Y]").astype("int64") + 1970
+    month = months.astype("int64") % 12 + 1
+    day = (v - months).astype("timedelta64[D]").astype("int64") + 1
+    out = []
+    for part in (year, month, day):
+        f = part.astype("float64")
+        f[nat] = np.nan
+        out.append(f)
+    return out[0], out[1], out[2]
+
+
 def months_between(earlier: pd.Series, later: pd.Timestamp) -> pd.Series:
     """Whole months from each (month-masked) date to ``later``; NaN where the date is missing."""
-    e = pd.to_datetime(earlier)
-    out = (later.year - e.dt.year) * 12 + (later.month - e.dt.month)
-    return out.astype("float64")
+    year, month, _ = _ymd(earlier)
+    out = (later.year - year) * 12 + (later.month - month)
+    return pd.Series(out, index=earlier.index, name=earlier.name)
 
 
 def age_on(birth: pd.Series, on: pd.Timestamp) -> pd.Series:
@@ -1038,9 +1056,10 @@ def age_on(birth: pd.Series, on: pd.Timestamp) -> pd.Series:
     1 March. So with ``on`` = 1 April, a masked April birth (2-30 April) has not had its
     birthday yet, and a masked March birth (incl. 1 April) has.
     """
-    b = pd.to_datetime(birth)
-    before = (b.dt.month > on.month) | ((b.dt.month == on.month) & (b.dt.day >= on.day))
-    return (on.year - b.dt.year - before.astype("int64")).astype("float64")
+    year, month, day = _ymd(birth)
+    before = (month > on.month) | ((month == on.month) & (day >= on.day))
+    out = on.year - year - before
+    return pd.Series(out, index=birth.index, name=birth.name)
 
 
 def school_age_on(birth: pd.Series, fiscal_year: int) -> pd.Series:
@@ -1050,9 +1069,9 @@ def school_age_on(birth: pd.Series, fiscal_year: int) -> pd.Series:
     YYYY-04-01 onwards belongs to cohort YYYY and January-March (incl. 1 April births, masked
     to March) to cohort YYYY-1. Grade 1 in FY t is school age 6 (cohort t-7).
     """
-    b = pd.to_datetime(birth)
-    cohort = b.dt.year - (b.dt.month < 4).astype("int64")
-    return (fiscal_year - cohort - 1).astype("float64")
+    year, month, _ = _ymd(birth)
+    cohort = year - (month < 4)
+    return pd.Series(fiscal_year - cohort - 1, index=birth.index, name=birth.name)
 
 
 def active_at(df: pd.DataFrame, start: str, end: str | None, on: pd.Timestamp) -> pd.Series:
