@@ -582,7 +582,10 @@ class StageSpec:
     command: list[str] | None = None  # full argv instead of python -m helpers (tests)
 
 
-def default_stages(target: str) -> list[StageSpec]:
+def default_stages(target: str, every_target: bool = False) -> list[StageSpec]:
+    """The stages in pipeline order; models fits ``target`` (or, ``every_target``, each of
+    run.targets in one process: the peak memory then covers them all)."""
+    models_args = ["models"] if every_target else ["models", "--target", target]
     return [
         StageSpec("generate", "synth", ["synth"], rows_key="raw_rows"),
         StageSpec(
@@ -605,10 +608,11 @@ def default_stages(target: str) -> list[StageSpec]:
         StageSpec(
             "models",
             "models",
-            ["models", "--target", target],
+            models_args,
             floor="panel",
             rows_key="panel_rows",
-            note=f"target {target}: tuning, fit, evaluation and SHAP for the test year",
+            note=("every target" if every_target else f"target {target}")
+            + ": backtest, tuning, fit, evaluation and SHAP",
         ),
         StageSpec(
             "review",
@@ -1251,7 +1255,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma list from {', '.join(STAGE_NAMES)} (default all)",
     )
     p.add_argument(
-        "--target", default=None, help="target to train and report (default review.target)"
+        "--target",
+        default=None,
+        help="target to train and report (default review.target; all: every run.targets "
+        "in the models stage, the first one reported)",
     )
     p.add_argument("--out", default=None, help="output folder (default <reports>/bench)")
     p.add_argument("--force", action="store_true", help="regenerate the city even if cached")
@@ -1284,12 +1291,13 @@ def main(cfg: Settings, argv: list[str]) -> int:
     unknown = sorted(set(wanted) - set(STAGE_NAMES))
     if unknown:
         raise MimamoriError(f"bench --stages: unknown {unknown} (known: {', '.join(STAGE_NAMES)})")
-    target = args.target or cfg.review.target
+    every_target = args.target == "all"
+    target = cfg.run.targets[0] if every_target else (args.target or cfg.review.target)
     if not target:
         raise MimamoriError(
             "bench: no target (set --target or review.target in config/review.yaml)"
         )
-    stages = [s for s in default_stages(target) if s.name in wanted]
+    stages = [s for s in default_stages(target, every_target) if s.name in wanted]
     out_dir = resolve(args.out) if args.out else reports_dir(cfg) / "bench"
     cache_dir = resolve(args.cache_dir)
     for size in sizes:
