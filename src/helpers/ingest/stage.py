@@ -20,25 +20,36 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from helpers import MimamoriError
 from helpers import io as hio
 from helpers.config import Settings, config_hash
+from helpers.engine import run_tasks
 from helpers.exports import ExportScan, scan_exports, write_manifest
+from helpers.ingest.blocks import (
+    FileJob,
+    FilePass,
+    TablePlan,
+    materialise,
+    plan_table,
+    validate_file,
+)
 from helpers.ingest.masking import (
     correspondence_table,
     load_key,
     make_private,
-    mask_table,
     private_dir,
 )
 from helpers.ingest.read import map_headers, read_export
@@ -48,12 +59,18 @@ from helpers.ingest.validate import (
     REJECT_COLUMNS,
     TableResult,
     check_references,
-    linkage,
     parse_field,
     validate_table,
     value_maps,
 )
-from helpers.link.stage import link_fingerprint, link_sources
+from helpers.ingest.write import (
+    HOUSEHOLD_LINK,
+    Finish,
+    correspondence_codes,
+    finish_table,
+    write_lines,
+)
+from helpers.link.stage import link_fingerprint, link_sources, link_tables
 from helpers.paths import MartPaths, Paths, paths
 from helpers.schema import SCHEMA_DIR, TableSchema, load_schemas
 
@@ -107,7 +124,7 @@ def recover_mart(mart_dir: Path) -> None:
     if old and not mart_dir.exists():
         os.rename(old[-1], mart_dir)
         old = old[:-1]
-    for leftover in [*old, *_siblings(mart_dir, "new")]:
+    for leftover in [*old, *_siblings(mart_dir, "new"), *_siblings(mart_dir, "spill")]:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
@@ -198,6 +215,118 @@ def validate_all(
     return scan, results, file_info, missing
 
 
+# ----------------------------------------------------------------------------- in row blocks
+def reference_targets(schemas: Mapping[str, TableSchema]) -> set[str]:
+    """Every ``table.field`` whose distinct codes other tables are checked against."""
+    return {t for s in schemas.values() for t in s.references.values()} | {HOUSEHOLD_LINK}
+
+
+def _task(job: FileJob) -> FilePass | str:
+    """Pass 1 over one file; a whole-file problem comes back as its message."""
+    try:
+        return validate_file(job)
+    except MimamoriError as exc:
+        return str(exc)
+
+
+def _file_jobs(
+    cfg: Settings, scan: ExportScan, schemas: Mapping[str, TableSchema], spill_dir: Path
+) -> list[FileJob]:
+    ic = cfg.ingest
+    vmaps = value_maps(ic.value_map, schemas)
+    targets = reference_targets(schemas)
+    jobs = []
+    for table, files in scan.files.items():
+        known = tuple(f for f in schemas[table].field_names if f"{table}.{f}" in targets)
+        for i, p in enumerate(files):
+            jobs.append(
+                FileJob(
+                    table=table,
+                    path=p.resolve(),
+                    spill=(spill_dir / f"{table}.{i}.arrow").resolve(),
+                    schema=schemas[table],
+                    value_map=vmaps.get(table, {}),
+                    encoding=ic.encoding.get(table),
+                    header_map=ic.header_map.get(table),
+                    skip_rows=ic.skip_rows.get(table),
+                    footer_rows=ic.footer_rows.get(table),
+                    known_fields=known,
+                )
+            )
+    return jobs
+
+
+def validate_blocks(
+    cfg: Settings, raw_dir: Path, schemas: Mapping[str, TableSchema], spill_dir: Path
+) -> tuple[ExportScan, dict[str, TablePlan], list[str]]:
+    """Pass 1 over every export (one task per file on the configured engine) and the
+    duplicate/conflict decisions per table: the scan, the plans, the absent tables."""
+    scan = scan_exports(raw_dir, schemas)
+    required = set(cfg.ingest.required_tables)
+    unknown = sorted(required - set(schemas))
+    if unknown:
+        raise MimamoriError(
+            f"config/ingest.yaml: required_tables: {unknown} are not tables of "
+            f"data_schema/ ({sorted(schemas)})"
+        )
+    missing = sorted(t for t, ps in scan.files.items() if not ps)
+    problems = [
+        f"{raw_dir}: no export for required table {t} (file names {list(schemas[t].files)})"
+        for t in missing
+        if t in required
+    ]
+    jobs = _file_jobs(cfg, scan, schemas, spill_dir)
+    done = run_tasks(cfg, functools.partial(_task), jobs, "read and validate")
+    problems += [d for d in done if isinstance(d, str)]
+    if problems:
+        raise MimamoriError(
+            "cannot ingest; fix these files and run again:\n  " + "\n  ".join(problems)
+        )
+    passes: dict[str, list[FilePass]] = {}
+    for d in done:
+        assert isinstance(d, FilePass)
+        passes.setdefault(d.table, []).append(d)
+    plans = {t: plan_table(t, ps, schemas[t]) for t, ps in passes.items()}
+    return scan, plans, missing
+
+
+def _known(plans: Mapping[str, TablePlan], schemas: Mapping[str, TableSchema]) -> dict:
+    out = {}
+    for target in reference_targets(schemas):
+        table, fname = target.split(".", 1)
+        if table in plans:
+            parts = [p.known[fname] for p in plans[table].passes if fname in p.known]
+            out[target] = pd.unique(np.concatenate(parts)) if parts else np.array([], object)
+    return out
+
+
+@dataclass
+class Held:
+    """A table held whole for 名寄せ (``link_sources`` fills resident codes in place)."""
+
+    valid: pd.DataFrame
+
+
+def _link(
+    cfg: Settings,
+    plans: Mapping[str, TablePlan],
+    schemas: Mapping[str, TableSchema],
+    key: bytes,
+    P: Paths,
+    raw_dir: Path,
+) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The residents and the code-less tables, held whole as compact typed frames because
+    linkage needs them (every other table streams); linked in place."""
+    wanted = [t for t in link_tables(schemas) if t in plans]
+    if not wanted:
+        return {}, {}
+    held = {
+        t: Held(materialise(plans[t], schemas[t])) for t in ["residents", *wanted] if t in plans
+    }
+    link_report = link_sources(cfg, held, schemas, key, P, raw_dir)
+    return {t: h.valid for t, h in held.items()}, link_report
+
+
 # ----------------------------------------------------------------------------- the report
 def _reason_counts(frame: pd.DataFrame, rows: bool) -> tuple[dict[str, int], dict[str, int]]:
     real = frame[frame["reason"] != "duplicate_exact"]
@@ -232,6 +361,7 @@ def table_report(
     files: list[dict],
     references: dict,
     links: dict,
+    span: dict | None = None,
 ) -> dict:
     """One table's entry in _ingest_report.json; the rows must reconcile."""
     reasons, rejected_cells = _reason_counts(res.rejects, rows=True)
@@ -254,7 +384,7 @@ def table_report(
         ),
         "references": references,
         "linkage": links,
-        "span": _source_span(res, schema),
+        "span": span if span is not None else _source_span(res, schema),
         "topcode": {k: v for k, v in mreport.items() if v.get("masking") == "topcode"},
         "masking": {k: v["masking"] for k, v in mreport.items()},
         "rejects_file": f"_rejects/{res.table}.csv",
@@ -269,44 +399,102 @@ def table_report(
     return tr
 
 
+def _unmapped(passes: list[FilePass], schema: TableSchema) -> pd.DataFrame:
+    rows = []
+    for f in schema.fields:
+        seen: dict[str, int] = {}
+        for p in passes:
+            for v, n in p.unmapped.get(f.name, {}).items():
+                seen[v] = seen.get(v, 0) + n
+        action = "row rejected" if schema.rejects_row(f.name) else "cell set to blank"
+        rows += [
+            {"field": f.name, "value": v, "count": n, "action": action}
+            for v, n in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+    return pd.DataFrame(rows, columns=["field", "value", "count", "action"])
+
+
+def _open_ends(passes: list[FilePass], schema: TableSchema) -> dict[str, int]:
+    out = {f.name: sum(p.open_ends.get(f.name, 0) for p in passes) for f in schema.fields}
+    return {k: v for k, v in out.items() if v}
+
+
+def _table_entry(plan: TablePlan, schema: TableSchema, fin: Finish, new: MartPaths) -> dict:
+    """Write the table's reject and warning lines; its entry in the ingest report."""
+    rejects = write_lines([*plan.rejects, *fin.orphans], REJECT_COLUMNS, new.rejects(plan.table))
+    warnings = write_lines(
+        [p.warnings for p in plan.passes], REJECT_COLUMNS, new.cell_warnings(plan.table)
+    )
+    res = TableResult(
+        table=plan.table,
+        typed_all=pd.DataFrame(),
+        valid=pd.DataFrame(),
+        rejects=rejects,
+        rows_in=plan.rows_in,
+        duplicates_dropped=plan.duplicates_dropped,
+        warnings=warnings,
+        unmapped=_unmapped(plan.passes, schema),
+        open_ends=_open_ends(plan.passes, schema),
+    )
+    return table_report(
+        res,
+        schema,
+        fin.rows_out,
+        fin.masking,
+        [p.info for p in plan.passes],
+        fin.references,
+        fin.links,
+        fin.span,
+    )
+
+
 def _write_tables(
-    results: dict[str, TableResult],
+    cfg: Settings,
+    plans: Mapping[str, TablePlan],
+    held: Mapping[str, pd.DataFrame],
     schemas: Mapping[str, TableSchema],
     key: bytes,
-    cfg: Settings,
     new: MartPaths,
-    file_info: dict,
-    references: dict,
-    links: dict,
-) -> dict[str, dict]:
-    """Mask and write every table into the new mart folder; the per-table report entries."""
+    correspondence: bool,
+) -> tuple[dict[str, dict], dict[str, dict[str, np.ndarray]]]:
+    """Reject orphans, mask and write every table into the new mart folder (row blocks);
+    the per-table report entries and, when asked, the real codes per hmac field."""
     percentiles = tuple(cfg.ingest.topcode_percentiles)
+    known = _known(plans, schemas)
+    present = set(plans)
     out: dict[str, dict] = {}
-    for table, res in tqdm(results.items(), desc="mask and write", leave=False):
+    codes: dict[str, dict[str, np.ndarray]] = {}
+    new.dir.mkdir(parents=True, exist_ok=True)
+    for table, plan in tqdm(plans.items(), desc="mask and write", leave=False):
         schema = schemas[table]
-        masked, mreport = mask_table(res.valid, schema, key, percentiles)  # type: ignore[arg-type]
-        masked = masked.astype(mart_dtypes(schema))
-        order = ["file", "source_row", "column"]
-        hio.write_parquet(masked, new.table(table))
-        hio.write_csv(res.rejects.sort_values(order, kind="stable"), new.rejects(table))
-        hio.write_csv(res.warnings.sort_values(order, kind="stable"), new.cell_warnings(table))
-        out[table] = table_report(
-            res,
+        fin = finish_table(
+            plan,
             schema,
-            len(masked),
-            mreport,
-            file_info.get(table, []),
-            references.get(table, {}),
-            links.get(table, {}),
+            held.get(table),
+            known,
+            present,
+            key,
+            (float(percentiles[0]), float(percentiles[1])),
+            new.table(table),
+            correspondence,
         )
-    return out
+        out[table] = _table_entry(plan, schema, fin, new)
+        codes[table] = correspondence_codes(fin)
+    return out, codes
 
 
 def _write_correspondence(
-    results: dict[str, TableResult], schemas: Mapping[str, TableSchema], key: bytes, P: Paths
+    codes: Mapping[str, Mapping[str, np.ndarray]],
+    schemas: Mapping[str, TableSchema],
+    key: bytes,
+    P: Paths,
 ) -> Path:
     """pseudonym -> real code for every hmac field, owner-only under data/private/."""
-    parts = [correspondence_table(res.valid, schemas[t], key) for t, res in results.items()]
+    parts = [
+        correspondence_table(pd.DataFrame({name: pd.Series(c, dtype=object)}), schemas[t], key)
+        for t, per in codes.items()
+        for name, c in per.items()
+    ]
     corr = (
         pd.concat(parts, ignore_index=True)
         .drop_duplicates()
@@ -405,15 +593,16 @@ def ingest_all(
             rows={"skipped": 1},
         )
         return old
-    scan, results, file_info, missing = validate_all(cfg, raw_dir, schemas)
-    link_report = link_sources(cfg, results, schemas, key, P, raw_dir)  # 名寄せ, before masking
-    links = linkage(results, schemas)
-    references = check_references(results, schemas)
     new = MartPaths(mart_dir.with_name(f".{mart_dir.name}.new-{os.getpid()}"))
+    spill_dir = mart_dir.with_name(f".{mart_dir.name}.spill-{os.getpid()}")
     try:
-        tables = _write_tables(results, schemas, key, cfg, new, file_info, references, links)
-        if write_correspondence and results:
-            _write_correspondence(results, schemas, key, P)
+        scan, plans, missing = validate_blocks(cfg, raw_dir, schemas, spill_dir)
+        held, link_report = _link(cfg, plans, schemas, key, P, raw_dir)  # 名寄せ, before masking
+        tables, codes = _write_tables(
+            cfg, plans, held, schemas, key, new, bool(write_correspondence)
+        )
+        if write_correspondence and plans:
+            _write_correspondence(codes, schemas, key, P)
         report = _report(
             cfg, fingerprint, key_source, raw_dir, scan, missing, tables, write_correspondence
         )
@@ -426,6 +615,8 @@ def ingest_all(
         if isinstance(exc, KeyboardInterrupt):  # the old mart is untouched: say so
             exc.outputs_clean = True  # type: ignore[attr-defined]
         raise
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
     hio.append_audit(
         P.data,
         "ingest",

@@ -285,13 +285,10 @@ def _fields(
         rowwise = row_level(f, schema)
         typed[f.name] = p.typed if rowwise else p.typed.mask(bad)
         if bad.any():
+            values = np.full(len(raw), None, dtype=object)  # raw text of the bad cells only
+            values[bad] = raw[f.name][bad].astype(object).to_numpy()
             lines = _reject_frame(
-                raw,
-                bad,
-                f.name,
-                raw[f.name].astype(object).to_numpy(),
-                p.reason.to_numpy(),
-                p.detail.to_numpy(),
+                raw, bad, f.name, values, p.reason.to_numpy(), p.detail.to_numpy()
             )
             (rejects if rowwise else warnings).append(lines)
             row_bad |= bad if rowwise else False

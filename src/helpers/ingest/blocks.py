@@ -1,0 +1,381 @@
+"""Ingest in row blocks: one export file is read, validated and normalised block by block.
+
+Pass 1 (``validate_file``, one task per export file, on either engine): every block of raw text
+cells is parsed field by field (``validate._fields``: vectorised, on distinct values); reject and
+warning lines are kept (they are few), and the rows without a row-level problem are written,
+typed and unmasked, to a spill file (Arrow IPC) beside the new mart. What the table-level checks
+need is kept per clean row as keys only: a 128-bit hash of the whole typed row (exact
+duplicates), one of the primary key (conflicts), the row's file and number; and the distinct
+codes of the fields other tables refer to (orphan checks).
+
+``plan_table`` then decides, on the keys alone, which clean rows are exact copies (the first one
+stays) and which share a primary key with different values (all rejected; their detail lines are
+built from those few rows read back from the spill). ``helpers.ingest.write`` masks and writes
+the accepted rows in blocks.
+
+Memory: one block of raw and typed cells, plus the keys (~40 bytes per row of the largest
+table) and the reject lines; never a whole table of text.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from helpers import io as hio
+from helpers.ingest.read import read_export
+from helpers.ingest.stream import CsvBlocks, Fallback
+from helpers.ingest.validate import (
+    REJECT_COLUMNS,
+    _conflicts,
+    _fields,
+    _frames,
+    _reject_frame,
+)
+from helpers.schema import TableSchema
+
+BLOCK_ROWS = 200_000  # rows per block when a file was read whole (workbooks, damaged CSVs)
+RAW_PREFIX = "__raw__"  # spill columns holding a primary-key field's raw text
+KEY_COLUMNS = ["h1", "h2", "k1", "k2"]
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One export file to validate (picklable: it travels to a dask worker)."""
+
+    table: str
+    path: Path
+    spill: Path
+    schema: TableSchema
+    value_map: Mapping[str, Mapping[str, object]]
+    encoding: str | None
+    header_map: Mapping[str, str] | None
+    skip_rows: int | None
+    footer_rows: int | None
+    known_fields: tuple[str, ...]  # fields of this table that other tables refer to
+
+
+@dataclass
+class FilePass:
+    """What pass 1 kept of one file."""
+
+    table: str
+    info: dict  # the file's entry in the ingest report
+    rows_in: int
+    rejects: pd.DataFrame
+    warnings: pd.DataFrame
+    unmapped: dict[str, dict[str, int]]  # field -> spelling -> rows
+    open_ends: dict[str, int]
+    keys: pd.DataFrame  # per clean row: h1, h2, k1, k2 (uint64), source_row, source (int)
+    sources: list[str]  # source_file names (a workbook's sheets) indexed by keys.source
+    spill: Path | None
+    known: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class _Whole:
+    """A file read whole by ``read_export``, given out in blocks like ``CsvBlocks``."""
+
+    def __init__(self, job: FileJob) -> None:
+        self.df = read_export(
+            job.path, job.schema, job.encoding, job.header_map, job.skip_rows, job.footer_rows
+        )
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        for start in range(0, len(self.df), BLOCK_ROWS):
+            yield self.df.iloc[start : start + BLOCK_ROWS].reset_index(drop=True)
+
+    def attrs(self) -> dict:
+        return dict(self.df.attrs)
+
+
+def _source(job: FileJob) -> CsvBlocks | _Whole:
+    if job.path.suffix.lower() in (".csv", ".txt"):
+        try:
+            return CsvBlocks(
+                job.path, job.schema, job.encoding, job.header_map, job.skip_rows, job.footer_rows
+            )
+        except Fallback:
+            pass
+    return _Whole(job)
+
+
+def row_hashes(frame: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent 64-bit hashes of each row's values in ``names`` (128 bits together)."""
+    if not names or not len(frame):
+        z = np.zeros(len(frame), dtype=np.uint64)
+        return z, z
+    sub = frame[names]
+    a = pd.util.hash_pandas_object(sub, index=False, hash_key="mimamori-ingst-1").to_numpy()
+    b = pd.util.hash_pandas_object(sub, index=False, hash_key="mimamori-ingst-2").to_numpy()
+    return a, b
+
+
+class _Spill:
+    """Typed clean rows of one file, appended block by block to an Arrow IPC file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.writer: pa.ipc.RecordBatchFileWriter | None = None
+        self.schema: pa.Schema | None = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.writer is None:
+            self.schema = pa.Schema.from_pandas(frame, preserve_index=False)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pa.ipc.new_file(str(self.path), self.schema)
+        self.writer.write_table(
+            pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
+        )
+
+    def close(self) -> Path | None:
+        if self.writer is None:
+            return None
+        self.writer.close()
+        return self.path
+
+
+def _clean_frame(raw: pd.DataFrame, typed: pd.DataFrame, clean: np.ndarray, pk: list[str]):
+    out = typed.loc[clean].reset_index(drop=True)
+    for name in pk:
+        out[RAW_PREFIX + name] = raw[name][clean].astype("string").reset_index(drop=True)
+    return out
+
+
+def _one_block(job: FileJob, raw: pd.DataFrame, acc: dict, spill: _Spill) -> None:
+    schema = job.schema
+    typed, row_bad, rejects, warnings, seen = _fields(raw, schema, job.value_map)
+    acc["rejects"] += rejects
+    acc["warnings"] += warnings
+    acc["rows_in"] += len(raw)
+    for u in seen["unmapped"]:
+        per = acc["unmapped"].setdefault(u["field"], {})
+        per[u["value"]] = per.get(u["value"], 0) + int(u["count"])
+    for name, n in seen["open_ends"].items():
+        acc["open_ends"][name] = acc["open_ends"].get(name, 0) + int(n)
+    for name in job.known_fields:
+        acc["known"].setdefault(name, []).append(typed[name].dropna().unique())
+    clean = ~row_bad
+    if not clean.any():
+        return
+    frame = _clean_frame(raw, typed, clean, list(schema.primary_key))
+    h1, h2 = row_hashes(frame, schema.field_names)
+    k1, k2 = row_hashes(frame, list(schema.primary_key))
+    src = raw["source_file"].to_numpy()[clean]
+    codes = np.empty(len(src), dtype=np.int32)
+    for name in pd.unique(src):
+        if name not in acc["sources"]:
+            acc["sources"].append(name)
+        codes[src == name] = acc["sources"].index(name)
+    acc["keys"].append(
+        pd.DataFrame(
+            {
+                "h1": h1,
+                "h2": h2,
+                "k1": k1,
+                "k2": k2,
+                "source_row": raw["source_row"].to_numpy()[clean].astype("int64"),
+                "source": codes,
+            }
+        )
+    )
+    spill.write(frame)
+
+
+def _file_info(job: FileJob, attrs: dict, rows: int) -> dict:
+    return {
+        "file": job.path.name,
+        "encoding": attrs["encoding"],
+        "sheet": attrs["sheet"],
+        "sheets": attrs["sheets"],
+        "rows": rows,
+        "blank_rows_skipped": attrs["blank_rows"],
+        "title_rows_skipped": attrs["title_rows"],
+        "footer_rows_skipped": attrs["footer_rows"],
+        "unknown_headers": attrs["unknown_headers"],
+        "missing_optional_columns": attrs["missing_optional_columns"],
+        "sha256": hio.file_sha256(job.path),
+    }
+
+
+def _run(job: FileJob, source: CsvBlocks | _Whole) -> FilePass:
+    acc: dict = {
+        "rejects": [],
+        "warnings": [],
+        "rows_in": 0,
+        "unmapped": {},
+        "open_ends": {},
+        "known": {},
+        "keys": [],
+        "sources": [],
+    }
+    spill = _Spill(job.spill)
+    try:
+        for raw in source:
+            _one_block(job, raw, acc, spill)
+    finally:
+        path = spill.close()
+    attrs = source.meta.attrs(job.path.name) if isinstance(source, CsvBlocks) else source.attrs()
+    keys = (
+        pd.concat(acc["keys"], ignore_index=True)
+        if acc["keys"]
+        else pd.DataFrame({c: np.zeros(0, np.uint64) for c in KEY_COLUMNS})
+        .assign(source_row=np.zeros(0, np.int64))
+        .assign(source=np.zeros(0, np.int32))
+    )
+    return FilePass(
+        table=job.table,
+        info=_file_info(job, attrs, acc["rows_in"]),
+        rows_in=acc["rows_in"],
+        rejects=_frames(acc["rejects"])[REJECT_COLUMNS],
+        warnings=_frames(acc["warnings"])[REJECT_COLUMNS],
+        unmapped=acc["unmapped"],
+        open_ends=acc["open_ends"],
+        keys=keys,
+        sources=acc["sources"],
+        spill=path,
+        known={k: pd.unique(np.concatenate(v)) for k, v in acc["known"].items()},
+    )
+
+
+def validate_file(job: FileJob) -> FilePass:
+    """Pass 1 over one export file (a task on either engine); whole-file problems raise
+    MimamoriError naming the file."""
+    source = _source(job)
+    try:
+        return _run(job, source)
+    except Fallback:  # the streaming reader met something only the whole-file reader names
+        if job.spill.exists():
+            os.unlink(job.spill)
+        return _run(job, _Whole(job))
+
+
+# ----------------------------------------------------------------------------- one table
+@dataclass
+class TablePlan:
+    """Which clean rows of a table reach the mart, and the lines for those that do not."""
+
+    table: str
+    passes: list[FilePass]
+    accepted: list[np.ndarray]  # per file: mask over that file's clean (spilled) rows
+    rejects: list[pd.DataFrame]
+    duplicates_dropped: int
+    rows_in: int
+
+
+def _source_names(passes: list[FilePass], keys: pd.DataFrame, file_of: np.ndarray) -> np.ndarray:
+    names = np.empty(len(keys), dtype=object)
+    src = keys["source"].to_numpy()
+    for i, p in enumerate(passes):
+        here = file_of == i
+        names[here] = np.asarray(p.sources, dtype=object)[src[here]] if p.sources else None
+    return names
+
+
+def read_spill(path: Path, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """The spilled typed rows of one file, block by block."""
+    with pa.memory_map(str(path)) as source:
+        reader = pa.ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            if columns is not None:
+                batch = batch.select(columns)
+            yield batch.to_pandas()
+
+
+def _rows_of(passes: list[FilePass], wanted: list[np.ndarray]) -> pd.DataFrame:
+    """Spilled rows at the given positions (per file) in file order."""
+    parts = []
+    for p, pos in zip(passes, wanted, strict=True):
+        if not len(pos) or p.spill is None:
+            continue
+        start = 0
+        for block in read_spill(p.spill):
+            end = start + len(block)
+            here = pos[(pos >= start) & (pos < end)] - start
+            if len(here):
+                parts.append(block.iloc[here])
+            start = end
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _dup_lines(keys: pd.DataFrame, dup: np.ndarray, names: np.ndarray) -> pd.DataFrame:
+    first = keys.groupby(["h1", "h2"], sort=False)["source_row"].transform("first").to_numpy()
+    detail = np.array(
+        [f"exact copy of row {r}; dropped (counted, not rejected)" for r in first[dup]],
+        dtype=object,
+    )
+    frame = pd.DataFrame({"source_file": names[dup], "source_row": keys["source_row"][dup]})
+    return _reject_frame(
+        frame.reset_index(drop=True),
+        np.ones(int(dup.sum()), dtype=bool),
+        "*",
+        "",
+        "duplicate_exact",
+        detail,
+    )
+
+
+def _conflict_lines(
+    passes: list[FilePass], conflict: np.ndarray, bounds: np.ndarray, schema: TableSchema
+) -> pd.DataFrame:
+    pk = list(schema.primary_key)
+    wanted = [np.flatnonzero(conflict[bounds[i] : bounds[i + 1]]) for i in range(len(passes))]
+    rows = _rows_of(passes, wanted)
+    raw = pd.DataFrame({name: rows[RAW_PREFIX + name].astype(object) for name in pk})
+    raw["source_file"] = rows["source_file"].to_numpy()
+    raw["source_row"] = rows["source_row"].to_numpy()
+    typed = rows[[*schema.field_names, "source_file", "source_row"]]
+    _mask, lines = _conflicts(raw, typed, np.ones(len(rows), dtype=bool), schema)
+    return lines
+
+
+def plan_table(table: str, passes: list[FilePass], schema: TableSchema) -> TablePlan:
+    """Exact duplicates and primary-key conflicts of one table, decided on the keys."""
+    keys = pd.concat([p.keys for p in passes], ignore_index=True)
+    sizes = np.array([len(p.keys) for p in passes], dtype=np.int64)
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    file_of = np.repeat(np.arange(len(passes)), sizes)
+    dup = keys.duplicated(["h1", "h2"], keep="first").to_numpy()
+    rejects = [r for p in passes for r in (p.rejects,)]
+    if dup.any():
+        rejects.append(_dup_lines(keys, dup, _source_names(passes, keys, file_of)))
+    conflict = np.zeros(len(keys), dtype=bool)
+    if schema.primary_key:
+        rem = np.flatnonzero(~dup)
+        conflict[rem] = keys.iloc[rem].duplicated(["k1", "k2"], keep=False).to_numpy()
+        if conflict.any():
+            rejects.append(_conflict_lines(passes, conflict, bounds, schema))
+    accepted = ~dup & ~conflict
+    return TablePlan(
+        table=table,
+        passes=passes,
+        accepted=[accepted[bounds[i] : bounds[i + 1]] for i in range(len(passes))],
+        rejects=rejects,
+        duplicates_dropped=int(dup.sum()),
+        rows_in=int(sum(p.rows_in for p in passes)),
+    )
+
+
+def accepted_blocks(plan: TablePlan, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """The accepted rows of a table (typed, unmasked) block by block, in file order."""
+    for p, ok in zip(plan.passes, plan.accepted, strict=True):
+        if p.spill is None:
+            continue
+        start = 0
+        for block in read_spill(p.spill, columns):
+            end = start + len(block)
+            yield block.loc[ok[start:end]].reset_index(drop=True)
+            start = end
+
+
+def materialise(plan: TablePlan, schema: TableSchema) -> pd.DataFrame:
+    """The accepted rows as one frame (the residents and the code-less tables: 名寄せ)."""
+    cols = [*schema.field_names, "source_file", "source_row"]
+    parts = [b[cols] for b in accepted_blocks(plan)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)

@@ -1,0 +1,376 @@
+"""One CSV export read in row blocks (bounded memory), the way ``helpers.exports`` reads it whole.
+
+The whole-file reader (``read_export``: decode the file, parse every record, find the header,
+title and footer lines) holds the file's text several times over; at a prefecture's size that
+is gigabytes. This reader gives the same records in blocks of ``BLOCK_BYTES`` of the file:
+
+- the encoding is decided the same way (UTF-8 with BOM, UTF-8 when the whole file decodes as
+  UTF-8, else CP932, or the configured one) by one streaming pass over the bytes, which also
+  counts quote characters and finds the first lines (delimiter sample);
+- records come from pyarrow's streaming CSV parser (the same parser the whole-file reader uses),
+  transcoding CP932 on the fly;
+- the header is the record among the first ``HEADER_SEARCH_ROWS`` non-blank ones holding most
+  known titles (or the one after ``skip_rows``), title lines above it are reported; the last
+  few non-blank records are held back until the end so totals/footer lines are found as before.
+
+Anything unusual (an odd number of quote characters, ragged records, a decoding error, an
+empty file) raises :class:`Fallback`: the caller then reads that one file whole with
+``read_export``, which knows every message for a damaged file. Workbooks (.xlsx) are read whole
+as well (a sheet holds at most 1,048,576 rows).
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from helpers import MimamoriError
+from helpers.exports import (
+    ENCODING_NAMES,
+    FOOTER_SEARCH_ROWS,
+    HEADER_SEARCH_ROWS,
+    _row_text,
+    header_keys_of,
+    header_score,
+    is_footer,
+)
+from helpers.ingest.read import map_headers
+from helpers.schema import TableSchema
+
+BLOCK_BYTES = 1 << 24  # bytes of the export per parsed block (~100k records)
+PROBE_BYTES = 1 << 24
+
+
+class Fallback(Exception):
+    """This file needs the whole-file reader (it knows the message for every damage)."""
+
+
+@dataclass
+class Probe:
+    encoding: str  # what the file decodes as (cp932, utf-8, utf-8-sig or the configured one)
+    delimiter: str
+
+
+def probe_csv(path: Path, configured: str | None) -> Probe:
+    """Encoding and delimiter of a CSV export, decided as ``read_sheets`` decides them."""
+    quotes, text_seen, first = 0, False, b""
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    utf8_ok = True
+    with open(path, "rb") as fh:
+        while chunk := fh.read(PROBE_BYTES):
+            if not first:
+                first = chunk
+            quotes += chunk.count(b'"')
+            text_seen = text_seen or bool(chunk.strip())
+            if utf8_ok and not configured:
+                try:
+                    utf8.decode(chunk)
+                except UnicodeDecodeError:
+                    utf8_ok = False
+    if not text_seen or quotes % 2:
+        raise Fallback  # empty, or maybe a quoted cell that never closes
+    if utf8_ok and not configured:
+        try:
+            utf8.decode(b"", final=True)
+        except UnicodeDecodeError:
+            utf8_ok = False
+    if first[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in first[:4096]:
+        raise Fallback
+    if configured:
+        enc = ENCODING_NAMES.get(configured.lower().replace("_", "-"), configured)
+    elif first.startswith(b"\xef\xbb\xbf"):
+        enc = "utf-8-sig"
+    else:
+        enc = "utf-8" if utf8_ok else "cp932"
+    try:
+        text = codecs.getincrementaldecoder(enc)(errors="replace").decode(first[: 1 << 20])
+    except LookupError:
+        raise Fallback from None
+    sample = "\n".join(text.split("\n", 5)[:5])
+    return Probe(enc, "\t" if sample.count("\t") > sample.count(",") else ",")
+
+
+def _batches(path: Path, probe: Probe) -> Iterator[pa.RecordBatch]:
+    enc = "utf8" if probe.encoding in ("utf-8", "utf-8-sig") else probe.encoding
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(
+                autogenerate_column_names=True, block_size=BLOCK_BYTES, encoding=enc
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=probe.delimiter, newlines_in_values=True, ignore_empty_lines=False
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={f"f{i}": pa.string() for i in range(4096)},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        for batch in reader:
+            if batch.num_rows:
+                yield batch
+    except (pa.ArrowException, UnicodeDecodeError, LookupError):
+        raise Fallback from None
+
+
+def _blank(batch: pa.RecordBatch) -> np.ndarray:
+    blank = np.ones(batch.num_rows, dtype=bool)
+    for col in batch.columns:
+        blank &= pc.equal(pc.utf8_trim_whitespace(col), "").to_numpy(zero_copy_only=False)
+    return blank
+
+
+@dataclass
+class _Rows:
+    """Non-blank records not yet given out: the batch and which of its rows, with numbers."""
+
+    batch: pa.RecordBatch
+    rows: np.ndarray  # positions in batch
+    numbers: np.ndarray  # spreadsheet row numbers
+
+
+@dataclass
+class CsvMeta:
+    """What ``read_export`` puts in ``df.attrs`` (filled while reading)."""
+
+    encoding: str
+    header: list[str] = field(default_factory=list)
+    header_row: int = 0
+    mapping: dict[int, str] = field(default_factory=dict)
+    unknown: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    title_rows: list[list] = field(default_factory=list)
+    footer_rows: list[list] = field(default_factory=list)
+    blank_rows: int = 0
+    rows: int = 0
+
+    def attrs(self, name: str) -> dict:
+        return {
+            "encoding": self.encoding,
+            "sheets": [name],
+            "sheet": None,
+            "unknown_headers": sorted(set(self.unknown)),
+            "missing_optional_columns": self.missing,
+            "blank_rows": self.blank_rows,
+            "title_rows": self.title_rows,
+            "footer_rows": self.footer_rows,
+        }
+
+
+def _cells(batch: pa.RecordBatch, i: int) -> list[str]:
+    return [str(c[i].as_py()) for c in batch.columns]
+
+
+def _find_header(
+    head: list[_Rows], keys: set[str], skip_rows: int | None, name: str
+) -> tuple[int, int]:
+    """(index into the concatenated non-blank rows of ``head``, its batch) of the header."""
+    flat = [
+        (k, int(r), int(n))
+        for k, h in enumerate(head)
+        for r, n in zip(h.rows, h.numbers, strict=True)
+    ]
+    if skip_rows is not None:
+        after = [j for j, (_k, _r, n) in enumerate(flat) if n > int(skip_rows)]
+        if not after:
+            raise MimamoriError(
+                f"{name}: nothing after the {skip_rows} line(s) ingest.skip_rows says to skip"
+            )
+        return after[0], len(flat)
+    scores = [
+        header_score(_cells(head[k].batch, r), keys) for k, r, _n in flat[:HEADER_SEARCH_ROWS]
+    ]
+    return (int(np.argmax(scores)) if max(scores) > 0 else 0), len(flat)
+
+
+class CsvBlocks:
+    """Iterate the records of one CSV export as raw frames (schema field -> text cells, plus
+    ``source_file`` and ``source_row``); ``meta`` is complete when the iteration ends."""
+
+    def __init__(
+        self,
+        path: Path,
+        schema: TableSchema,
+        encoding: str | None,
+        header_map: Mapping[str, str] | None,
+        skip_rows: int | None,
+        footer_rows: int | None,
+    ) -> None:
+        self.path, self.schema, self.header_map = path, schema, header_map
+        self.skip_rows, self.footer_rows = skip_rows, footer_rows
+        self.probe = probe_csv(path, encoding)
+        self.meta = CsvMeta(self.probe.encoding)
+        self.keys = header_keys_of(schema, header_map)
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        batches = _batches(self.path, self.probe)
+        numbered = self._numbered(batches)
+        head: list[_Rows] = []
+        wanted = HEADER_SEARCH_ROWS if self.skip_rows is None else None
+        for rows in numbered:
+            head.append(rows)
+            n = sum(len(h.rows) for h in head)
+            if wanted is not None and n >= wanted:
+                break
+            if wanted is None and any((h.numbers > int(self.skip_rows or 0)).any() for h in head):
+                break
+        if not any(len(h.rows) for h in head):
+            raise MimamoriError(
+                f"{self.path.name}: the file is empty; export it again with a header row and "
+                "records"
+            )
+        pending = self._start(head)
+        hold = max(FOOTER_SEARCH_ROWS, int(self.footer_rows or 0))
+        for rows in numbered:
+            pending.append(rows)
+            ready, pending = _split_tail(pending, hold)
+            for r in ready:
+                yield self._frame(r)
+        yield from (self._frame(r) for r in self._ending(pending))
+        if not self.meta.rows:
+            raise MimamoriError(
+                f"{self.path.name}: header only, no records; export the data again (or "
+                "remove the file if the table really is empty)"
+            )
+
+    def _numbered(self, batches: Iterator[pa.RecordBatch]) -> Iterator[_Rows]:
+        """Non-blank records with their row numbers; blank ones after the header counted."""
+        seen = 0
+        for batch in batches:
+            blank = _blank(batch)
+            rows = np.flatnonzero(~blank)
+            numbers = rows + seen + 1
+            seen += batch.num_rows
+            if self.meta.header_row:
+                self.meta.blank_rows += int(blank.sum())
+            else:
+                self._blank_after = np.flatnonzero(blank) + (seen - batch.num_rows + 1)
+            yield _Rows(batch, rows, numbers)
+
+    def _start(self, head: list[_Rows]) -> list[_Rows]:
+        """Find the header among the first records; the records after it (not yet given out)."""
+        name = self.path.name
+        j, _n = _find_header(head, self.keys, self.skip_rows, name)
+        flat = [
+            (k, int(r), int(n))
+            for k, h in enumerate(head)
+            for r, n in zip(h.rows, h.numbers, strict=True)
+        ]
+        k, r, number = flat[j]
+        for kk, rr, nn in flat[:j]:
+            self.meta.title_rows.append([name, nn, _row_text(_cells(head[kk].batch, rr))])
+        header = _cells(head[k].batch, r)
+        while header and not header[-1].strip():
+            header = header[:-1]
+        self.meta.header, self.meta.header_row = header, number
+        m = self.meta
+        m.mapping, m.unknown, m.missing = map_headers(
+            header, self.schema, self.header_map, name, self.probe.encoding, number
+        )
+        m.blank_rows = int(sum((b > number).sum() for b in self._blank_rows_so_far(head)))
+        out = []
+        for kk, h in enumerate(head):
+            keep = h.numbers > number
+            if kk >= k and keep.any():
+                out.append(_Rows(h.batch, h.rows[keep], h.numbers[keep]))
+        return out
+
+    def _blank_rows_so_far(self, head: list[_Rows]) -> list[np.ndarray]:
+        """Row numbers of the blank records in the batches read before the header was known."""
+        out = []
+        seen = 0
+        for h in head:
+            n = h.batch.num_rows
+            mask = np.ones(n, dtype=bool)
+            mask[h.rows] = False
+            out.append(np.flatnonzero(mask) + seen + 1)
+            seen += n
+        return out
+
+    def _ending(self, pending: list[_Rows]) -> list[_Rows]:
+        """Drop totals/footer lines among the last records (reported)."""
+        flat = [
+            (k, int(r), int(n))
+            for k, h in enumerate(pending)
+            for r, n in zip(h.rows, h.numbers, strict=True)
+        ]
+        footer: list[tuple[int, int, int]] = []
+        if self.footer_rows:
+            footer = flat[-int(self.footer_rows) :]
+        else:
+            for item in flat[::-1][:FOOTER_SEARCH_ROWS]:
+                if not is_footer(_cells(pending[item[0]].batch, item[1])):
+                    break
+                footer.append(item)
+        drop = {n for _k, _r, n in footer}
+        for k, r, n in sorted(footer, key=lambda t: t[2]):
+            self.meta.footer_rows.append(
+                [self.path.name, n, _row_text(_cells(pending[k].batch, r))]
+            )
+        return [
+            _Rows(h.batch, h.rows[keep], h.numbers[keep])
+            for h in pending
+            if (keep := ~np.isin(h.numbers, list(drop))).any()
+        ]
+
+    def _frame(self, rows: _Rows) -> pd.DataFrame:
+        """Raw text cells by schema field for the given records (extra cells must be blank)."""
+        batch = rows.batch.take(pa.array(rows.rows))
+        width = len(self.meta.header)
+        for i in range(width, batch.num_columns):
+            filled = np.flatnonzero(
+                ~pc.equal(pc.utf8_trim_whitespace(batch.column(i)), "").to_numpy(
+                    zero_copy_only=False
+                )
+            )
+            if len(filled):
+                raise MimamoriError(
+                    f"{self.path.name}: row {rows.numbers[filled[0]]} has {batch.num_columns} "
+                    f"cells but the header has {width}: the file is damaged or a cell holds an "
+                    "unquoted comma; export it again"
+                )
+        by_field = {name: i for i, name in self.meta.mapping.items()}
+        n = batch.num_rows
+        out = {}
+        for f in self.schema.fields:
+            pos = by_field.get(f.name)
+            out[f.name] = (
+                pd.Series(pd.arrays.ArrowExtensionArray(batch.column(pos)))
+                if pos is not None
+                else pd.Series([None] * n, dtype=object)
+            )
+        frame = pd.DataFrame(out)
+        frame["source_file"] = self.path.name
+        frame["source_row"] = rows.numbers.astype("int64")
+        self.meta.rows += n
+        return frame
+
+
+def _split_tail(pending: list[_Rows], hold: int) -> tuple[list[_Rows], list[_Rows]]:
+    """All but the last ``hold`` records (ready to give out) and those last ones."""
+    total = sum(len(p.rows) for p in pending)
+    give = total - hold
+    ready: list[_Rows] = []
+    rest: list[_Rows] = []
+    for p in pending:
+        m = len(p.rows)
+        if give >= m:
+            if m:
+                ready.append(p)
+            give -= m
+        elif give > 0:
+            ready.append(_Rows(p.batch, p.rows[:give], p.numbers[:give]))
+            rest.append(_Rows(p.batch, p.rows[give:], p.numbers[give:]))
+            give = 0
+        else:
+            rest.append(p)
+    return ready, rest

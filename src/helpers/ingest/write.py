@@ -1,0 +1,322 @@
+"""Ingest pass 2: orphan checks, masking and the mart file of one table, in row blocks.
+
+The accepted rows of a table (``blocks.TablePlan``) are read twice, block by block: first the
+few columns the table-level decisions need (references, top-coded and date fields) to reject
+orphans, count linkage and find the top-coding bounds (exact percentiles from value counts),
+then every column to mask and write. The parquet file is written one row group of
+``ROW_GROUP`` rows at a time, which gives the same bytes as writing the whole table at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from helpers import io as hio
+from helpers.ingest.blocks import BLOCK_ROWS, TablePlan, accepted_blocks
+from helpers.ingest.masking import field_domain, mask_table
+from helpers.io import atomic_path
+from helpers.schema import MART_DTYPES, TableSchema
+
+ROW_GROUP = 1024 * 1024  # pyarrow's default row group: the bytes equal a one-shot write
+HOUSEHOLD_LINK = "household_history.household_code"
+
+
+def percentile_from_counts(
+    values: np.ndarray, counts: np.ndarray, pct: float, method: str
+) -> float:
+    """``np.percentile(data, pct, method=lower|higher)`` of data given as sorted distinct
+    ``values`` with their ``counts`` (numpy's own index arithmetic)."""
+    n = int(counts.sum())
+    q = np.true_divide(np.asanyarray(pct, dtype=np.float64), 100)
+    virtual = (n - 1) * q
+    index = int(np.floor(virtual) if method == "lower" else np.ceil(virtual))
+    index = min(max(index, 0), n - 1)
+    cum = np.cumsum(counts)
+    return float(values[int(np.searchsorted(cum, index, side="right"))])
+
+
+def link_fields(
+    table: str, schema: TableSchema, present: set[str], has_household: bool
+) -> dict[str, str]:
+    """The references whose linkage is reported (``validate.linkage``)."""
+    links = dict(schema.references)
+    if (
+        not links
+        and has_household
+        and "household_history" in present
+        and table != "household_history"
+    ):
+        links = {"household_code": HOUSEHOLD_LINK}
+    return {f: t for f, t in links.items() if t.split(".", 1)[0] in present}
+
+
+@dataclass
+class Finish:
+    """What pass 2 found about one table, for its report entry."""
+
+    rows_out: int = 0
+    orphans: list[pd.DataFrame] = field(default_factory=list)
+    references: dict = field(default_factory=dict)
+    links: dict = field(default_factory=dict)
+    span: dict = field(default_factory=dict)
+    masking: dict = field(default_factory=dict)
+    codes: dict[str, list[np.ndarray]] = field(default_factory=dict)  # hmac field -> codes
+
+
+def _blocks(
+    plan: TablePlan, held: pd.DataFrame | None, columns: list[str] | None
+) -> Iterator[pd.DataFrame]:
+    if held is None:
+        yield from accepted_blocks(plan, columns)
+        return
+    for start in range(0, len(held), BLOCK_ROWS):
+        block = held.iloc[start : start + BLOCK_ROWS].reset_index(drop=True)
+        yield block if columns is None else block[columns]
+
+
+def _orphans(
+    block: pd.DataFrame, schema: TableSchema, known: Mapping[str, np.ndarray], out: Finish
+) -> np.ndarray:
+    """Rows of the block kept after the reference checks; orphan lines recorded."""
+    keep = np.ones(len(block), dtype=bool)
+    for fname, target in schema.references.items():
+        info = out.references[fname]
+        if not info["checked"]:
+            continue
+        col = block[fname]
+        orphan = keep & (col.notna() & ~col.isin(known[target])).to_numpy()
+        info["orphans"] += int(orphan.sum())
+        if orphan.any():
+            v = block.loc[orphan]
+            out.orphans.append(
+                pd.DataFrame(
+                    {
+                        "file": v["source_file"].to_numpy(),
+                        "source_row": v["source_row"].to_numpy(),
+                        "column": fname,
+                        "value": v[fname].astype(object).to_numpy(),
+                        "reason": "orphan_key",
+                        "detail": f"not found in {target}",
+                    }
+                )
+            )
+        keep &= ~orphan
+    return keep
+
+
+def _count_links(block: pd.DataFrame, links: dict, known: Mapping, out: Finish) -> None:
+    for fname, target in links.items():
+        col = block[fname]
+        e = out.links.setdefault(
+            fname, {"references": target, "records": 0, "key_blank": 0, "linked": 0}
+        )
+        e["records"] += len(col)
+        e["key_blank"] += int(col.isna().sum())
+        e["linked"] += int(col.isin(known[target]).sum())
+
+
+def _first_pass(
+    plan: TablePlan,
+    held: pd.DataFrame | None,
+    schema: TableSchema,
+    known: Mapping[str, np.ndarray],
+    present: set[str],
+) -> tuple[Finish, list[np.ndarray], dict[str, pd.Series]]:
+    """Orphans, linkage, date span and top-coding counts; the rows kept per block."""
+    out = Finish()
+    for fname, target in schema.references.items():
+        ref_table = target.split(".", 1)[0]
+        out.references[fname] = (
+            {"references": target, "checked": True, "orphans": 0}
+            if ref_table in present
+            else {
+                "references": target,
+                "checked": False,
+                "orphans": 0,
+                "note": f"{ref_table} export absent; not checked",
+            }
+        )
+    links = link_fields(plan.table, schema, present, "household_code" in schema.field_names)
+    tops = [f.name for f in schema.fields if f.masking == "topcode"]
+    dates = [f.name for f in schema.fields if f.type == "date" and f.masking != "birth_month"]
+    cols = sorted({*schema.references, *links, *tops, *dates, "source_file", "source_row"})
+    cols = [c for c in [*schema.field_names, "source_file", "source_row"] if c in cols]
+    keeps: list[np.ndarray] = []
+    counts: dict[str, pd.Series] = {}
+    first: list = []
+    last: list = []
+    for block in _blocks(plan, held, cols):
+        _count_links(block, links, known, out)
+        keep = _orphans(block, schema, known, out)
+        keeps.append(keep)
+        kept = block.loc[keep]
+        for name in tops:
+            vc = pd.to_numeric(kept[name], errors="coerce").dropna().astype(float).value_counts()
+            counts[name] = vc if name not in counts else counts[name].add(vc, fill_value=0)
+        seen = pd.concat([kept[d] for d in dates]).dropna() if dates else pd.Series([])
+        if len(seen):
+            first.append(seen.min())
+            last.append(seen.max())
+    for e in out.links.values():
+        n = e["records"]
+        e["not_found"] = n - e["key_blank"] - e["linked"]
+        e["linkage_rate"] = e["linked"] / n if n else None
+    out.span = {
+        "first_date": min(first).date().isoformat() if first else None,
+        "last_date": max(last).date().isoformat() if last else None,
+    }
+    return out, keeps, counts
+
+
+def _bounds(counts: dict[str, pd.Series], percentiles: tuple[float, float]) -> dict:
+    out: dict[str, dict] = {}
+    for name, vc in counts.items():
+        vc = vc.sort_index()
+        if not len(vc):
+            out[name] = {"lower": None, "upper": None}
+            continue
+        v, c = vc.index.to_numpy(dtype=float), vc.to_numpy(dtype=np.int64)
+        out[name] = {
+            "lower": percentile_from_counts(v, c, percentiles[0], "lower"),
+            "upper": percentile_from_counts(v, c, percentiles[1], "higher"),
+        }
+    return out
+
+
+class _Writer:
+    """Parquet written one full row group at a time (bytes equal ``df.to_parquet``)."""
+
+    def __init__(self, path: Path) -> None:
+        self._ctx = atomic_path(path)
+        self.tmp = self._ctx.__enter__()
+        self.writer: pq.ParquetWriter | None = None
+        self.schema: pa.Schema | None = None
+        self.buffer: list[pa.Table] = []
+        self.rows = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.schema is None:
+            self.schema = pa.Schema.from_pandas(frame, preserve_index=False)
+            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        self.buffer.append(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False))
+        self.rows += len(frame)
+        while self.rows >= ROW_GROUP:
+            self._flush(ROW_GROUP)
+
+    def _flush(self, n: int) -> None:
+        assert self.writer is not None
+        table = pa.concat_tables(self.buffer).combine_chunks()
+        self.writer.write_table(table.slice(0, n), row_group_size=ROW_GROUP)
+        rest = table.slice(n)
+        self.buffer, self.rows = [rest], len(rest)
+
+    def close(self, empty: pd.DataFrame) -> None:
+        if self.writer is None:
+            empty.to_parquet(self.tmp, index=False)
+        else:
+            if self.rows:
+                self._flush(self.rows)
+            self.writer.close()
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+
+
+def _add_masking(total: dict, part: dict) -> None:
+    for name, info in part.items():
+        if name not in total:
+            total[name] = dict(info)
+            continue
+        for k in ("n_values", "n_april_first", "n_lower", "n_upper"):
+            if k in info:
+                total[name][k] += info[k]
+
+
+def _empty(schema: TableSchema) -> pd.DataFrame:
+    return pd.DataFrame({f.name: pd.Series(dtype=MART_DTYPES[f.type]) for f in schema.mart_fields})
+
+
+def _fixed_bounds(schema: TableSchema, bounds: dict) -> dict[str, tuple[float, float]]:
+    out = {}
+    for f in schema.fields:
+        if f.masking == "topcode":
+            b = bounds.get(f.name) or {"lower": None}
+            out[f.name] = (b["lower"], b["upper"]) if b["lower"] is not None else (0.0, 0.0)
+    return out
+
+
+def finish_table(
+    plan: TablePlan,
+    schema: TableSchema,
+    held: pd.DataFrame | None,
+    known: Mapping[str, np.ndarray],
+    present: set[str],
+    key: bytes,
+    percentiles: tuple[float, float],
+    path: Path,
+    correspondence: bool,
+) -> Finish:
+    """Reject orphans, mask and write one table's mart file; what happened, for the report."""
+    out, keeps, counts = _first_pass(plan, held, schema, known, present)
+    bounds = _bounds(counts, percentiles)
+    fixed = _fixed_bounds(schema, bounds)
+    hmac_fields = [f.name for f in schema.mart_fields if f.masking == "hmac"]
+    writer = _Writer(path)
+    try:
+        for block, keep in zip(_blocks(plan, held, None), keeps, strict=True):
+            kept = block.loc[keep].reset_index(drop=True)
+            masked, report = mask_table(kept, schema, key, fixed)
+            _add_masking(out.masking, report)
+            if correspondence:
+                for name in hmac_fields:
+                    out.codes.setdefault(name, []).append(kept[name].dropna().unique())
+            out.rows_out += len(masked)
+            writer.write(masked.astype(schema.mart_dtypes()))
+        if not out.masking:
+            _add_masking(out.masking, mask_table(_empty_typed(schema), schema, key, fixed)[1])
+        writer.close(_empty(schema))
+    except BaseException as exc:
+        writer.abort(exc)
+        raise
+    for name, b in bounds.items():
+        out.masking[name].update(lower=b["lower"], upper=b["upper"])
+        out.masking[name]["percentiles"] = [percentiles[0], percentiles[1]]
+    for f in schema.fields:
+        if f.masking == "topcode" and f.name not in bounds:
+            out.masking[f.name].update(lower=None, upper=None, n_lower=0, n_upper=0)
+            out.masking[f.name]["percentiles"] = [percentiles[0], percentiles[1]]
+    return out
+
+
+def _empty_typed(schema: TableSchema) -> pd.DataFrame:
+    return pd.DataFrame({f.name: pd.Series(dtype=MART_DTYPES[f.type]) for f in schema.fields})
+
+
+def correspondence_codes(fin: Finish) -> dict[str, np.ndarray]:
+    """Distinct real codes per hmac field of the accepted rows."""
+    return {
+        name: pd.unique(np.concatenate(parts)) if parts else np.array([], dtype=object)
+        for name, parts in fin.codes.items()
+    }
+
+
+def write_lines(frames: list[pd.DataFrame], columns: list[str], path: Path) -> pd.DataFrame:
+    """Reject or warning lines sorted by file, row and column, written as CSV."""
+    parts = [f for f in frames if len(f)]
+    lines = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    lines = lines[columns]
+    hio.write_csv(lines.sort_values(["file", "source_row", "column"], kind="stable"), path)
+    return lines
+
+
+__all__ = ["finish_table", "percentile_from_counts", "field_domain", "correspondence_codes"]
