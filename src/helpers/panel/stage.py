@@ -13,8 +13,9 @@ feature_catalogue.csv, missingness.csv and leakage_check.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -239,13 +240,16 @@ def build_year(
     decoders: dict[str, pd.Index] | None = None,
     coverage: Coverage | None = None,
     notes: dict | None = None,
+    children: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """All panel columns for one fiscal year, in registry order.
 
     ``mart`` holds pseudonym strings, or Int64 key codes when ``decoders`` is given (the
     streaming builder encodes once for all years). ``coverage`` says what each source export
     covers (computed from ``mart`` when not given); ``notes`` collects per-year counts of
-    what is unknown for coverage.json.
+    what is unknown for coverage.json. ``children`` (key codes) limits the rows to those
+    children (one hash partition on the dask engine); every feature is per child, so their
+    rows equal the same rows of the whole year.
     """
     panel_cfg = cfg.panel
     registry = registry or F.feature_registry(cfg)
@@ -255,6 +259,8 @@ def build_year(
     tables = predictor_tables(mart)
     on = as_of_date(fiscal_year, panel_cfg)
     spine = resident_spine(tables["residents"], fiscal_year, panel_cfg)
+    if children is not None:
+        spine = spine[spine.index.isin(children)]
     sources = {s.name: s.source_tables for s in registry}
     child = blank_absent(
         F.child_features(spine, tables, on, fiscal_year, panel_cfg, coverage),
@@ -377,8 +383,10 @@ def iter_panel_years(
     decoders: dict[str, pd.Index] | None = None,
     coverage: Coverage | None = None,
     notes: dict | None = None,
+    children: np.ndarray | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """One frame per fiscal year (``mart`` already key-encoded when ``decoders`` is given)."""
+    """One frame per fiscal year (``mart`` already key-encoded when ``decoders`` is given;
+    ``children``: only these children's rows, see ``build_year``)."""
     registry = F.feature_registry(cfg)
     F.check_registry_roles(registry)
     cache: dict = {}
@@ -386,7 +394,7 @@ def iter_panel_years(
     encoded, decoders = (mart, decoders) if decoders is not None else encode_keys(mart)
     years = list(cfg.run.fiscal_years)
     for fy in tqdm(years, desc="panel (fiscal years)", disable=not progress):
-        yield build_year(encoded, fy, cfg, registry, cache, decoders, coverage, notes)
+        yield build_year(encoded, fy, cfg, registry, cache, decoders, coverage, notes, children)
 
 
 def _as_mart(
@@ -451,8 +459,10 @@ def leakage_check(
     fiscal_year: int | None = None,
     decoders: dict[str, pd.Index] | None = None,
     coverage: Coverage | None = None,
+    children: np.ndarray | None = None,
 ) -> dict:
-    """Rebuild one fiscal year from the mart cut at its as-of date and compare every feature.
+    """Rebuild one fiscal year from the mart cut at its as-of date and compare every feature
+    (of ``children`` only when given: one partition's share of the check).
 
     Passing means no record dated on or after the as-of date influences a feature; the
     registry check means no post_outcome table feeds a feature. Both builds use the spans of
@@ -469,13 +479,12 @@ def leakage_check(
     on = as_of_date(fy, cfg.panel)
     if decoders is None:
         mart, decoders = encode_keys(mart)
-    full = build_year(mart, fy, cfg, registry, decoders=decoders, coverage=coverage).set_index(
-        "child_id"
+    build = functools.partial(
+        build_year, registry=registry, decoders=decoders, coverage=coverage, children=children
     )
+    full = build(mart, fy, cfg).set_index("child_id")
     cut_mart, removed = truncate_mart(mart, on, fy)
-    cut = build_year(cut_mart, fy, cfg, registry, decoders=decoders, coverage=coverage).set_index(
-        "child_id"
-    )
+    cut = build(cut_mart, fy, cfg).set_index("child_id")
     feats = [s.name for s in registry if s.role == "feature"]
     same_rows = full.index.equals(cut.index)
     changed = []
@@ -518,26 +527,45 @@ def write_panel(
 ) -> dict:
     """Stream the panel year by year into panel.parquet; write catalogue, missingness and
     coverage.json (what each source covers and what is unknown per year)."""
+    coverage = coverage if coverage is not None else source_coverage(mart, (), cfg)
+    notes: dict[int, dict] = {}
+    frames = iter_panel_years(
+        mart, cfg, progress=progress, decoders=decoders, coverage=coverage, notes=notes
+    )
+    return write_frames(frames, cfg, P, coverage, notes)
+
+
+def write_frames(
+    frames: Iterable[pd.DataFrame | pa.Table],
+    cfg: Settings,
+    P: Paths,
+    coverage: Coverage,
+    notes: dict[int, dict],
+) -> dict:
+    """Write the year frames (pandas, or arrow tables of the panel schema) into panel.parquet,
+    one row group per year, and the catalogue, missingness and coverage.json; ``notes`` is
+    filled while ``frames`` is consumed."""
     registry = F.feature_registry(cfg)
     catalogue = F.feature_catalogue(cfg)
     schema = arrow_schema(registry)
-    coverage = coverage if coverage is not None else source_coverage(mart, (), cfg)
     miss_parts: list[pd.DataFrame] = []
     rows_per_year: dict[int, int] = {}
-    notes: dict[int, dict] = {}
     with atomic_path(P.panel) as tmp:
         writer = pq.ParquetWriter(tmp, schema)
         try:
-            for frame in iter_panel_years(
-                mart, cfg, progress=progress, decoders=decoders, coverage=coverage, notes=notes
-            ):
-                fy = int(frame["fiscal_year"].iat[0]) if len(frame) else None
-                if fy is None:
+            for item in frames:
+                if isinstance(item, pa.Table):
+                    table, frame = item, item.to_pandas()
+                else:
+                    frame = item
+                    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+                if not len(frame):
                     continue
+                fy = int(frame["fiscal_year"].iat[0])
                 rows_per_year[fy] = len(frame)
                 miss_parts.append(F.missingness_table(frame, catalogue))
-                writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
-                del frame
+                writer.write_table(table)
+                del frame, table
         finally:
             writer.close()
     missingness = (
@@ -579,12 +607,20 @@ def main(cfg: Settings, argv: list[str]) -> int:
     started = time.perf_counter()
     mart = load_mart(P.mart)
     coverage = source_coverage(mart, absent_tables(P.mart), cfg)
-    # encode the pseudonyms once and drop the string copy: memory stays near one mart
-    mart, decoders = encode_keys(mart)
-    summary = write_panel(mart, cfg, P, decoders=decoders, coverage=coverage)
+    check: dict | None = None
+    if cfg.run.engine == "dask":
+        from helpers.panel.partitions import dask_panel
+
+        del mart  # the tasks read the mart themselves
+        summary, check = dask_panel(cfg, P, coverage, leakage=not args.no_leakage_check)
+    else:
+        # encode the pseudonyms once and drop the string copy: memory stays near one mart
+        mart, decoders = encode_keys(mart)
+        summary = write_panel(mart, cfg, P, decoders=decoders, coverage=coverage)
+        if not args.no_leakage_check:
+            check = leakage_check(mart, cfg, decoders=decoders, coverage=coverage)
     outputs = [P.panel, P.feature_catalogue, P.missingness, P.panel_coverage]
-    if not args.no_leakage_check:
-        check = leakage_check(mart, cfg, decoders=decoders, coverage=coverage)
+    if check is not None:
         write_json(check, P.leakage_check)
         outputs.append(P.leakage_check)
         if not check["passed"]:
