@@ -24,6 +24,10 @@ ENGINES = ("duckdb", "spark")
 # "same name" instead of "same person" and puts exact birth-date agreement at m ~ 0.05-0.5.
 # These are the shares a registry clerk sees in practice: ~1-2% of dates mistyped.
 BIRTH_M = (0.95, 0.01, 0.02, 0.01, 0.01)
+# DuckDB's cap per linkage connection (it spills to a temporary folder beyond it) and threads:
+# the linkage runs inside ingest, which holds the exports in memory at the same time
+DUCKDB_MEMORY = "2GB"
+DUCKDB_THREADS = 2
 
 
 def _splink() -> Any:
@@ -105,16 +109,22 @@ def blocking_rules(rules: list[list[str]], has: set[str]) -> list:
     return out
 
 
-def db_api(engine: str) -> Any:
-    """The splink database API of ``link.engine``; a clear error when Spark is missing."""
+def db_api(engine: str, temp_dir: str | None = None, threads: int = DUCKDB_THREADS) -> Any:
+    """The splink database API of ``link.engine``; a clear error when Spark is missing. DuckDB
+    gets a fresh in-memory connection capped at ``DUCKDB_MEMORY`` that spills to ``temp_dir``
+    (the process also holds the exports)."""
     if engine not in ENGINES:
         raise MimamoriError(
             f"config/link.yaml: key 'engine': {engine!r} is not one of {list(ENGINES)}"
         )
     if engine == "duckdb":
+        import duckdb
         from splink.backends.duckdb import DuckDBAPI
 
-        return DuckDBAPI()
+        con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY, "threads": threads})
+        if temp_dir:
+            con.execute(f"SET temp_directory = '{temp_dir}'")
+        return DuckDBAPI(connection=con)
     try:
         from pyspark.sql import SparkSession
         from splink.backends.spark import SparkAPI
@@ -127,37 +137,83 @@ def db_api(engine: str) -> Any:
     return SparkAPI(spark_session=spark)
 
 
-def predict(
-    registry: pd.DataFrame, source: pd.DataFrame, link: LinkSettings, has: set[str]
-) -> tuple[pd.DataFrame, dict]:
-    """Candidate pairs (unique_id_l = registry, unique_id_r = source record) with match weight,
-    probability and comparison levels; plus the trained model's summary."""
-    from splink import Linker, SettingsCreator, block_on
+def _close(api: Any) -> None:
+    con = getattr(api, "_con", None)
+    if con is not None:
+        con.close()
 
-    api = db_api(link.engine)
-    reg = api.register(registry, dataset_display_name="registry")
-    src = api.register(source, dataset_display_name="source")
-    settings = SettingsCreator(
-        link_type="link_only",
-        comparisons=comparisons(has),
-        blocking_rules_to_generate_predictions=blocking_rules(link.blocking_rules, has),
-        retain_matching_columns=False,
-        retain_intermediate_calculation_columns=False,
-        em_convergence=0.001,
-        max_iterations=25,
-    )
+
+def _one_thread(api: Any) -> None:
+    con = getattr(api, "_con", None)
+    if con is not None:
+        con.execute("SET threads = 1")
+
+
+def _quiet() -> None:
     for name in ("splink", "py4j"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    linker = Linker([reg, src], settings, log_level=logging.ERROR)
-    tr = linker.training
-    tr.estimate_probability_two_random_records_match(
-        [block_on("birth_date", "given_kana", "sex")], recall=0.8
-    )
-    tr.estimate_u_using_random_sampling(max_pairs=float(link.u_max_pairs), seed=link.seed)
-    for cols in link.em_blocking:
-        tr.estimate_parameters_using_expectation_maximisation(block_on(*cols))
-    pairs = linker.inference.predict(threshold_match_probability=0.001).as_pandas_dataframe()
-    model = linker.misc.save_model_to_json()
+
+
+def train(
+    registry: pd.DataFrame,
+    source: pd.DataFrame,
+    link: LinkSettings,
+    has: set[str],
+    temp_dir: str | None = None,
+) -> dict:
+    """The Fellegi–Sunter model (splink's JSON) of one source: the prior from a strict rule, u
+    by random sampling, m by EM; ``source`` may be a sample of the source's records."""
+    from splink import Linker, SettingsCreator, block_on
+
+    api = db_api(link.engine, temp_dir)
+    try:
+        reg = api.register(registry, dataset_display_name="registry")
+        src = api.register(source, dataset_display_name="source")
+        settings = SettingsCreator(
+            link_type="link_only",
+            comparisons=comparisons(has),
+            blocking_rules_to_generate_predictions=blocking_rules(link.blocking_rules, has),
+            retain_matching_columns=False,
+            retain_intermediate_calculation_columns=False,
+            em_convergence=0.001,
+            max_iterations=25,
+        )
+        _quiet()
+        linker = Linker([reg, src], settings, log_level=logging.ERROR)
+        tr = linker.training
+        tr.estimate_probability_two_random_records_match(
+            [block_on("birth_date", "given_kana", "sex")], recall=0.8
+        )
+        tr.estimate_u_using_random_sampling(max_pairs=float(link.u_max_pairs), seed=link.seed)
+        _one_thread(api)  # EM sums probabilities: in one order, so each run learns the same m
+        for cols in link.em_blocking:
+            tr.estimate_parameters_using_expectation_maximisation(block_on(*cols))
+        return linker.misc.save_model_to_json()
+    finally:
+        _close(api)
+
+
+def score(
+    model: dict,
+    registry: pd.DataFrame,
+    source: pd.DataFrame,
+    link: LinkSettings,
+    temp_dir: str | None = None,
+) -> pd.DataFrame:
+    """Candidate pairs (resident_code = registry, record_id = source record) with match weight,
+    probability and comparison levels, under a trained ``model``. A pair's score depends only
+    on the model and the two records, so a source can be scored in parts."""
+    from splink import Linker
+
+    api = db_api(link.engine, temp_dir)
+    try:
+        reg = api.register(registry, dataset_display_name="registry")
+        src = api.register(source, dataset_display_name="source")
+        _quiet()
+        linker = Linker([reg, src], model, log_level=logging.ERROR)
+        pairs = linker.inference.predict(threshold_match_probability=0.001).as_pandas_dataframe()
+    finally:
+        _close(api)
     keep = [
         "unique_id_l",
         "unique_id_r",
@@ -174,10 +230,18 @@ def predict(
     pairs = pairs.rename(columns={"unique_id_l": "resident_code", "unique_id_r": "record_id"})
     pairs["resident_code"] = pairs["resident_code"].str.slice(2)
     pairs["record_id"] = pairs["record_id"].str.slice(2)
-    return pairs.reset_index(drop=True), _summary(model)
+    return pairs.reset_index(drop=True)
 
 
-def _summary(model: dict) -> dict:
+def predict(
+    registry: pd.DataFrame, source: pd.DataFrame, link: LinkSettings, has: set[str]
+) -> tuple[pd.DataFrame, dict]:
+    """Train on and score one source in one go (small sources, tests): pairs, model summary."""
+    model = train(registry, source, link, has)
+    return score(model, registry, source, link), summary(model)
+
+
+def summary(model: dict) -> dict:
     """m and u per comparison level, and the prior: what EM learnt (for the report)."""
     out: dict[str, Any] = {"prior": model.get("probability_two_random_records_match")}
     for comp in model.get("comparisons", []):

@@ -12,9 +12,9 @@ recall against ``_truth/identity_links.csv``.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,13 +24,19 @@ from tqdm.auto import tqdm
 
 from helpers import MimamoriError
 from helpers import io as hio
-from helpers.config import Settings, config_hash
+from helpers.config import LinkSettings, Settings, config_hash
 from helpers.ingest.masking import make_private, private_dir
 from helpers.link import clerical
 from helpers.link.assign import assign
 from helpers.link.evaluate import probability_estimates, truth_metrics
-from helpers.link.model import predict
-from helpers.link.standardise import LINK_COLUMNS, split_name, standardise
+from helpers.link.model import score, summary, train
+from helpers.link.standardise import (
+    IDENTITY_ROLES,
+    LINK_COLUMNS,
+    fold_kana,
+    map_unique,
+    standardise,
+)
 from helpers.paths import Paths
 from helpers.schema import TableSchema
 
@@ -54,6 +60,19 @@ KEY_MASTER_COLUMNS = [
 ]
 LINK_FIELDS = ("resident_code", "link_decision", "link_reason", "candidate_code")
 HIST_EDGES = list(range(-20, 31, 2))
+# records per scoring part (birth years grouped up to this), and at most this many records
+# estimate the model: a 500,000-child city's school export is scored in ~10 parts, each in
+# its own DuckDB connection, so memory stays bounded; the default city is one part
+PART_RECORDS = 60_000
+TRAIN_RECORDS = 100_000
+EMPTY_PAIRS = pd.DataFrame(
+    {
+        "record_id": pd.Series(dtype="object"),
+        "resident_code": pd.Series(dtype="object"),
+        "match_weight": pd.Series(dtype="float64"),
+        "match_probability": pd.Series(dtype="float64"),
+    }
+)
 
 
 def link_tables(schemas: Mapping[str, TableSchema]) -> list[str]:
@@ -69,18 +88,42 @@ def link_fingerprint(cfg: Settings, P: Paths) -> str:
     return h.hexdigest()[:16]
 
 
-def registry_frame(residents: pd.DataFrame) -> tuple[pd.DataFrame, frozenset[str]]:
-    """The registry's standardised identity columns (unique_id ``R:<code>``), its surnames."""
+def registry_surnames(residents: pd.DataFrame) -> frozenset[str]:
+    """Every kana surname the registry writes with a space (``split_name``'s first part),
+    computed once per distinct spelling."""
+    kana = pd.Series(residents["name_kana"].dropna().unique(), dtype="object").astype(str)
+    parts = kana.str.normalize("NFKC").str.strip().str.split(r"[\s\u3000]+", n=1, regex=True)
+    first = parts[parts.str.len() == 2].str[0].drop_duplicates()
+    return frozenset(s for s in map_unique(first, fold_kana) if s)
+
+
+def registry_frame(
+    residents: pd.DataFrame, years: tuple[int, int] | None = None
+) -> tuple[pd.DataFrame, frozenset[str]]:
+    """The registry's standardised identity columns (unique_id ``R:<code>``), its surnames;
+    ``years``: only people born in these years (inclusive) are standardised."""
     res = residents.dropna(subset=["resident_code"]).drop_duplicates("resident_code")
-    surnames = frozenset(s for s, _ in res["name_kana"].map(split_name) if s)
+    surnames = registry_surnames(res)
+    if years is not None:
+        born = pd.to_datetime(res["birth_date"], errors="coerce").dt.year
+        res = res[born.between(*years).to_numpy()]
     std = standardise(res, REGISTRY_ROLES, surnames)
     std.insert(0, "unique_id", "R:" + res["resident_code"].astype(str))
     return std.reset_index(drop=True), surnames
 
 
+def birth_years(valid: pd.DataFrame, schema: TableSchema) -> tuple[int, int] | None:
+    """The first and last birth year a code-less export writes (None without any)."""
+    col = schema.link_by.get("birth_date")
+    if col not in valid:
+        return None
+    years = pd.to_datetime(valid[col], errors="coerce").dt.year.dropna()
+    return (int(years.min()), int(years.max())) if len(years) else None
+
+
 def _record_ids(std: pd.DataFrame, table: str, key_fp: str) -> pd.Series:
-    text = std[LINK_COLUMNS].astype("object").where(std[LINK_COLUMNS].notna(), "")
-    joined = text.astype(str).agg("|".join, axis=1)
+    text = std[LINK_COLUMNS].astype("object").where(std[LINK_COLUMNS].notna(), "").astype(str)
+    joined = text.iloc[:, 0].str.cat([text[c] for c in LINK_COLUMNS[1:]], sep="|")
     return joined.map(lambda s: hashlib.sha256(f"{key_fp}|{table}|{s}".encode()).hexdigest()[:16])
 
 
@@ -96,14 +139,25 @@ def _check_fields(valid: pd.DataFrame, schema: TableSchema, files: list[str]) ->
 
 def _source_frame(
     valid: pd.DataFrame, schema: TableSchema, surnames: frozenset[str], key_fp: str
-) -> tuple[pd.DataFrame, pd.Series]:
-    """Standardised rows with their record id, and the rows' pre-linkage reason."""
-    std = standardise(valid, schema.link_by, surnames)
-    std["record_id"] = _record_ids(std, schema.table, key_fp).to_numpy()
-    reason = pd.Series(None, index=valid.index, dtype="object")
-    reason[std["birth_date"].isna()] = "no_birth_date"
-    reason[std["full_kana"].isna() & std["name_kanji"].isna()] = "no_identity"
-    return std, reason
+) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
+    """Each row's record id and pre-linkage reason, and the distinct standardised identities
+    (a school export repeats a pupil's identity in every row: standardised once)."""
+    roles = {r: c for r, c in schema.link_by.items() if r in IDENTITY_ROLES}
+    cols = list(dict.fromkeys(roles.values()))
+    groups = valid.groupby(cols, dropna=False, sort=False).ngroup().to_numpy()
+    _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # distinct identities in order of appearance
+    codes = np.empty_like(order)
+    codes[order] = np.arange(len(order))
+    codes, first = codes[inverse], first[order]
+    uniq = standardise(valid[cols].iloc[first].reset_index(drop=True), roles, surnames)
+    uniq["record_id"] = _record_ids(uniq, schema.table, key_fp).to_numpy()
+    reason = pd.Series(None, index=uniq.index, dtype="object")
+    reason[uniq["birth_date"].isna()] = "no_birth_date"
+    reason[uniq["full_kana"].isna() & uniq["name_kanji"].isna()] = "no_identity"
+    rows = pd.DataFrame({"record_id": uniq["record_id"].to_numpy()[codes]}, index=valid.index)
+    pre = pd.Series(reason.to_numpy()[codes], index=valid.index, dtype="object")
+    return rows, pre, uniq[reason.isna().to_numpy()]
 
 
 def _bounded_registry(registry: pd.DataFrame, src: pd.DataFrame, slack: int) -> pd.DataFrame:
@@ -112,6 +166,69 @@ def _bounded_registry(registry: pd.DataFrame, src: pd.DataFrame, slack: int) -> 
         return registry.iloc[:0]
     lo, hi = int(years.min()) - slack, int(years.max()) + slack
     return registry[registry["birth_year"].between(lo, hi)].reset_index(drop=True)
+
+
+def _year_groups(src: pd.DataFrame) -> list[list[int]]:
+    """Consecutive birth years, grouped so a group holds at most ``PART_RECORDS`` records (a
+    single year may exceed it)."""
+    groups: list[list[int]] = []
+    n = 0
+    for year, count in src["birth_year"].value_counts().sort_index().items():
+        if not groups or n + count > PART_RECORDS:
+            groups.append([])
+            n = 0
+        groups[-1].append(int(year))
+        n += int(count)
+    return groups
+
+
+def year_bound(link: LinkSettings, has: set[str]) -> bool:
+    """Whether every blocking rule in use needs the same birth year on both sides (then a part
+    of the source needs only the registry people born in its years)."""
+    used = [c for c in link.blocking_rules if all(x in has or x == "birth_swap" for x in c)]
+    return all({"birth_date", "birth_swap", "birth_year"} & set(c) for c in used)
+
+
+def _training_sample(src: pd.DataFrame) -> pd.DataFrame:
+    """At most ``TRAIN_RECORDS`` records for estimating the model: those with the smallest
+    record ids (keyed hashes, so a fixed pseudo-random sample), in their order."""
+    if len(src) <= TRAIN_RECORDS:
+        return src
+    cut = np.sort(src["unique_id"].to_numpy())[TRAIN_RECORDS - 1]
+    return src[(src["unique_id"] <= cut).to_numpy()]
+
+
+def _score_parts(
+    cfg: Settings, model: dict, reg: pd.DataFrame, src: pd.DataFrame, has: set[str], mine
+) -> dict:
+    """Score and assign the source part by part (birth-year groups); keep per record its
+    decision and best weight, and only the pairs clerical review needs."""
+    bound = year_bound(cfg.link, has)
+    results, best, pend = [], [], []
+    n_pairs = 0
+    with tempfile.TemporaryDirectory(prefix="mimamori-link-") as tmp:
+        for years in tqdm(_year_groups(src), desc="link parts", leave=False):
+            part = src[src["birth_year"].isin(years).to_numpy()]
+            r = reg[reg["birth_year"].isin(years).to_numpy()] if bound else reg
+            pairs = score(model, r, part, cfg.link, tmp) if len(r) else EMPTY_PAIRS
+            records = pd.Index(part["unique_id"].str.slice(2))
+            res = assign(pairs, records, cfg.link, mine)
+            n_pairs += len(pairs)
+            best.append(pairs.groupby("record_id")["match_weight"].max())
+            asked = res.loc[res["pending"].map(len) > 0, ["record_id", "pending"]].explode(
+                "pending"
+            )
+            wanted = pd.MultiIndex.from_arrays([asked["record_id"], asked["pending"]])
+            key = pd.MultiIndex.from_arrays([pairs["record_id"], pairs["resident_code"]])
+            pend.append(pairs[key.isin(wanted)])
+            results.append(res)
+            del pairs
+    return {
+        "result": pd.concat(results, ignore_index=True).set_index("record_id"),
+        "pairs": pd.concat(pend, ignore_index=True) if pend else EMPTY_PAIRS,
+        "best_weight": pd.concat(best) if best else pd.Series(dtype="float64"),
+        "candidate_pairs": n_pairs,
+    }
 
 
 def link_table(
@@ -123,32 +240,35 @@ def link_table(
     key_fp: str,
     decided: pd.DataFrame,
 ) -> dict:
-    """Link one table's rows: per-row results, the assignment per record, pairs, model."""
-    std, pre = _source_frame(valid, schema, surnames, key_fp)
-    ok = pre.isna().to_numpy()
-    src = std[ok].drop_duplicates("record_id").copy()
+    """Link one table's rows: per-row record ids and reasons, the assignment per record, the
+    pairs awaiting review, the model. The model is estimated once (on at most
+    ``TRAIN_RECORDS`` records); the source is then scored in birth-year parts."""
+    std, pre, uniq = _source_frame(valid, schema, surnames, key_fp)
+    src = uniq.drop_duplicates("record_id").copy()
     src.insert(0, "unique_id", "S:" + src.pop("record_id"))
     src = src[["unique_id", *LINK_COLUMNS]]
     reg = _bounded_registry(registry, src, cfg.link.birth_year_slack)[["unique_id", *LINK_COLUMNS]]
     has = {c for c in LINK_COLUMNS if src[c].notna().any() and reg[c].notna().any()}
-    if len(src) and len(reg):
-        pairs, model = predict(reg, src, cfg.link, has)
-    else:
-        pairs, model = (
-            pd.DataFrame(
-                columns=["record_id", "resident_code", "match_weight", "match_probability"]
-            ),
-            {},
-        )
     mine = decided[decided["table"] == schema.table]
-    records = pd.Index(src["unique_id"].str.slice(2))
-    result = assign(pairs, records, cfg.link, mine).set_index("record_id")
+    model: dict = {}
+    if len(src) and len(reg):
+        with tempfile.TemporaryDirectory(prefix="mimamori-link-") as tmp:
+            model = train(reg, _training_sample(src), cfg.link, has, tmp)
+    else:
+        src = src.iloc[:0]
+    scored = _score_parts(cfg, model, reg, src, has, mine)
+    result = scored["result"]
+    if len(src) == 0:
+        records = pd.Index(uniq["record_id"].drop_duplicates())
+        result = assign(EMPTY_PAIRS, records, cfg.link, mine).set_index("record_id")
     return {
         "std": std,
         "pre": pre,
         "result": result,
-        "pairs": pairs,
-        "model": model,
+        "pairs": scored["pairs"],
+        "best_weight": scored["best_weight"],
+        "candidate_pairs": scored["candidate_pairs"],
+        "model": summary(model) if model else {},
         "registry_n": len(reg),
     }
 
@@ -219,7 +339,18 @@ def _pending(
     return pend
 
 
-def _key_master(table: str, filled: pd.DataFrame, linked: dict, today: str) -> pd.DataFrame:
+def linked_on(cfg: Settings, filled: pd.DataFrame) -> str | None:
+    """The key master's date: ``run.export_date`` when configured, else the extraction date
+    the export's file names carry (``..._20240331.csv``), else unknown; never the clock, so a
+    rerun on the same exports writes the same key master."""
+    if cfg.run.export_date:
+        return str(cfg.run.export_date)
+    stamps = filled["source_file"].astype(str).str.extract(r"_(\d{8})(?:\.\w+)?$")[0].dropna()
+    days = pd.to_datetime(stamps, format="%Y%m%d", errors="coerce").dropna()
+    return days.max().date().isoformat() if len(days) else None
+
+
+def _key_master(table: str, filled: pd.DataFrame, linked: dict, today: str | None) -> pd.DataFrame:
     res = linked["result"].reindex(linked["std"]["record_id"].to_numpy())
     return pd.DataFrame(
         {
@@ -237,11 +368,7 @@ def _key_master(table: str, filled: pd.DataFrame, linked: dict, today: str) -> p
 
 
 def _histogram(linked: dict) -> dict:
-    best = (
-        linked["pairs"].groupby("record_id")["match_weight"].max()
-        if len(linked["pairs"])
-        else pd.Series(dtype="float64")
-    )
+    best = linked["best_weight"]
     counts, _ = np.histogram(best.clip(HIST_EDGES[0], HIST_EDGES[-1]), bins=HIST_EDGES)
     return {"edges": HIST_EDGES, "counts": [int(c) for c in counts]}
 
@@ -261,7 +388,7 @@ def table_summary(filled: pd.DataFrame, linked: dict, cfg: Settings) -> dict:
         },
         "clerical_pairs_pending": int(res["pending"].map(len).sum()),
         "clerical_records_pending": int((res["pending"].map(len) > 0).sum()),
-        "candidate_pairs": int(len(linked["pairs"])),
+        "candidate_pairs": int(linked["candidate_pairs"]),
         "registry_candidates": linked["registry_n"],
         "thresholds": {
             "accept_probability": lk.accept_probability,
@@ -301,8 +428,10 @@ def link_sources(
         P.linkage_review, P.linkage_review_pairs, P.linkage_decisions, key_fp
     )
     residents = results["residents"].valid
-    registry, surnames = registry_frame(residents)
-    today = dt.date.today().isoformat()
+    spans = [y for t in tables if (y := birth_years(results[t].valid, schemas[t]))]
+    slack = cfg.link.birth_year_slack
+    years = (min(a for a, _ in spans) - slack, max(b for _, b in spans) + slack) if spans else None
+    registry, surnames = registry_frame(residents, years or (0, -1))
     report, masters, pending = {}, [], []
     for table in tqdm(tables, desc="link (名寄せ)", leave=False):
         res = results[table]
@@ -313,7 +442,7 @@ def link_sources(
         report[table] = table_summary(filled, linked, cfg)
         if cfg.run.synthetic:
             report[table]["truth"] = truth_metrics(filled, raw_dir, residents, P)
-        masters.append(_key_master(table, filled, linked, today))
+        masters.append(_key_master(table, filled, linked, linked_on(cfg, filled)))
         pending.append(_pending(table, linked, res.valid, schemas[table], residents))
     private_dir(P.private)
     km = pd.concat(masters, ignore_index=True)[KEY_MASTER_COLUMNS]

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -152,6 +154,16 @@ def _dates(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     return iso, swap.astype("object"), year
 
 
+def map_unique(values: pd.Series, fn: Callable[[Any], Any]) -> pd.Series:
+    """``values.map(fn)`` computed once per distinct value (names and addresses repeat: a
+    500,000-child registry has far fewer distinct spellings than rows)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    done = np.empty(len(uniques) + 1, dtype=object)
+    done[:-1] = [fn(u) for u in uniques]
+    done[-1] = fn(None)
+    return pd.Series(done[codes], index=values.index, dtype="object")
+
+
 def standardise(
     frame: pd.DataFrame, roles: dict[str, str], surnames: frozenset[str] = frozenset()
 ) -> pd.DataFrame:
@@ -164,21 +176,24 @@ def standardise(
             else pd.Series(None, index=frame.index, dtype="object")
         )
 
-    kana = col("name_kana").map(lambda v: split_name(v, surnames))
+    kana = map_unique(col("name_kana"), lambda v: split_name(v, surnames))
     out = pd.DataFrame(index=frame.index)
     out["surname_kana"] = kana.map(lambda x: x[0]).astype("object")
     out["given_kana"] = kana.map(lambda x: x[1]).astype("object")
-    out["full_kana"] = col("name_kana").map(fold_kana).astype("object")
-    out["name_kanji"] = col("name").map(given_kanji).astype("object")
+    out["full_kana"] = map_unique(col("name_kana"), fold_kana).astype("object")
+    out["name_kanji"] = map_unique(col("name"), given_kanji).astype("object")
     out["birth_date"], out["birth_swap"], out["birth_year"] = _dates(col("birth_date"))
     out["sex"] = col("sex").astype("object").where(col("sex").notna(), None)
-    addr = col("address").map(address_parts)
+    addr = map_unique(col("address"), address_parts)
     out["address_town"] = addr.map(lambda x: x[0] if x else None).astype("object")
     out["address_block"] = addr.map(lambda x: x[1] if x else None).astype("object")
-    out["guardian"] = col("guardian_name").map(fold_kanji).astype("object")
+    out["guardian"] = map_unique(col("guardian_name"), fold_kanji).astype("object")
     return out
 
 
+# the identity roles ``standardise`` reads (a schema's other link_by fields, e.g. the school,
+# are not compared)
+IDENTITY_ROLES = ("name", "name_kana", "birth_date", "sex", "address", "guardian_name")
 LINK_COLUMNS = [
     "surname_kana",
     "given_kana",
