@@ -18,6 +18,7 @@ from helpers.models import evaluation as ev
 from helpers.models import steps, summary
 from helpers.models.artefacts import Fit, scores_frame, write
 from helpers.models.settings import FitSettings
+from helpers.models.tuning import FoldCache
 from helpers.paths import ModelPaths
 from tests.models.test_models import make_toy_panel, toy_cfg
 
@@ -28,7 +29,7 @@ def run(tmp_path_factory):
     cfg = toy_cfg(tmp_path_factory.mktemp("steps"))
     s = FitSettings.from_config(cfg)
     prep = steps.prepare(panel, cat, "physical_abuse", s)
-    cache: dict = {}
+    cache = FoldCache()
     runs = [
         steps.run_origin(
             prep, o, truth, s, cache, explain_list=o is prep.origins[-1], full=o is prep.origins[-1]

@@ -30,10 +30,10 @@ def best_single_variable(
     """
     rows = []
     sub = panel[panel["fiscal_year"].isin(years)]
+    parts = [(part, part[label].to_numpy(float)) for _, part in sub.groupby("fiscal_year")]
     for f in candidates:
         precs, flagged = [], 0
-        for _, part in sub.groupby("fiscal_year"):
-            y = part[label].to_numpy(float)
+        for part, y in parts:
             s = np.nan_to_num(numeric_column(part, f), nan=0.0)
             flagged += int((s > 0).sum())
             precs.append(ev.precision_at_k(y, s, k, "mean"))

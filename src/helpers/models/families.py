@@ -59,12 +59,15 @@ def lgbm_params(cand: dict, y: np.ndarray, seed: int, threads: int) -> dict:
     }
 
 
-def lgbm_dataset(X: np.ndarray, y: np.ndarray, max_bin: int, features: list[str]) -> lgb.Dataset:
+def lgbm_dataset(
+    X: np.ndarray, y: np.ndarray, max_bin: int, features: list[str], free_raw_data: bool = False
+) -> lgb.Dataset:
+    """The binned training data (``free_raw_data``: drop the float copy once binned)."""
     return lgb.Dataset(
         X,
         label=y,
         feature_name=features,
-        free_raw_data=False,
+        free_raw_data=free_raw_data,
         params={"max_bin": int(max_bin), "feature_pre_filter": False, "verbosity": -1},
     )
 

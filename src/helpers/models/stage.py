@@ -44,7 +44,7 @@ def run_steps(
     """prepare -> per origin (tune -> fit final -> calibrate -> score -> evaluate) -> backtest
     -> diagnose. Origins share their tuning folds (a fold does not depend on the test year)."""
     prep = steps.prepare(panel, catalogue, target, s)
-    cache: FoldCache = {}
+    cache = FoldCache()
     last_evaluated = prep.evaluated_origins[-1]
     runs = [
         steps.run_origin(

@@ -42,7 +42,7 @@ from helpers.models.families import (
 )
 from helpers.models.population import Population, population_for
 from helpers.models.settings import FitSettings
-from helpers.models.tuning import FoldCache, tune_family
+from helpers.models.tuning import FoldCache, FoldData, tune_family
 
 ORACLE_MAX_UNCOVERED = 0.01  # share of test child-years the oracle may lack
 BASELINES = ("best_single_variable", "yc_rule_score", "reference_tree")
@@ -222,6 +222,7 @@ class Tuned:
     valid_scores: dict[str, list[np.ndarray]]
     primary: str
     warnings: list[str] = field(default_factory=list)
+    fold_models: dict[str, list[Any]] = field(default_factory=dict)  # chosen, per fold
 
     @property
     def validation_precision(self) -> float:
@@ -234,6 +235,7 @@ def tune(prep: Prepared, origin: Origin, s: FitSettings, cache: FoldCache | None
     tables: list[pd.DataFrame] = []
     chosen: dict[str, dict] = {}
     valid_scores: dict[str, list[np.ndarray]] = {}
+    fold_models: dict[str, list[Any]] = {}
     warn: list[str] = []
     for family in s.models.tuning.families:
         res = tune_family(family, prep.X, prep.y, prep.year, origin.folds, s, prep.features, cache)
@@ -247,11 +249,12 @@ def tune(prep: Prepared, origin: Origin, s: FitSettings, cache: FoldCache | None
                 "machine-independent result)"
             )
         valid_scores[family] = res.valid_scores
+        fold_models[family] = res.fold_models
     primary: str = s.models.primary_model
     if primary == "auto":
         primary = max(chosen, key=lambda f: (chosen[f]["objective"], f == "lightgbm"))
     table = pd.concat(tables, ignore_index=True).assign(test_year=origin.test_year)
-    return Tuned(table, chosen, valid_scores, primary, warn)
+    return Tuned(table, chosen, valid_scores, primary, warn, fold_models)
 
 
 # ---------------------------------------------------------------------------- fit final
@@ -268,21 +271,27 @@ class Fitted:
     offsets: dict[str, float] = field(default_factory=dict)  # weight_offset per family
 
 
-def fit_final(prep: Prepared, origin: Origin, tuned: Tuned, s: FitSettings) -> Fitted:
+def _final_model(
+    prep: Prepared, origin: Origin, family: str, cand: dict, s: FitSettings, cache: FoldCache
+) -> Any:
+    """The candidate fitted on every labelled year before the test year: a later origin's fold
+    model (the same fit), so taken from / kept in the cache."""
+    key = cache.key(family, cand, origin.test_year)
+    if key not in cache.models:
+        tr = prep.train_mask(origin)
+        data = FoldData.build(family, prep.X[tr], prep.y[tr], s, prep.features)
+        cache.model(family, cand, origin.test_year, data, s)
+    return cache.models[key]
+
+
+def fit_final(
+    prep: Prepared, origin: Origin, tuned: Tuned, s: FitSettings, cache: FoldCache | None = None
+) -> Fitted:
     """Refit each chosen candidate on the training years; fit / choose the baselines there."""
     X, y, year, tr = prep.X, prep.y, prep.year, prep.train_mask(origin)
+    cache = FoldCache() if cache is None else cache
     models = {
-        family: fit_family(
-            family,
-            X[tr],
-            y[tr],
-            info["params"],
-            s.seed,
-            s.threads,
-            s.models.max_bin,
-            s.models.logistic_max_iter,
-            prep.features,
-        )
+        family: _final_model(prep, origin, family, info["params"], s, cache)
         for family, info in tuned.chosen.items()
     }
     single = (
@@ -379,17 +388,19 @@ def _scale_transfer(
     Xt = prep.X_all[prep.test_rows(origin.test_year)]
     if not 0 < prep.y[tr].sum() < tr.sum() or not len(Xt):
         return None
-    ref = fit_family(
-        family,
-        prep.X[tr],
-        prep.y[tr],
-        params,
-        s.seed,
-        s.threads,
-        s.models.max_bin,
-        s.models.logistic_max_iter,
-        prep.features,
-    )
+    ref = (tuned.fold_models.get(family) or [None])[-1]  # the same fit, from tuning
+    if ref is None:
+        ref = fit_family(
+            family,
+            prep.X[tr],
+            prep.y[tr],
+            params,
+            s.seed,
+            s.threads,
+            s.models.max_bin,
+            s.models.logistic_max_iter,
+            prep.features,
+        )
     q = np.linspace(0.0, 1.0, 1001)
     final = np.quantile(margin(fitted.models[family], Xt) - fitted.offsets.get(family, 0.0), q)
     mapped = np.quantile(margin(ref, Xt) - weight_offset(prep.y[tr], params), q)
@@ -639,7 +650,7 @@ def run_origin(
 ) -> OriginRun:
     """tune -> fit final -> calibrate -> score -> evaluate for one test year."""
     tuned = tune(prep, origin, s, cache)
-    fitted = fit_final(prep, origin, tuned, s)
+    fitted = fit_final(prep, origin, tuned, s, cache)
     calib = calibrate(prep, origin, tuned, fitted, s)
     scored = score(prep, origin, tuned, fitted, calib, truth, s, explain_list)
     evaluation = evaluate(prep, origin, fitted, scored, s, full) if origin.evaluated else None

@@ -279,6 +279,9 @@ def fold_to_fold(prep: Prepared, run: OriginRun, s: FitSettings) -> pd.DataFrame
         run.origin.train_years,
         run.fitted.models[family],
     )
+    for i, fold_model in enumerate(run.tuned.fold_models.get(family, [])):
+        name = list(lists)[i]  # the tuning fit of the chosen candidate on that fold
+        lists[name] = (lists[name][0], fold_model)
     tops = {}
     for name, (train_years, model) in lists.items():
         if model is None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
 
 from helpers.models import evaluation as ev
@@ -21,6 +24,7 @@ from helpers.models.families import (
     lgbm_dataset,
     lr_estimator,
     lr_preprocess,
+    margin,
     weight_offset,
 )
 from helpers.models.settings import FitSettings
@@ -48,42 +52,115 @@ class FamilyTuning:
     table: pd.DataFrame
     info: dict
     valid_scores: list[np.ndarray] = field(default_factory=list)  # minus weight_offset
+    fold_models: list[Any] = field(default_factory=list)  # the chosen candidate's, per fold
 
 
-FoldCache = dict[tuple[str, str, int], np.ndarray]
+class FoldCache:
+    """Models trained on every labelled year before a year, and their scores on that year.
+
+    A tuning fold (every labelled year before v, v) is the same whatever the test year, and an
+    origin's final model (every labelled year before its test year) is the fold model of a
+    later origin, so one fit serves tuning, the final fit, the scale transfer and the
+    fold-to-fold lists. Keyed by ``(family, str(params), year)``; ``None`` is a model for
+    training years without an event (every child ties: zeros).
+    """
+
+    def __init__(self) -> None:
+        self.models: dict[tuple[str, str, int], Any] = {}
+        self.scores: dict[tuple[str, str, int], np.ndarray] = {}
+
+    @staticmethod
+    def key(family: str, cand: dict, year: int) -> tuple[str, str, int]:
+        return (family, str(cand), int(year))
+
+    def model(
+        self,
+        family: str,
+        cand: dict,
+        year: int,
+        data: FoldData,
+        s: FitSettings,
+    ) -> Any:
+        """The model of ``cand`` trained on ``data`` (the labelled years before ``year``),
+        fitted once."""
+        key = self.key(family, cand, year)
+        if key not in self.models:
+            self.models[key] = _fit_fold(family, data, cand, s)
+        return self.models[key]
 
 
-def _fold_data(
+@dataclass
+class FoldData:
+    """One fold's training data, built once and shared by every candidate (LightGBM: the binned
+    ``Dataset`` with its raw copy freed; logistic: the fitted preprocessing and its output)."""
+
+    y: np.ndarray
+    lgb_data: lgb.Dataset | None = None
+    pre: Pipeline | None = None
+    Xt: np.ndarray | None = None
+
+    @classmethod
+    def build(
+        cls, family: str, X: np.ndarray, y: np.ndarray, s: FitSettings, features: list[str]
+    ) -> FoldData:
+        if family == "lightgbm":
+            data = lgbm_dataset(X, y, s.models.max_bin, features, free_raw_data=True)
+            return cls(y, lgb_data=data.construct())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pre = lr_preprocess().fit(X)
+            return cls(y, pre=pre, Xt=pre.transform(X))
+
+
+def _fit_fold(family: str, data: FoldData, cand: dict, s: FitSettings) -> Any:
+    """One candidate fitted on a fold's data; None when the years hold no event (or no
+    non-event): nothing to learn, every child ties."""
+    if not 0 < data.y.sum() < len(data.y):
+        return None
+    if data.lgb_data is not None:
+        return fit_lgbm(data.lgb_data, cand, s.seed, s.threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = lr_estimator(cand, data.y, s.seed, s.models.logistic_max_iter)
+        est.fit(data.Xt, data.y)
+    assert data.pre is not None
+    return Pipeline([*data.pre.steps, ("model", est)])
+
+
+def fold_margin(model: Any, X: np.ndarray) -> np.ndarray:
+    """A fold model's scores (zeros for the no-event model)."""
+    return np.zeros(len(X)) if model is None else margin(model, X)
+
+
+def _fill_fold(
     family: str,
+    cands: list[dict],
     X: np.ndarray,
     y: np.ndarray,
     year: np.ndarray,
-    train_years: list,
-    valid_year: int,
+    vyear: int,
     s: FitSettings,
     features: list[str],
-) -> tuple:
-    """One fold's (training data, validation matrix, training labels)."""
-    tr, va = np.isin(year, train_years), year == valid_year
-    if family == "lightgbm":
-        return lgbm_dataset(X[tr], y[tr], s.models.max_bin, features), X[va], y[tr]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pre = lr_preprocess().fit(X[tr])
-        return pre.transform(X[tr]), pre.transform(X[va]), y[tr]
-
-
-def _validation_score(
-    family: str, data, Xva: np.ndarray, ytr: np.ndarray, cand: dict, s: FitSettings
-) -> np.ndarray:
-    if not 0 < ytr.sum() < len(ytr):  # nothing to learn from: every child ties (no information)
-        return np.zeros(len(Xva))
-    if family == "lightgbm":
-        return np.asarray(fit_lgbm(data, cand, s.seed, s.threads).predict(Xva, raw_score=True))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        est = lr_estimator(cand, ytr, s.seed, s.models.logistic_max_iter)
-        return np.asarray(est.fit(data, ytr).decision_function(Xva))
+    cache: FoldCache,
+    deadline: float,
+) -> int:
+    """Score every candidate on the validation year ``vyear`` (fitted on the labelled years
+    before it, the fold's data built once and freed after). Returns how many candidates (a
+    prefix of the list) were scored before the deadline."""
+    va = year == vyear
+    data: FoldData | None = None
+    for ci, cand in enumerate(cands):
+        key = cache.key(family, cand, vyear)
+        if key in cache.scores:
+            continue
+        if ci > 0 and time.perf_counter() > deadline:
+            return ci
+        if key not in cache.models and data is None:
+            tr = year < vyear
+            data = FoldData.build(family, X[tr], y[tr], s, features)
+        model = cache.models[key] if data is None else cache.model(family, cand, vyear, data, s)
+        cache.scores[key] = fold_margin(model, X[va])
+    return len(cands)
 
 
 def _choose(tuning: pd.DataFrame, cands: list[dict], penalty: float) -> tuple[pd.DataFrame, dict]:
@@ -126,29 +203,24 @@ def tune_family(
 ) -> FamilyTuning:
     """Seeded random search maximising mean precision@k - penalty x std over temporal folds.
 
-    Candidates run in a fixed order; the time budget (off by default) only cuts the list short.
-    A fold is (every labelled year before v, v) whatever the test year, so the backtest's
-    origins share folds: ``cache`` keeps each (family, candidate, validation year)'s scores.
+    Candidates run in a fixed order, fold by fold (one fold's data in memory at a time); the
+    time budget (off by default) only cuts the list short: the candidates kept are a prefix
+    of the list, each scored on every fold. ``cache`` keeps each (family, candidate, year)'s
+    model and validation scores (the backtest's origins share folds).
     """
     t = s.models.tuning
-    cache = {} if cache is None else cache
+    cache = FoldCache() if cache is None else cache
     budget = float(t.time_budget_s or np.inf)  # null: no budget, fully reproducible
     cands = sample_candidates(s.space(family), s.defaults(family), int(t.n_trials), s.seed)
-    data: dict[int, tuple] = {}
+    deadline = time.perf_counter() + budget
+    n = len(cands)
+    for _, vyear in tqdm(folds, desc=f"tuning {family}", leave=False):
+        n = _fill_fold(family, cands[:n], X, y, year, vyear, s, features, cache, deadline)
     rows, valid_scores = [], {}
-    start = time.perf_counter()
-    for ci, cand in enumerate(tqdm(cands, desc=f"tuning {family}", leave=False)):
-        if ci > 0 and time.perf_counter() - start > budget:
-            break
+    for ci, cand in enumerate(cands[:n]):
         fold_scores = []
         for train_years, vyear in folds:
-            key = (family, str(cand), int(vyear))
-            if key not in cache:
-                if vyear not in data:
-                    data[vyear] = _fold_data(family, X, y, year, train_years, vyear, s, features)
-                fd = data[vyear]
-                cache[key] = _validation_score(family, fd[0], fd[1], fd[2], cand, s)
-            score = cache[key]
+            score = cache.scores[cache.key(family, cand, vyear)]
             yva = y[year == vyear]
             # for the calibrator: on the unweighted log-odds scale (see weight_offset)
             fold_scores.append(score - weight_offset(y[np.isin(year, train_years)], cand))
@@ -166,4 +238,6 @@ def tune_family(
             )
         valid_scores[ci] = fold_scores
     tuning, info = _choose(pd.DataFrame(rows), cands, float(t.variance_penalty))
-    return FamilyTuning(tuning, info, valid_scores[info["candidate"]])
+    best = cands[info["candidate"]]
+    models = [cache.models.get(cache.key(family, best, v)) for _, v in folds]
+    return FamilyTuning(tuning, info, valid_scores[info["candidate"]], models)
