@@ -410,15 +410,15 @@ def test_a_failed_run_leaves_the_old_mart_whole(city, monkeypatch):
         city["raw"] / "出欠_2023.csv", "学籍番号,学校コード,年度,欠席日数", ["123456,E01,2023,7"]
     )
     calls = {"n": 0}
-    real = stage.hio.write_parquet
+    real = stage.finish_table
 
-    def dies_on_the_third_table(df, path):
+    def dies_on_the_third_table(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return real(df, path)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(stage.hio, "write_parquet", dies_on_the_third_table)
+    monkeypatch.setattr(stage, "finish_table", dies_on_the_third_table)
     with pytest.raises(KeyboardInterrupt) as err:
         ingest_all(city["cfg"], city["raw"], city["mart"])
     assert getattr(err.value, "outputs_clean", False)  # the CLI may say nothing was kept
