@@ -26,6 +26,7 @@ import pandas as pd
 
 from helpers.io import atomic_path, write_csv
 from helpers.schema import TableSchema
+from helpers.synth.export import format_dates
 from helpers.synth.population import dates_of, day, rng_for, sigmoid, ymd
 from helpers.synth.records import FAMILY, FEMALE, MALE, City, resident_interval
 
@@ -36,7 +37,54 @@ FILES = {
     "school_guidance": "校務支援_出欠指導_{stamp}.csv",
     "learning_support": "学習支援事業_参加者名簿_{stamp}.csv",
 }
-ENCODING = {"school_guidance": "utf-8-sig", "learning_support": "cp932"}
+# How each vendor's systems write the two exports (``synth.dialect``, as in
+# helpers.synth.export): encoding, birth-date and other date styles, sex spellings, and the
+# header of a field when it is not the schema title (one of the schema's aliases)
+DIALECTS: dict[str, dict[str, dict]] = {
+    "default": {
+        "school_guidance": {
+            "encoding": "utf-8-sig",
+            "birth": "slash",
+            "dates": "dash",
+            "sex": {"male": "男", "female": "女"},
+            "headers": {},
+        },
+        "learning_support": {
+            "encoding": "cp932",
+            "birth": "slash",
+            "dates": "dash",
+            "sex": {"male": "1", "female": "2"},
+            "headers": {},
+        },
+    },
+    "vendor_b": {
+        "school_guidance": {  # the other school-affairs package: UTF-8 without BOM, 平成22年7月8日
+            "encoding": "utf-8",
+            "birth": "era_kanji",
+            "dates": "dash",
+            "sex": {"male": "男子", "female": "女子"},
+            "headers": {
+                "student_name": "漢字氏名",
+                "student_kana": "カナ氏名",
+                "guardian_name": "保護者名",
+            },
+        },
+        "learning_support": {  # the NPO's Shift_JIS roster saved as UTF-8 (BOM): H18.12.29
+            "encoding": "utf-8-sig",
+            "charset": "cp932",  # what its system can hold (else ●), whatever the file encoding
+            "birth": "era_short",
+            "dates": "compact",
+            "sex": {"male": "男性", "female": "女性"},
+            "headers": {
+                "name": "児童氏名",
+                "name_kana": "ふりがな",
+                "guardian_name": "保護者名",
+                "start_date": "参加開始日",
+                "end_date": "参加終了日",
+            },
+        },
+    },
+}
 TRUTH_COLUMNS = ["table", "file", "source_row", "resident_code", "noise"]
 # a character the system's code page cannot hold is exported as ● (外字 substitute)
 codecs.register_error("mimamori_gaiji", lambda e: ("●", e.end))  # type: ignore[attr-defined]
@@ -357,23 +405,24 @@ def learning_support(city: City) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- writing
 def _date_text(days: pd.Series, style: str) -> pd.Series:
+    if style not in ("slash", "dash"):
+        return format_dates(days.where(days.notna() & (days >= 0)), style).fillna("")
     d = dates_of(days.where(days.notna() & (days >= 0)))
     fmt = "%Y/%m/%d" if style == "slash" else "%Y-%m-%d"
     return d.dt.strftime(fmt).fillna("")
 
 
-def export_frame(table: str, df: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
-    """The rows as the source system writes them: schema titles as headers, no link fields."""
-    sex = (
-        {"male": "男", "female": "女"}
-        if table == "school_guidance"
-        else {"male": "1", "female": "2"}
-    )
+def export_frame(
+    table: str, df: pd.DataFrame, schema: TableSchema, spec: dict | None = None
+) -> pd.DataFrame:
+    """The rows as the source system writes them (``spec``: the dialect's way, default the
+    default vendor's): headers, dates, sex; no link fields."""
+    spec = spec or DIALECTS["default"][table]
     cols = {
         "name": df["name"],
         "kana": df["kana"],
-        "sex": df["sex"].map(sex),
-        "birth": _date_text(df["birth"], "slash"),
+        "sex": df["sex"].map(spec["sex"]),
+        "birth": _date_text(df["birth"], spec["birth"]),
         "guardian": df["guardian"],
     }
     role_col = {
@@ -388,15 +437,16 @@ def export_frame(table: str, df: pd.DataFrame, schema: TableSchema) -> pd.DataFr
     for f in schema.fields:
         if f.name in ("resident_code", "link_decision", "link_reason", "candidate_code"):
             continue
+        head = spec["headers"].get(f.name, f.title)
         role = next((r for r, fn in schema.link_by.items() if fn == f.name), None)
         if role in role_col and role_col[role] in cols:
-            out[f.title] = cols[role_col[role]].to_numpy()
+            out[head] = cols[role_col[role]].to_numpy()
         elif role == "address":
-            out[f.title] = df["address"].to_numpy()
+            out[head] = df["address"].to_numpy()
         elif f.type == "date":
-            out[f.title] = _date_text(df[f.name], "dash").to_numpy()
+            out[head] = _date_text(df[f.name], spec["dates"]).to_numpy()
         else:
-            out[f.title] = df[f.name].to_numpy()
+            out[head] = df[f.name].to_numpy()
     return pd.DataFrame(out)
 
 
@@ -414,14 +464,19 @@ def write_identity_exports(
         "learning_support": lambda: learning_support(city),
     }
     stamp = f"{settings['fiscal_years'][-1] + 1}0331"
+    specs = DIALECTS[settings.get("dialect", "default")]
     files, truth = {}, []
     for table, build in built.items():
         df = build().reset_index(drop=True)
-        out = export_frame(table, df, schemas[table])
+        out = export_frame(table, df, schemas[table], specs[table])
         path = raw_dir / FILES[table].format(stamp=stamp)
         text = out.to_csv(index=False, lineterminator="\r\n")
+        if "charset" in specs[table]:
+            text = text.encode(specs[table]["charset"], errors="mimamori_gaiji").decode(
+                specs[table]["charset"]
+            )
         with atomic_path(path) as tmp:
-            tmp.write_bytes(text.encode(ENCODING[table], errors="mimamori_gaiji"))
+            tmp.write_bytes(text.encode(specs[table]["encoding"], errors="mimamori_gaiji"))
         files[table] = path
         truth.append(
             pd.DataFrame(
