@@ -12,6 +12,7 @@ for in full; an in-mover (転入者) whose window starts before the move-in gets
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -221,11 +222,11 @@ MISSING_INDICATORS: list[tuple[str, str, str, tuple[str, ...], str]] = [
 ]
 
 
-def missing_indicators(frame: pd.DataFrame) -> pd.DataFrame:
-    """1 where the source column is NaN (see MISSING_INDICATORS)."""
+def missing_indicators(frame: pd.DataFrame | Mapping[str, pd.Series]) -> pd.DataFrame:
+    """1 where the source column is NaN (see MISSING_INDICATORS); ``frame`` may be a dict of
+    columns on one index."""
     return pd.DataFrame(
-        {name: frame[source].isna().astype("float64") for name, *_, source in MISSING_INDICATORS},
-        index=frame.index,
+        {name: frame[source].isna().astype("float64") for name, *_, source in MISSING_INDICATORS}
     )
 
 
@@ -1265,11 +1266,13 @@ def child_features(
         .astype("float64")
         .where((in_reg | idx.isin(aid_ids)) & aid_covered)
     )
-    return (
-        pd.DataFrame(out, index=idx)
-        .join(consultation_features(spine, tables, on, panel_cfg, coverage))
-        .join(linked_source_features(spine, tables, on, fiscal_year, panel_cfg, coverage))
-    )
+    # one frame from all columns (all on ``idx``): no wide copy per join
+    for part in (
+        consultation_features(spine, tables, on, panel_cfg, coverage),
+        linked_source_features(spine, tables, on, fiscal_year, panel_cfg, coverage),
+    ):
+        out.update({c: part[c] for c in part.columns})
+    return pd.DataFrame(out, index=idx)
 
 
 def checkup_features(

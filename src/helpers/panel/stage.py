@@ -292,27 +292,39 @@ def build_year(
     if notes is not None:
         notes[fiscal_year] = year_notes(spine, household, labels, on, cfg, coverage)
 
-    frame = pd.DataFrame(index=spine.index)
-    frame["fiscal_year"] = fiscal_year
-    frame["household_id"] = household["household_id"]
-    frame["age"] = child["child_age"]
-    frame["school_age"] = child["child_school_age"]
+    info = {
+        "fiscal_year": pd.Series(fiscal_year, index=spine.index),
+        "household_id": household["household_id"],
+        "age": child["child_age"],
+        "school_age": child["child_school_age"],
+    }
     grade = child["child_school_age"] - 5
-    frame["grade"] = grade.where((grade >= 1) & (grade <= 9))
+    info["grade"] = grade.where((grade >= 1) & (grade <= 9))
     reg = tables["school_register"]
     reg_now = reg[reg["fiscal_year"] == fiscal_year].drop_duplicates("resident_code")
-    frame["school_code"] = reg_now.set_index("resident_code")["school_code"].reindex(spine.index)
-    frame["school_district"] = spine["school_district"]
-    frame["sex"] = spine["sex"]
-    frame["nationality"] = spine["nationality"]
-    frame["single_parent"] = household["hh_single_parent"]
-    frame["history_incomplete"] = child["history_incomplete_flag"]
-    frame = pd.concat([frame, child, household[F.HOUSEHOLD_COLUMNS], deltas], axis=1)
-    frame = pd.concat([frame, F.missing_indicators(frame), yc, labels], axis=1)
-    frame = frame.reset_index()
-    frame["child_id"] = decode(frame["child_id"], decoders["resident_code"])
-    frame["household_id"] = decode(frame["household_id"], decoders["household_code"])
-    return conform(frame, registry)
+    info["school_code"] = reg_now.set_index("resident_code")["school_code"].reindex(spine.index)
+    for col in ("school_district", "sex", "nationality"):
+        info[col] = spine[col]
+    info["single_parent"] = household["hh_single_parent"]
+    info["history_incomplete"] = child["history_incomplete_flag"]
+    columns = _columns(spine.index, info, child, household[F.HOUSEHOLD_COLUMNS], deltas)
+    columns.update(_columns(spine.index, F.missing_indicators(columns), yc, labels))
+    columns["child_id"] = decode(pd.Series(spine.index), decoders["resident_code"])
+    columns["household_id"] = decode(columns["household_id"], decoders["household_code"])
+    return conform(columns, registry)
+
+
+def _columns(index: pd.Index, *parts: dict | pd.DataFrame) -> dict[str, pd.Series]:
+    """The columns of ``parts`` (frames or dicts of Series on ``index``) in order, each aligned
+    to ``index``: the panel is put together once, without copying a wide frame per step."""
+    out: dict[str, pd.Series] = {}
+    for part in parts:
+        for name in part:
+            if name in out:
+                raise MimamoriError(f"panel: column {name!r} computed twice")
+            col = part[name]
+            out[name] = col if col.index.equals(index) else col.reindex(index)
+    return out
 
 
 def year_notes(
@@ -354,26 +366,31 @@ def arrow_schema(registry: list[F.FeatureSpec]) -> pa.Schema:
     return pa.schema(fields)
 
 
-def conform(frame: pd.DataFrame, registry: list[F.FeatureSpec]) -> pd.DataFrame:
-    """Exactly the registry's columns, in order, with fixed dtypes (fails loudly otherwise)."""
+def conform(
+    frame: pd.DataFrame | dict[str, pd.Series], registry: list[F.FeatureSpec]
+) -> pd.DataFrame:
+    """Exactly the registry's columns, in order, with fixed dtypes (fails loudly otherwise);
+    ``frame`` may be a dict of equally long columns. The result has a RangeIndex."""
     names = [s.name for s in registry]
-    missing = [n for n in names if n not in frame.columns]
-    extra = [c for c in frame.columns if c not in names]
+    have = list(frame.keys())
+    missing = [n for n in names if n not in have]
+    extra = [c for c in have if c not in names]
     if missing or extra:
         raise MimamoriError(
             f"panel: columns do not match the feature registry "
             f"(missing {missing}, unregistered {extra})"
         )
-    frame = frame[names]
-    kinds = {}
+    out = {}
     for spec in registry:
         if spec.name == "fiscal_year":
-            kinds[spec.name] = "int64"
+            kind = "int64"
         elif spec.type in ("id", "category"):
-            kinds[spec.name] = "string"
+            kind = "string"
         else:
-            kinds[spec.name] = "float64"
-    return frame.astype(kinds)
+            kind = "float64"
+        col = frame[spec.name].astype(kind)
+        out[spec.name] = col.array if kind == "string" else col.to_numpy()
+    return pd.DataFrame(out)
 
 
 def iter_panel_years(
