@@ -43,7 +43,7 @@ def panel_partition(
 ) -> dict:
     """One task: every fiscal year of one partition's children written to ``scratch``
     (one parquet file per year), its notes and its share of the leakage check."""
-    mart, decoders = S.encode_keys(S.load_mart(paths(cfg).mart))
+    mart, decoders = S.load_encoded_mart(paths(cfg).mart)
     children = partition_children(decoders["resident_code"], part, cfg.run.dask.partitions)
     schema = S.arrow_schema(F.feature_registry(cfg))
     notes: dict[int, dict] = {}
