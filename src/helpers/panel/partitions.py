@@ -48,7 +48,8 @@ def panel_partition(
     schema = S.arrow_schema(F.feature_registry(cfg))
     notes: dict[int, dict] = {}
     files: dict[int, str] = {}
-    for frame in S.iter_panel_years(
+    kept: dict = {}
+    frames = S.iter_panel_years(
         mart,
         cfg,
         progress=False,
@@ -56,7 +57,8 @@ def panel_partition(
         coverage=coverage,
         notes=notes,
         children=children,
-    ):
+    )
+    for frame in S.keep_year(frames, S.leakage_year(cfg), kept):
         if not len(frame):
             continue
         fy = int(frame["fiscal_year"].iat[0])
@@ -64,7 +66,14 @@ def panel_partition(
         pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), files[fy])
         del frame
     check = (
-        S.leakage_check(mart, cfg, decoders=decoders, coverage=coverage, children=children)
+        S.leakage_check(
+            mart,
+            cfg,
+            decoders=decoders,
+            coverage=coverage,
+            children=children,
+            full=kept.pop("frame", None),
+        )
         if leakage
         else None
     )

@@ -515,6 +515,27 @@ def truncate_mart(
     return out, removed
 
 
+def leakage_year(cfg: Settings, fiscal_year: int | None = None) -> int:
+    """The fiscal year the leakage check rebuilds: given, configured, or the middle one."""
+    years = list(cfg.run.fiscal_years)
+    return int(
+        fiscal_year
+        if fiscal_year is not None
+        else cfg.panel.leakage_check_fiscal_year or years[len(years) // 2]
+    )
+
+
+def keep_year(
+    frames: Iterable[pd.DataFrame], fiscal_year: int, kept: dict
+) -> Iterator[pd.DataFrame]:
+    """Pass ``frames`` through, keeping the one of ``fiscal_year`` in ``kept["frame"]`` (the
+    leakage check compares it instead of building that year again)."""
+    for frame in frames:
+        if len(frame) and int(frame["fiscal_year"].iat[0]) == fiscal_year:
+            kept["frame"] = frame
+        yield frame
+
+
 def leakage_check(
     mart: dict[str, pd.DataFrame],
     cfg: Settings,
@@ -522,21 +543,18 @@ def leakage_check(
     decoders: dict[str, pd.Index] | None = None,
     coverage: Coverage | None = None,
     children: np.ndarray | None = None,
+    full: pd.DataFrame | None = None,
 ) -> dict:
     """Rebuild one fiscal year from the mart cut at its as-of date and compare every feature
-    (of ``children`` only when given: one partition's share of the check).
+    (of ``children`` only when given: one partition's share of the check). ``full`` is that
+    year as the panel built it from the whole mart (built here when not given).
 
     Passing means no record dated on or after the as-of date influences a feature; the
     registry check means no post_outcome table feeds a feature. Both builds use the spans of
     the full exports (what each export covers is a fact about the export, not a record).
     """
     coverage = coverage if coverage is not None else source_coverage(mart, (), cfg)
-    years = list(cfg.run.fiscal_years)
-    fy = int(
-        fiscal_year
-        if fiscal_year is not None
-        else cfg.panel.leakage_check_fiscal_year or years[len(years) // 2]
-    )
+    fy = leakage_year(cfg, fiscal_year)
     registry = F.feature_registry(cfg)
     on = as_of_date(fy, cfg.panel)
     if decoders is None:
@@ -544,7 +562,7 @@ def leakage_check(
     build = functools.partial(
         build_year, registry=registry, decoders=decoders, coverage=coverage, children=children
     )
-    full = build(mart, fy, cfg).set_index("child_id")
+    full = (full if full is not None else build(mart, fy, cfg)).set_index("child_id")
     cut_mart, removed = truncate_mart(mart, on, fy)
     cut = build(cut_mart, fy, cfg).set_index("child_id")
     feats = [s.name for s in registry if s.role == "feature"]
@@ -586,14 +604,18 @@ def write_panel(
     progress: bool = True,
     decoders: dict[str, pd.Index] | None = None,
     coverage: Coverage | None = None,
+    kept: dict | None = None,
 ) -> dict:
     """Stream the panel year by year into panel.parquet; write catalogue, missingness and
-    coverage.json (what each source covers and what is unknown per year)."""
+    coverage.json (what each source covers and what is unknown per year). ``kept`` receives
+    the leakage check's year (``kept["frame"]``)."""
     coverage = coverage if coverage is not None else source_coverage(mart, (), cfg)
     notes: dict[int, dict] = {}
     frames = iter_panel_years(
         mart, cfg, progress=progress, decoders=decoders, coverage=coverage, notes=notes
     )
+    if kept is not None:
+        frames = keep_year(frames, leakage_year(cfg), kept)
     return write_frames(frames, cfg, P, coverage, notes)
 
 
@@ -677,9 +699,11 @@ def main(cfg: Settings, argv: list[str]) -> int:
         del mart, decoders  # the tasks read the mart themselves
         summary, check = dask_panel(cfg, P, coverage, leakage=not args.no_leakage_check)
     else:
-        summary = write_panel(mart, cfg, P, decoders=decoders, coverage=coverage)
+        kept: dict = {}
+        summary = write_panel(mart, cfg, P, decoders=decoders, coverage=coverage, kept=kept)
         if not args.no_leakage_check:
-            check = leakage_check(mart, cfg, decoders=decoders, coverage=coverage)
+            full = kept.pop("frame", None)
+            check = leakage_check(mart, cfg, decoders=decoders, coverage=coverage, full=full)
     outputs = [P.panel, P.feature_catalogue, P.missingness, P.panel_coverage]
     if check is not None:
         write_json(check, P.leakage_check)
