@@ -1598,7 +1598,7 @@ def _members(tables: dict[str, pd.DataFrame], on: pd.Timestamp, persons: pd.Inde
     m = hh[hh["household_code"].isin(wanted)][
         ["resident_code", "household_code", "relationship"]
     ].copy()
-    info = res.reindex(m["resident_code"])
+    info = res[["birth_date", "nationality"]].reindex(m["resident_code"])
     age = age_on(info["birth_date"], on).to_numpy()
     known = ~np.isnan(age)
     m["age"] = age
@@ -1699,7 +1699,9 @@ def _any(total: pd.Series, unknown: pd.Series) -> pd.Series:
 def _care_max_other(m: pd.DataFrame, me: pd.DataFrame) -> np.ndarray:
     """Care level of the other members: the household's highest level, or its second highest
     when the person holds the highest themself."""
-    lvl = m.sort_values(["household_code", "care_level"], ascending=[True, False])
+    lvl = m[["household_code", "care_level"]].sort_values(
+        ["household_code", "care_level"], ascending=[True, False]
+    )
     rank = lvl.groupby("household_code").cumcount()
     first = lvl[rank == 0].set_index("household_code")["care_level"]
     second = lvl[rank == 1].set_index("household_code")["care_level"]
