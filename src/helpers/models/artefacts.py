@@ -91,13 +91,15 @@ def _write_tables(fit: Fit, out: ModelPaths, s: FitSettings) -> None:
         (d.fold_to_fold, out.fold_to_fold),
     ):
         write_csv(frame, path)
-    if final.scored.explanation is not None:
-        contrib = final.scored.explanation
+    sc = final.scored
+    if sc.explanation is not None and sc.explained_rows is not None:
+        ids = sc.scores[["child_id", "fiscal_year"]].iloc[sc.explained_rows]
         shap_out = pd.concat(
-            [final.scored.scores[["child_id", "fiscal_year"]], contrib.astype("float32")], axis=1
-        )
+            [ids.reset_index(drop=True), sc.explanation.astype("float32")], axis=1
+        )  # the list and the sample
         write_parquet(shap_out, out.shap_values)
-        write_csv(explain.global_importance(contrib, prep.labels_ja), out.shap_importance)
+        sample = sc.explanation[sc.explained_sample]  # the year's importance: uniform sample only
+        write_csv(explain.global_importance(sample, prep.labels_ja), out.shap_importance)
 
 
 def explanation_source(run: OriginRun) -> str:

@@ -48,15 +48,20 @@ def check_inputs(panel: pd.DataFrame, catalogue: pd.DataFrame, target: str) -> l
     return features
 
 
-def feature_matrix(panel: pd.DataFrame, features: list[str]) -> np.ndarray:
-    """Features as float32 with NaN kept (booleans -> 0/1, nullable -> NaN)."""
-    out = np.empty((len(panel), len(features)), dtype=np.float32)
+def feature_matrix(
+    panel: pd.DataFrame, features: list[str], rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Features as float32 with NaN kept (booleans -> 0/1, nullable -> NaN); ``rows``: only the
+    rows of this boolean mask (column by column: no copy of the frame's rows is made)."""
+    n = len(panel) if rows is None else int(np.count_nonzero(rows))
+    out = np.empty((n, len(features)), dtype=np.float32)
     for j, f in enumerate(features):
         col = panel[f]
         try:
-            out[:, j] = col.to_numpy(dtype="float64", na_value=np.nan)
+            values = col.to_numpy(dtype="float64", na_value=np.nan)
         except (TypeError, ValueError):
             raise MimamoriError(f"panel.parquet: column {f}: not numeric ({col.dtype})") from None
+        out[:, j] = values if rows is None else values[rows]
     return out
 
 

@@ -1,8 +1,11 @@
-"""Item-by-item explanations: SHAP for the LightGBM model, reason codes for every ranked child.
+"""Item-by-item explanations: SHAP for the LightGBM model, reason codes for the listed children.
 
-Residents may ask which items put a child on a list (docs/domain.md §6), so every score comes
-with its top positive contributions in Japanese labels. SHAP values are in log-odds of the
-class-weighted model (before calibration): they explain the ranking, not the probability.
+Residents may ask which items put a child on a list (docs/domain.md §6), so every child on the
+list (the top k, ties at the k-th score included) comes with its top positive contributions in
+Japanese labels. Contributions are computed for the list and a fixed seeded sample of the year
+(``SHAP_SAMPLE`` child-years: the global importance and the beeswarm), not for every child of
+the year. SHAP values are in log-odds of the class-weighted model (before calibration): they
+explain the ranking, not the probability.
 """
 
 from __future__ import annotations
@@ -13,6 +16,39 @@ import pandas as pd
 from helpers.reports.plotting import axes
 
 SHAP_NOTE = "SHAP値は重み付きモデルの対数オッズ（log-odds of the class-weighted model）"
+SHAP_SAMPLE = 5000  # child-years of the list year explained beside the list (seeded, uniform)
+
+
+def explained_rows(
+    score: np.ndarray, k: int, n_sample: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows whose contributions are computed: the list (the top ``k``, every child tied
+    with the k-th score included) and a seeded uniform sample of ``n_sample`` rows of the year.
+    Returns ``(rows, listed, sampled)``: row indices, and which of them are listed / sampled."""
+    score = np.asarray(score, dtype=float)
+    n = len(score)
+    listed = np.zeros(n, dtype=bool)
+    if n and k > 0:
+        known = np.where(np.isnan(score), -np.inf, score)
+        listed = known >= np.sort(known)[n - min(k, n)]
+    sampled = np.zeros(n, dtype=bool)
+    sampled[np.random.default_rng(seed).choice(n, min(n_sample, n), replace=False)] = True
+    rows = np.flatnonzero(listed | sampled)
+    return rows, listed[rows], sampled[rows]
+
+
+def reason_columns(
+    contrib: pd.DataFrame, rows: np.ndarray, n_rows: int, labels: dict[str, str], n: int = 3
+) -> dict[str, np.ndarray]:
+    """Reason codes of ``contrib`` (the rows ``rows`` of a year of ``n_rows``) as full-length
+    columns: null for the rows not explained."""
+    reasons = reason_codes(contrib, labels, n)
+    out = {}
+    for c in reasons.columns:
+        blank = np.full(n_rows, np.nan) if c.endswith("_logodds") else np.full(n_rows, None, object)
+        blank[rows] = reasons[c].to_numpy()
+        out[c] = blank
+    return out
 
 
 def tree_shap(

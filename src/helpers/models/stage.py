@@ -21,6 +21,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pandas as pd  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from helpers import MimamoriError, oracle  # noqa: E402
@@ -97,7 +98,8 @@ def main(cfg: Settings, argv: list[str]) -> int:
     for p in (P.panel, P.feature_catalogue):
         if not p.exists():
             raise MimamoriError(f"{p}: not found; run `python -m helpers panel` first")
-    panel = pd.read_parquet(P.panel)
+    # one block per column, arrow buffers released while converting: no second copy at read
+    panel = pq.read_table(P.panel).to_pandas(split_blocks=True, self_destruct=True)
     catalogue = pd.read_csv(P.feature_catalogue)
     truth = oracle.load_truth(cfg)
     inputs = [P.panel, P.feature_catalogue] + ([P.truth_probabilities] if truth is not None else [])

@@ -74,7 +74,7 @@ class Prepared:
     features: list[str]
     labels_ja: dict[str, str]
     binary: list[str]
-    X_all: np.ndarray
+    X: np.ndarray  # float32 features of the usable rows (built once, shared by every fold)
     population: Population
     eligible: np.ndarray  # panel rows in the population
     usable: np.ndarray  # eligible and labelled
@@ -87,12 +87,25 @@ class Prepared:
         return f"label_{self.target}"
 
     @cached_property
-    def lab(self) -> pd.DataFrame:  # the usable rows of the panel
-        return self.panel.loc[self.usable].reset_index(drop=True)
+    def lab(self) -> pd.DataFrame:
+        """The usable rows' year, label, binary and yc_ item features (from ``X``: the values
+        are 0/1/small counts, exact in float32; no copy of the whole panel's rows)."""
+        items = [f for f in self.features if f.startswith("yc_")]
+        cols = list(dict.fromkeys([*self.binary, *items]))
+        idx = [self.features.index(c) for c in cols]
+        frame = pd.DataFrame(self.X[:, idx], columns=cols)
+        frame.insert(0, "fiscal_year", self.year)
+        frame[self.label] = self.y.astype(float)
+        return frame
 
-    @cached_property
-    def X(self) -> np.ndarray:
-        return self.X_all[self.usable]
+    def test_matrix(self, year: int) -> np.ndarray:
+        """Features (float32) of the rows eligible in ``year``, built when first asked for; the
+        latest year's matrix is kept (calibrate and score ask for the same year)."""
+        cache = self.__dict__.setdefault("_test_matrix", {})
+        if year not in cache:
+            cache.clear()
+            cache[year] = feature_matrix(self.panel, self.features, self.test_rows(year))
+        return cache[year]
 
     @cached_property
     def y(self) -> np.ndarray:
@@ -192,7 +205,8 @@ def prepare(panel: pd.DataFrame, catalogue: pd.DataFrame, target: str, s: FitSet
     """Check the inputs, apply the eligible population, build the rolling-origin design."""
     features = check_inputs(panel, catalogue, target)
     population = population_for(s.models, target)
-    panel = panel.reset_index(drop=True)
+    if not panel.index.equals(pd.RangeIndex(len(panel))):  # (reset_index copies the frame)
+        panel = panel.reset_index(drop=True)
     eligible = population.mask(panel)
     usable = eligible & panel[f"label_{target}"].notna().to_numpy()
     years = sorted(panel.loc[usable, "fiscal_year"].astype(int).unique().tolist())
@@ -202,7 +216,7 @@ def prepare(panel: pd.DataFrame, catalogue: pd.DataFrame, target: str, s: FitSet
         features,
         catalogue_labels(catalogue),
         binary_features(catalogue, features),
-        feature_matrix(panel, features),
+        feature_matrix(panel, features, usable),
         population,
         eligible,
         usable,
@@ -269,6 +283,13 @@ class Fitted:
     best_single: str | None
     base_rate_train: float
     offsets: dict[str, float] = field(default_factory=dict)  # weight_offset per family
+    test_margins: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def test_margin(self, family: str, Xt: np.ndarray) -> np.ndarray:
+        """The final model's scores on the test year's matrix ``Xt`` (computed once)."""
+        if family not in self.test_margins:
+            self.test_margins[family] = margin(self.models[family], Xt)
+        return self.test_margins[family]
 
 
 def _final_model(
@@ -385,7 +406,7 @@ def _scale_transfer(
     params = tuned.chosen[family]["params"]
     train_years = origin.folds[-1][0]
     tr = np.isin(prep.year, train_years)
-    Xt = prep.X_all[prep.test_rows(origin.test_year)]
+    Xt = prep.test_matrix(origin.test_year)
     if not 0 < prep.y[tr].sum() < tr.sum() or not len(Xt):
         return None
     ref = (tuned.fold_models.get(family) or [None])[-1]  # the same fit, from tuning
@@ -402,7 +423,7 @@ def _scale_transfer(
             prep.features,
         )
     q = np.linspace(0.0, 1.0, 1001)
-    final = np.quantile(margin(fitted.models[family], Xt) - fitted.offsets.get(family, 0.0), q)
+    final = np.quantile(fitted.test_margin(family, Xt) - fitted.offsets.get(family, 0.0), q)
     mapped = np.quantile(margin(ref, Xt) - weight_offset(prep.y[tr], params), q)
     return np.maximum.accumulate(final), np.maximum.accumulate(mapped)
 
@@ -415,9 +436,11 @@ class Scored:
     scores: pd.DataFrame
     test: pd.DataFrame
     Xt: np.ndarray
-    explanation: pd.DataFrame | None
+    explanation: pd.DataFrame | None  # contributions of the explained rows (list + sample)
     explanation_base: float | None
     oracle_available: bool
+    explained_rows: np.ndarray | None = None  # rows of ``scores`` in ``explanation``
+    explained_sample: np.ndarray | None = None  # which of them are the uniform sample
 
 
 def _score_frame(
@@ -426,8 +449,8 @@ def _score_frame(
     scores = pd.DataFrame(
         {"child_id": test["child_id"].to_numpy(), "fiscal_year": test["fiscal_year"].to_numpy()}
     )
-    for family, model in fitted.models.items():
-        scores[f"score_{family}"] = margin(model, Xt)
+    for family in fitted.models:
+        scores[f"score_{family}"] = fitted.test_margin(family, Xt)
         cal = calib.calibrators[family]
         unweighted = scores[f"score_{family}"] - fitted.offsets.get(family, 0.0)
         scores[f"probability_{family}"] = cal.predict(unweighted) if cal else np.nan
@@ -471,6 +494,28 @@ def explain_primary(
     return contrib, base
 
 
+def _explain_list(
+    prep: Prepared,
+    tuned: Tuned,
+    fitted: Fitted,
+    Xt: np.ndarray,
+    scores: pd.DataFrame,
+    s: FitSettings,
+) -> tuple[pd.DataFrame, float, np.ndarray, np.ndarray]:
+    """Contributions of the list (its reason codes are added to ``scores``) and of a fixed
+    sample of the year: (contributions, base value, their rows in ``scores``, sample mask)."""
+    rows, listed, sampled = explain.explained_rows(
+        scores["score"].to_numpy(), s.k, explain.SHAP_SAMPLE, s.seed
+    )
+    contrib, base = explain_primary(prep, tuned, fitted, Xt[rows], s)
+    reasons = explain.reason_columns(
+        contrib[listed], rows[listed], len(scores), prep.labels_ja, int(s.models.reasons)
+    )
+    for c, values in reasons.items():
+        scores[c] = values
+    return contrib, base, rows, sampled
+
+
 def score(
     prep: Prepared,
     origin: Origin,
@@ -485,7 +530,7 @@ def score(
     and, for the list year, explain every score item by item (reason codes)."""
     rows = prep.test_rows(origin.test_year)
     test = prep.panel.loc[rows].reset_index(drop=True)
-    Xt = prep.X_all[rows]
+    Xt = prep.test_matrix(origin.test_year)
     scores = _score_frame(tuned, fitted, calib, test, Xt)
     scores["rank"] = pd.array(
         ev.rank_with_tiebreak(scores["score"].to_numpy(), s.seed), dtype="Int64"
@@ -493,13 +538,12 @@ def score(
     scores["label"] = test[prep.label].to_numpy(float)
     scores["known"] = 0  # the population excludes already-known children
     _add_baselines(scores, test, fitted, Xt)
-    contrib, base = explain_primary(prep, tuned, fitted, Xt, s) if explain_list else (None, None)
-    if contrib is not None:
-        reasons = explain.reason_codes(contrib, prep.labels_ja, int(s.models.reasons))
-        for c in reasons.columns:
-            scores[c] = reasons[c].to_numpy()
+    explained = _explain_list(prep, tuned, fitted, Xt, scores, s) if explain_list else None
     scores = oracle_mod.attach(scores, truth, prep.target)
-    return Scored(scores, test, Xt, contrib, base, truth is not None)
+    if explained is None:
+        return Scored(scores, test, Xt, None, None, truth is not None)
+    contrib, base, rows, sampled = explained
+    return Scored(scores, test, Xt, contrib, base, truth is not None, rows, sampled)
 
 
 # ----------------------------------------------------------------------------- evaluate
