@@ -174,11 +174,7 @@ def _find_header(
     head: list[_Rows], keys: set[str], skip_rows: int | None, name: str
 ) -> tuple[int, int]:
     """(index into the concatenated non-blank rows of ``head``, its batch) of the header."""
-    flat = [
-        (k, int(r), int(n))
-        for k, h in enumerate(head)
-        for r, n in zip(h.rows, h.numbers, strict=True)
-    ]
+    flat = _first(head, skip_rows)
     if skip_rows is not None:
         after = [j for j, (_k, _r, n) in enumerate(flat) if n > int(skip_rows)]
         if not after:
@@ -190,6 +186,20 @@ def _find_header(
         header_score(_cells(head[k].batch, r), keys) for k, r, _n in flat[:HEADER_SEARCH_ROWS]
     ]
     return (int(np.argmax(scores)) if max(scores) > 0 else 0), len(flat)
+
+
+def _first(head: list[_Rows], skip_rows: int | None) -> list[tuple[int, int, int]]:
+    """(batch, row, number) of the first non-blank records: the header search window, or up
+    to the first record after ``skip_rows``."""
+    out: list[tuple[int, int, int]] = []
+    for k, h in enumerate(head):
+        for r, n in zip(h.rows, h.numbers, strict=True):
+            out.append((k, int(r), int(n)))
+            if skip_rows is None and len(out) >= HEADER_SEARCH_ROWS:
+                return out
+            if skip_rows is not None and n > int(skip_rows):
+                return out
+    return out
 
 
 class CsvBlocks:
@@ -252,19 +262,13 @@ class CsvBlocks:
             seen += batch.num_rows
             if self.meta.header_row:
                 self.meta.blank_rows += int(blank.sum())
-            else:
-                self._blank_after = np.flatnonzero(blank) + (seen - batch.num_rows + 1)
             yield _Rows(batch, rows, numbers)
 
     def _start(self, head: list[_Rows]) -> list[_Rows]:
         """Find the header among the first records; the records after it (not yet given out)."""
         name = self.path.name
         j, _n = _find_header(head, self.keys, self.skip_rows, name)
-        flat = [
-            (k, int(r), int(n))
-            for k, h in enumerate(head)
-            for r, n in zip(h.rows, h.numbers, strict=True)
-        ]
+        flat = _first(head, self.skip_rows)
         k, r, number = flat[j]
         for kk, rr, nn in flat[:j]:
             self.meta.title_rows.append([name, nn, _row_text(_cells(head[kk].batch, rr))])

@@ -12,6 +12,7 @@ Rows reconcile: ``rows_in == rows_out + rows_rejected + duplicates_dropped``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -43,6 +44,12 @@ BOOL_LOOKUP: dict[str, bool] = {spelling_key(v): True for v in BOOL_TRUE} | {
 # ----------------------------------------------------------------------------- vocabularies
 def enum_lookup(f: Field) -> dict[str, str]:
     """Every schema spelling of an enum field (matching form) -> its code."""
+    return dict(_enum_lookup(f))
+
+
+@functools.lru_cache(maxsize=1024)
+def _enum_lookup(f: Field) -> dict[str, str]:
+    """``enum_lookup`` computed once per field (every block of every file asks for it)."""
     out: dict[str, str] = {}
     for spelling, code in f.enum_lookup().items():
         k = spelling_key(spelling)
@@ -158,7 +165,7 @@ def _vocabulary(
     u: pd.Series, f: Field, vmap: Mapping[str, object], reason: np.ndarray, detail: np.ndarray
 ) -> tuple[pd.Series, np.ndarray]:
     keys = normalize_spellings(u)
-    lookup: dict[str, object] = dict(BOOL_LOOKUP) if f.type == "bool" else dict(enum_lookup(f))
+    lookup: dict[str, object] = dict(BOOL_LOOKUP) if f.type == "bool" else dict(_enum_lookup(f))
     lookup.update(vmap)  # a vendor's own codes win over the schema's spellings
     mapped = keys.map(lookup)
     bad = u.notna().to_numpy() & mapped.isna().to_numpy()
