@@ -1289,7 +1289,7 @@ def checkup_features(
     out: dict[str, pd.Series] = {}
     chk = tables["health_checkups"]
     chk = chk[chk["resident_code"].isin(idx) & (chk["checkup_date"] < on)]
-    chk = chk.sort_values("checkup_date").drop_duplicates(
+    chk = chk.sort_values("checkup_date", kind="stable").drop_duplicates(
         ["resident_code", "checkup_type"], keep="last"
     )
     due_cfg = panel_cfg.checkup_due_months
