@@ -352,6 +352,8 @@ def plan_table(table: str, passes: list[FilePass], schema: TableSchema) -> Table
         if conflict.any():
             rejects.append(_conflict_lines(passes, conflict, bounds, schema))
     accepted = ~dup & ~conflict
+    for p in passes:  # decided: the keys are not needed any more
+        p.keys = p.keys.iloc[:0]
     return TablePlan(
         table=table,
         passes=passes,

@@ -448,6 +448,19 @@ def _table_entry(plan: TablePlan, schema: TableSchema, fin: Finish, new: MartPat
     )
 
 
+def _finish_task(
+    item: tuple[TablePlan, TableSchema, pd.DataFrame | None, Path],
+    known: Mapping[str, np.ndarray],
+    present: set[str],
+    key: bytes,
+    percentiles: tuple[float, float],
+    correspondence: bool,
+) -> Finish:
+    """Pass 2 of one table (a task on either engine): orphans, masking, its mart file."""
+    plan, schema, held, path = item
+    return finish_table(plan, schema, held, known, present, key, percentiles, path, correspondence)
+
+
 def _write_tables(
     cfg: Settings,
     plans: Mapping[str, TablePlan],
@@ -459,27 +472,23 @@ def _write_tables(
 ) -> tuple[dict[str, dict], dict[str, dict[str, np.ndarray]]]:
     """Reject orphans, mask and write every table into the new mart folder (row blocks);
     the per-table report entries and, when asked, the real codes per hmac field."""
-    percentiles = tuple(cfg.ingest.topcode_percentiles)
-    known = _known(plans, schemas)
-    present = set(plans)
+    lo, hi = cfg.ingest.topcode_percentiles
+    new.dir.mkdir(parents=True, exist_ok=True)
+    task = functools.partial(
+        _finish_task,
+        known=_known(plans, schemas),
+        present=set(plans),
+        key=key,
+        percentiles=(float(lo), float(hi)),
+        correspondence=correspondence,
+    )
+    items = [(p, schemas[t], held.get(t), new.table(t)) for t, p in plans.items()]
+    fins = run_tasks(cfg, task, items, "mask and write")
     out: dict[str, dict] = {}
     codes: dict[str, dict[str, np.ndarray]] = {}
-    new.dir.mkdir(parents=True, exist_ok=True)
-    for table, plan in tqdm(plans.items(), desc="mask and write", leave=False):
-        schema = schemas[table]
-        fin = finish_table(
-            plan,
-            schema,
-            held.get(table),
-            known,
-            present,
-            key,
-            (float(percentiles[0]), float(percentiles[1])),
-            new.table(table),
-            correspondence,
-        )
-        out[table] = _table_entry(plan, schema, fin, new)
-        codes[table] = correspondence_codes(fin)
+    for (plan, schema, _held, _path), fin in zip(items, fins, strict=True):
+        out[plan.table] = _table_entry(plan, schema, fin, new)
+        codes[plan.table] = correspondence_codes(fin)
     return out, codes
 
 
