@@ -30,6 +30,18 @@ from helpers.panel import stage as S
 from helpers.panel.coverage import Coverage
 from helpers.paths import Paths, paths
 
+# tables read only about the child a row names (checkups, consultations, ...): a task needs
+# only its children's rows. Household sources (care, handbooks, allowances, the register of
+# siblings, residents of members) are read about other household members and stay whole.
+CHILD_TABLES = (
+    "health_checkups",
+    "vaccinations",
+    "consultations",
+    "progress_records",
+    "birth_status",
+    "case_conference",
+    "nursery_enrolment",
+)
 NOTE_COUNTS = ("children", "no_household", "household_member_unknown", "in_movers")
 
 
@@ -38,13 +50,25 @@ def partition_children(decoder: pd.Index, part: int, n: int) -> np.ndarray:
     return np.flatnonzero(child_partition(decoder.to_numpy(), n) == part)
 
 
+def own_rows(mart: dict[str, pd.DataFrame], children: np.ndarray) -> dict[str, pd.DataFrame]:
+    """The mart with the tables read only for the child the row is about (CHILD_TABLES)
+    limited to ``children``'s rows, in mart order; household sources stay whole."""
+    out = dict(mart)
+    for table in CHILD_TABLES:
+        df = mart[table]
+        out[table] = df[df["resident_code"].isin(children).fillna(False).to_numpy(dtype=bool)]
+    return out
+
+
 def panel_partition(
     part: int, cfg: Settings, coverage: Coverage, scratch: str, leakage: bool
 ) -> dict:
     """One task: every fiscal year of one partition's children written to ``scratch``
-    (one parquet file per year), its notes and its share of the leakage check."""
+    (one parquet file per year), its notes and its share of the leakage check (whose
+    ``records_removed_by_cut`` counts only the rows this task kept)."""
     mart, decoders = S.load_encoded_mart(paths(cfg).mart)
     children = partition_children(decoders["resident_code"], part, cfg.run.dask.partitions)
+    mart = own_rows(mart, children)
     schema = S.arrow_schema(F.feature_registry(cfg))
     notes: dict[int, dict] = {}
     files: dict[int, str] = {}
@@ -115,9 +139,11 @@ def combine_year(files: list[str]) -> pa.Table:
 
 
 def dask_panel(
-    cfg: Settings, P: Paths, coverage: Coverage, leakage: bool
+    cfg: Settings, P: Paths, coverage: Coverage, removed: dict[str, int] | None
 ) -> tuple[dict, dict | None]:
-    """Build the panel as one task per partition and write it like the local engine."""
+    """Build the panel as one task per partition and write it like the local engine;
+    ``removed``: the whole mart's ``records_removed_by_cut`` (None: no leakage check)."""
+    leakage = removed is not None
     n = cfg.run.dask.partitions
     P.panel_dir.mkdir(parents=True, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=".partitions-", dir=P.panel_dir)
@@ -135,5 +161,8 @@ def dask_panel(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     features = [s.name for s in F.feature_registry(cfg) if s.role == "feature"]
-    check = merge_leakage([r["leakage"] for r in results], features) if leakage else None
+    check = None
+    if removed is not None:
+        check = merge_leakage([r["leakage"] for r in results], features)
+        check["records_removed_by_cut"] = removed
     return summary, check

@@ -502,13 +502,7 @@ def truncate_mart(
     out, removed = {}, {}
     for table, df in mart.items():
         fields = schemas[table].mart_fields
-        keep = np.ones(len(df), dtype=bool)
-        for f in fields:
-            if f.type == "date" and f.name not in END_DATE_FIELDS:
-                keep &= ~(df[f.name].notna() & (df[f.name] >= on)).to_numpy(dtype=bool)
-            elif f.type != "date" and f.name == "fiscal_year":
-                late = (df[f.name] >= fiscal_year).fillna(False).astype(bool)
-                keep &= ~late.to_numpy(dtype=bool)
+        keep = kept_rows(df, table, on, fiscal_year)
         cut = df.take(np.flatnonzero(keep))
         for f in fields:
             if f.type == "date" and f.name in END_DATE_FIELDS:
@@ -517,6 +511,26 @@ def truncate_mart(
         removed[table] = int((~keep).sum())
         out[table] = cut
     return out, removed
+
+
+def kept_rows(df: pd.DataFrame, table: str, on: pd.Timestamp, fiscal_year: int) -> np.ndarray:
+    """Rows of a mart table that ``truncate_mart`` keeps: none of its event or start dates
+    (end dates excluded) is on or after ``on`` and its fiscal year is before ``fiscal_year``."""
+    keep = np.ones(len(df), dtype=bool)
+    for f in load_schemas()[table].mart_fields:
+        if f.type == "date" and f.name not in END_DATE_FIELDS:
+            keep &= ~(df[f.name].notna() & (df[f.name] >= on)).to_numpy(dtype=bool)
+        elif f.type != "date" and f.name == "fiscal_year":
+            late = (df[f.name] >= fiscal_year).fillna(False).astype(bool)
+            keep &= ~late.to_numpy(dtype=bool)
+    return keep
+
+
+def removed_by_cut(mart: dict[str, pd.DataFrame], cfg: Settings) -> dict[str, int]:
+    """``records_removed_by_cut`` of the leakage check, without cutting the mart."""
+    fy = leakage_year(cfg)
+    on = as_of_date(fy, cfg.panel)
+    return {t: int((~kept_rows(df, t, on, fy)).sum()) for t, df in mart.items()}
 
 
 def leakage_year(cfg: Settings, fiscal_year: int | None = None) -> int:
@@ -700,8 +714,9 @@ def main(cfg: Settings, argv: list[str]) -> int:
     if cfg.run.engine == "dask":
         from helpers.panel.partitions import dask_panel
 
+        removed = None if args.no_leakage_check else removed_by_cut(mart, cfg)
         del mart, decoders  # the tasks read the mart themselves
-        summary, check = dask_panel(cfg, P, coverage, leakage=not args.no_leakage_check)
+        summary, check = dask_panel(cfg, P, coverage, removed)
     else:
         kept: dict = {}
         summary = write_panel(mart, cfg, P, decoders=decoders, coverage=coverage, kept=kept)
