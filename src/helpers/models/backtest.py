@@ -18,6 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from helpers.models.evaluation import SortedRanking
+from helpers.models.evaluation import boot_weights as bt_weights
 
 
 @dataclass
@@ -54,11 +55,16 @@ def _rankings(years: list[YearData], truth: bool) -> Rankings:
     return out
 
 
-def _hits(rankings: Rankings, weights: list[np.ndarray], k: int) -> dict[str, np.ndarray]:
-    """Per list, hits (realised, or expected under the truth) in each year's top k."""
+def _hits(rankings: Rankings, blocks: list[np.ndarray], k: int) -> dict[str, np.ndarray]:
+    """Per list, hits (realised, or expected under the truth) in each year's top k: an array
+    (years x replicates) for one block of weights per year (replicates x that year's rows)."""
+    c = len(blocks[0])
     return {
         name: np.array(
-            [r.hits(w, k) if r is not None else np.nan for r, w in zip(rs, weights, strict=True)],
+            [
+                r.hits_many(W, k) if r is not None else np.full(c, np.nan)
+                for r, W in zip(rs, blocks, strict=True)
+            ],
             dtype=float,
         )
         for name, rs in rankings.items()
@@ -67,20 +73,22 @@ def _hits(rankings: Rankings, weights: list[np.ndarray], k: int) -> dict[str, np
 
 def _summaries(
     hits: dict[str, np.ndarray], exp: dict[str, np.ndarray], places: float, baselines: Sequence[str]
-) -> dict[str, float]:
-    """Scalar figures of one replicate (or the point estimate)."""
-    out = {f"precision:{n}": float(h.sum() / places) for n, h in hits.items()}
-    out.update({f"expected:{n}": float(h.sum() / places) for n, h in exp.items()})
+) -> dict[str, np.ndarray]:
+    """The figures of a block of replicates (or of the point estimate: one replicate)."""
+    out = {f"precision:{n}": h.sum(axis=0) / places for n, h in hits.items()}
+    out.update({f"expected:{n}": h.sum(axis=0) / places for n, h in exp.items()})
     for b in baselines:
         if b in hits:
-            out[f"diff:{b}"] = float((hits["model"] - hits[b]).mean())
+            out[f"diff:{b}"] = (hits["model"] - hits[b]).mean(axis=0)
         if b in exp and "model" in exp:
-            out[f"expdiff:{b}"] = float((exp["model"] - exp[b]).mean())
-    if "oracle" in exp and exp["oracle"].sum() > 0:
-        out["share"] = float(exp["model"].sum() / exp["oracle"].sum())
+            out[f"expdiff:{b}"] = (exp["model"] - exp[b]).mean(axis=0)
+    if "oracle" in exp:
+        total = exp["oracle"].sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["share"] = np.where(total > 0, exp["model"].sum(axis=0) / total, np.nan)
     for n, h in hits.items():
         for i, v in enumerate(h):
-            out[f"year{i}:{n}"] = float(v)
+            out[f"year{i}:{n}"] = v
     return out
 
 
@@ -98,21 +106,25 @@ def pooled(
     hits per list, model minus baseline), ``expdiff:<baseline>``, ``share``,
     ``year<i>:<list>`` (hits in year i)."""
     real, true = _rankings(years, truth=False), _rankings(years, truth=True)
-    ones = [np.ones(len(yd.y)) for yd in years]
+    ones = [np.ones((1, len(yd.y))) for yd in years]
     places = float(sum(min(k, len(yd.y)) for yd in years))
-    point = _summaries(_hits(real, ones, k), _hits(true, ones, k), places, baselines)
+    point = {
+        key: float(v[0])
+        for key, v in _summaries(
+            _hits(real, ones, k), _hits(true, ones, k), places, baselines
+        ).items()
+    }
+    if "share" in point and np.isnan(point["share"]):
+        del point["share"]  # no expected hits for the oracle: no share
     rng = np.random.default_rng(seed)
-    reps: dict[str, list[float]] = {key: [] for key in point}
-    for _ in range(int(n_boot)):
-        w = [
-            np.bincount(rng.integers(0, len(yd.y), len(yd.y)), minlength=len(yd.y)).astype(float)
-            for yd in years
-        ]
-        rep = _summaries(_hits(real, w, k), _hits(true, w, k), places, baselines)
+    reps: dict[str, list[np.ndarray]] = {key: [] for key in point}
+    for blocks in bt_weights(rng, [len(yd.y) for yd in years], int(n_boot)):
+        rep = _summaries(_hits(real, blocks, k), _hits(true, blocks, k), places, baselines)
         for key in reps:
-            reps[key].append(rep.get(key, np.nan))
+            reps[key].append(rep[key])
     return {
-        key: _ci(np.array(reps[key], dtype=float), value, alpha) for key, value in point.items()
+        key: _ci(np.concatenate(reps[key]) if reps[key] else np.array([]), value, alpha)
+        for key, value in point.items()
     }
 
 

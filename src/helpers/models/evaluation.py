@@ -236,13 +236,14 @@ def paired_hits_difference(
         m = r.metrics(w, k)
         return m["precision_at_k"] * min(k, w.sum())
 
+    def hits_many(r, W):
+        return r.metrics_many(W, k)["precision_at_k"] * np.minimum(k, W.sum(axis=1))
+
     ones = np.ones(n)
     rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(int(n_boot)):
-        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
-        diffs.append(hits(ra, w) - hits(rb, w))
-    lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2]) if diffs else (np.nan, np.nan)
+    diffs = [hits_many(ra, W) - hits_many(rb, W) for (W,) in boot_weights(rng, [n], int(n_boot))]
+    d = np.concatenate(diffs) if diffs else np.array([])
+    lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2]) if len(d) else (np.nan, np.nan)
     return {
         "value": float(hits(ra, ones) - hits(rb, ones)),
         "ci_low": float(lo),
@@ -320,6 +321,86 @@ class SortedRanking:
             out["brier"] = float(np.sum(w * (np.clip(self.prob, 0, 1) - self.y) ** 2) / W)
         return out
 
+    def _grouped(self, W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per replicate (rows of ``W``, original row order): weights sorted, and the weight
+        and positive weight of each tie group."""
+        w = np.asarray(W, dtype=float)[:, self.order]
+        gw = np.add.reduceat(w, self.starts, axis=1)
+        pw = np.add.reduceat(w * self.y, self.starts, axis=1)
+        return w, gw, pw
+
+    @staticmethod
+    def _cut(cum_w: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per replicate: the list length (k cut to the total weight) and the tie group holding
+        the k-th place (``searchsorted(side="left")`` row by row)."""
+        kk = np.minimum(float(k), cum_w[:, -1])
+        g = np.minimum((cum_w < kk[:, None]).sum(axis=1), cum_w.shape[1] - 1)
+        return kk, g
+
+    def hits_many(self, W: np.ndarray, k: int) -> np.ndarray:
+        """``hits`` for every row of a (replicates x rows) weight matrix at once."""
+        if not len(self.starts):
+            return np.zeros(len(W))
+        _, gw, pw = self._grouped(W)
+        cum_w = np.cumsum(gw, axis=1)
+        kk, g = self._cut(cum_w, k)
+        r = np.arange(len(W))
+        before_w = cum_w[r, g] - gw[r, g]
+        before_p = np.array([float(pw[i, : g[i]].sum()) for i in r])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(gw[r, g] != 0, pw[r, g] / gw[r, g], 0.0)
+        return np.where(kk > 0, before_p + (kk - before_w) * share, 0.0)
+
+    def metrics_many(self, W: np.ndarray, k: int) -> dict[str, np.ndarray]:
+        """``metrics`` for every row of a (replicates x rows) weight matrix at once."""
+        w = np.asarray(W, dtype=float)[:, self.order]
+        pw = np.add.reduceat(w * self.y, self.starts, axis=1)
+        nw = np.add.reduceat(w * (1 - self.y), self.starts, axis=1)
+        gw = pw + nw
+        P, N, Wt = pw.sum(axis=1), nw.sum(axis=1), gw.sum(axis=1)
+        cum_w, cum_p = np.cumsum(gw, axis=1), np.cumsum(pw, axis=1)
+        kk, g = self._cut(cum_w, k)
+        g = np.where(kk > 0, g, 0)
+        r = np.arange(len(W))
+        before_w = cum_w[r, g] - gw[r, g]
+        before_p = cum_p[r, g] - pw[r, g]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            hits = before_p + (kk - before_w) * np.where(gw[r, g] != 0, pw[r, g] / gw[r, g], 0.0)
+            out = {
+                "precision_at_k": np.where(kk != 0, hits / kk, np.nan),
+                "recall_at_k": np.where(P != 0, hits / P, np.nan),
+                "lift_at_k": np.where((P != 0) & (kk != 0), (hits / kk) / (P / Wt), np.nan),
+            }
+            both = (P != 0) & (N != 0)
+            n_below = N[:, None] - np.cumsum(nw, axis=1)
+            auc = np.sum(pw * (n_below + 0.5 * nw), axis=1) / (P * N)
+            prec = cum_p / np.maximum(cum_w, 1e-300)
+            out["roc_auc"] = np.where(both, auc, np.nan)
+            out["average_precision"] = np.where(both, np.sum(prec * pw, axis=1) / P, np.nan)
+            if self.prob is not None:
+                sq = (np.clip(self.prob, 0, 1) - self.y) ** 2
+                # row by row: the same summation order as ``metrics`` (identical figures)
+                out["brier"] = np.array([np.sum(row * sq) for row in w]) / Wt
+        return out
+
+
+def boot_weights(
+    rng: np.random.Generator, sizes: Sequence[int], n_boot: int, cells: int = 2_000_000
+):
+    """Bootstrap count weights in blocks of replicates, one (block x n) matrix per size: each
+    replicate resamples every size in turn, the same draws as one replicate at a time (so the
+    figures do not depend on the block size); blocks bound the memory at prefecture size."""
+    per = max(1, cells // max(1, int(sum(sizes))))
+    done = 0
+    while done < n_boot:
+        c = min(per, n_boot - done)
+        blocks = [np.empty((c, n)) for n in sizes]
+        for b in range(c):
+            for block, n in zip(blocks, sizes, strict=True):
+                block[b] = np.bincount(rng.integers(0, n, n), minlength=n)
+        yield blocks
+        done += c
+
 
 def headline_metrics(
     y,
@@ -343,12 +424,9 @@ def headline_metrics(
     ranking = SortedRanking(y, score, prob)
     point = ranking.metrics(np.ones(n), k)
     rng = np.random.default_rng(seed)
-    reps = [
-        ranking.metrics(np.bincount(rng.integers(0, n, n), minlength=n), k)
-        for _ in range(int(n_boot))
-    ]
+    blocks = [ranking.metrics_many(W, k) for (W,) in boot_weights(rng, [n], int(n_boot))]
     for key, value in point.items():
-        vals = np.array([r[key] for r in reps], dtype=float)
+        vals = np.concatenate([blk[key] for blk in blocks]) if blocks else np.array([])
         vals = vals[~np.isnan(vals)]
         lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2]) if len(vals) else (np.nan, np.nan)
         out[key] = {
