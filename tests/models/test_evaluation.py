@@ -261,3 +261,29 @@ def test_report_tables_from_metrics():
     comp = ev.comparison_table(metrics)
     assert comp.loc[0, "precision_difference"] == pytest.approx(0.05)
     assert "model better" in comp.loc[0, "judgement"]
+
+
+def test_vectorised_replicates_equal_one_at_a_time():
+    """metrics_many / hits_many over a block of weights equal metrics / hits per replicate."""
+    rng = np.random.default_rng(3)
+    n = 400
+    y = (rng.random(n) < 0.1).astype(float)
+    score = np.round(rng.normal(size=n), 1)  # ties
+    prob = rng.random(n)
+    r = ev.SortedRanking(y, score, prob)
+    W = np.vstack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(5)])
+    many, hits = r.metrics_many(W, 30), r.hits_many(W, 30)
+    for i, w in enumerate(W):
+        one = r.metrics(w, 30)
+        for key, value in one.items():
+            assert many[key][i] == value or (np.isnan(value) and np.isnan(many[key][i]))
+        assert hits[i] == r.hits(w, 30)
+
+
+def test_boot_weights_draw_the_same_resamples_in_any_block_size():
+    a = list(ev.boot_weights(np.random.default_rng(1), [7, 5], 9, cells=12))
+    b = list(ev.boot_weights(np.random.default_rng(1), [7, 5], 9, cells=10**6))
+    assert len(b) == 1 and len(a) > 1
+    for j in range(2):
+        np.testing.assert_array_equal(np.vstack([blk[j] for blk in a]), b[0][j])
+    assert (b[0][0].sum(axis=1) == 7).all()

@@ -79,3 +79,36 @@ def test_importance_and_plots(toy_fit):
     assert explain.plot_importance(imp) is not None
     assert explain.plot_beeswarm(values, Xdf, {}, top=3) is not None
     assert explain.plot_dependence(values, Xdf, "f2", {}) is not None
+
+
+def test_explained_rows_are_the_list_with_ties_and_a_fixed_sample():
+    score = np.array([5.0, 4.0, 4.0, 3.0, 2.0, 1.0, 0.0, -1.0])
+    rows, listed, sampled = explain.explained_rows(score, 2, 2, seed=0)
+    assert set(rows[listed]) == {0, 1, 2}  # the k-th score is tied: both tied rows are listed
+    assert sampled.sum() == 2
+    again = explain.explained_rows(score, 2, 2, seed=0)
+    np.testing.assert_array_equal(rows, again[0])
+    cols = explain.reason_columns(
+        pd.DataFrame({"a": [1.0, -1.0], "b": [0.5, 2.0]}), np.array([1, 3]), 5, {"a": "A"}, n=2
+    )
+    assert list(cols["reason_1"]) == [None, "A", None, "b", None]
+    assert np.isnan(cols["reason_1_logodds"][0]) and cols["reason_1_logodds"][3] == 2.0
+
+
+def test_median_imputer_equals_simple_imputer():
+    import warnings
+
+    from sklearn.impute import SimpleImputer
+
+    from helpers.models.families import MedianImputer
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 5)).astype(np.float32)
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X[:, 3] = np.nan  # all missing: dropped by both
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = SimpleImputer(strategy="median", add_indicator=True).fit(X)
+        b = MedianImputer(strategy="median", add_indicator=True).fit(X)
+        np.testing.assert_array_equal(a.statistics_, b.statistics_)
+        np.testing.assert_array_equal(a.transform(X), b.transform(X))
