@@ -31,6 +31,7 @@ from helpers.link.assign import assign
 from helpers.link.evaluate import probability_estimates, truth_metrics
 from helpers.link.model import score, summary, train
 from helpers.link.standardise import (
+    ID_COLUMNS,
     IDENTITY_ROLES,
     LINK_COLUMNS,
     fold_kana,
@@ -122,8 +123,8 @@ def birth_years(valid: pd.DataFrame, schema: TableSchema) -> tuple[int, int] | N
 
 
 def _record_ids(std: pd.DataFrame, table: str, key_fp: str) -> pd.Series:
-    text = std[LINK_COLUMNS].astype("object").where(std[LINK_COLUMNS].notna(), "").astype(str)
-    joined = text.iloc[:, 0].str.cat([text[c] for c in LINK_COLUMNS[1:]], sep="|")
+    text = std[ID_COLUMNS].astype("object").where(std[ID_COLUMNS].notna(), "").astype(str)
+    joined = text.iloc[:, 0].str.cat([text[c] for c in ID_COLUMNS[1:]], sep="|")
     return joined.map(lambda s: hashlib.sha256(f"{key_fp}|{table}|{s}".encode()).hexdigest()[:16])
 
 
@@ -186,7 +187,7 @@ def year_bound(link: LinkSettings, has: set[str]) -> bool:
     """Whether every blocking rule in use needs the same birth year on both sides (then a part
     of the source needs only the registry people born in its years)."""
     used = [c for c in link.blocking_rules if all(x in has or x == "birth_swap" for x in c)]
-    return all({"birth_date", "birth_swap", "birth_year"} & set(c) for c in used)
+    return all({"birth_date", "birth_swap", "birth_year", "birth_month"} & set(c) for c in used)
 
 
 def _training_sample(src: pd.DataFrame) -> pd.DataFrame:

@@ -183,6 +183,7 @@ def standardise(
     out["full_kana"] = map_unique(col("name_kana"), fold_kana).astype("object")
     out["name_kanji"] = map_unique(col("name"), given_kanji).astype("object")
     out["birth_date"], out["birth_swap"], out["birth_year"] = _dates(col("birth_date"))
+    out["birth_month"] = out["birth_date"].str.slice(0, 7)
     out["sex"] = col("sex").astype("object").where(col("sex").notna(), None)
     addr = map_unique(col("address"), address_parts)
     out["address_town"] = addr.map(lambda x: x[0] if x else None).astype("object")
@@ -194,7 +195,7 @@ def standardise(
 # the identity roles ``standardise`` reads (a schema's other link_by fields, e.g. the school,
 # are not compared)
 IDENTITY_ROLES = ("name", "name_kana", "birth_date", "sex", "address", "guardian_name")
-LINK_COLUMNS = [
+ID_COLUMNS = [
     "surname_kana",
     "given_kana",
     "full_kana",
@@ -207,3 +208,6 @@ LINK_COLUMNS = [
     "address_block",
     "guardian",
 ]
+# what splink sees: the identity plus keys derived from it for blocking (birth_month =
+# year and month of birth, for a mistyped day); a record's id hashes ID_COLUMNS only
+LINK_COLUMNS = [*ID_COLUMNS, "birth_month"]
