@@ -198,3 +198,14 @@ def test_mask_table_with_fixed_bounds():
     assert (
         report["birth_weight_g"]["n_lower"] == 1 and report["head_circumference_cm"]["n_upper"] == 1
     )
+
+
+def test_pseudonym_cache_across_blocks_gives_the_same_pseudonyms():
+    from helpers.ingest.masking import DEMO_KEY, pseudonymise
+
+    codes = pd.Series(["10000001", "10000002", None, "10000001"], dtype="string")
+    cache: dict[str, str] = {}
+    first = pseudonymise(codes[:2], DEMO_KEY, "resident", cache)
+    again = pseudonymise(codes[2:], DEMO_KEY, "resident", cache)
+    plain = pseudonymise(codes, DEMO_KEY, "resident")
+    assert pd.concat([first, again]).tolist() == plain.tolist() and len(cache) == 2

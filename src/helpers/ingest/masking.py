@@ -50,18 +50,28 @@ def pseudonym(code: str, key: bytes, domain: str) -> str:
     return hmac.new(key, msg, hashlib.sha256).hexdigest()[:16]
 
 
-def pseudonymise(series: pd.Series, key: bytes, domain: str) -> pd.Series:
-    """Pseudonym of every code in a column (computed once per distinct code); blanks stay <NA>."""
+def pseudonymise(
+    series: pd.Series, key: bytes, domain: str, cache: dict[str, str] | None = None
+) -> pd.Series:
+    """Pseudonym of every code in a column (computed once per distinct code); blanks stay <NA>.
+
+    ``cache`` (code -> pseudonym, same key and domain) carries the pseudonyms from one block of
+    a table to the next, so a code met in many blocks is hashed once."""
     if domain not in DOMAINS:
         raise ValueError(f"unknown pseudonym domain {domain!r}; known: {DOMAINS}")
     s = pd.Series(series, copy=False).astype("string")
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
     base = hmac.new(key, f"{domain}:".encode(), hashlib.sha256)  # HMAC state after the prefix
     mapped = np.empty(len(uniques), dtype=object)
+    known = cache if cache is not None else {}
     for i, u in enumerate(np.asarray(uniques, dtype=object)):
-        h = base.copy()
-        h.update(str(u).encode())
-        mapped[i] = h.hexdigest()[:16]
+        text = str(u)
+        done = known.get(text)
+        if done is None:
+            h = base.copy()
+            h.update(text.encode())
+            done = known[text] = h.hexdigest()[:16]
+        mapped[i] = done
     out = np.full(len(s), None, dtype=object)
     has = codes >= 0
     out[has] = mapped[codes[has]]
@@ -181,11 +191,13 @@ def mask_table(
     schema: TableSchema,
     key: bytes,
     bounds: tuple[float, float] | dict[str, tuple[float, float]] = (0.5, 99.5),
+    caches: dict[str, dict[str, str]] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Apply every field's masking rule to a validated, typed table.
 
     ``bounds`` is either the top-coding percentiles ``(lower, upper)`` or fixed value bounds
-    per field ``{field: (lower, upper)}``. Returns the masked table (only the schema's
+    per field ``{field: (lower, upper)}``; ``caches`` (per field) keeps pseudonyms across the
+    blocks of one table. Returns the masked table (only the schema's
     non-dropped fields, in schema order) and a report of what masking did per field.
     """
     out: dict[str, pd.Series] = {}
@@ -198,7 +210,8 @@ def mask_table(
             raise MimamoriError(f"{schema.table}: column {f.name!r} missing before masking")
         col = df[f.name]
         if f.masking == "hmac":
-            out[f.name] = pseudonymise(col, key, field_domain(f.name))
+            cache = caches.setdefault(f.name, {}) if caches is not None else None
+            out[f.name] = pseudonymise(col, key, field_domain(f.name), cache)
             report[f.name] = {
                 "masking": "hmac",
                 "domain": field_domain(f.name),

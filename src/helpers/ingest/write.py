@@ -272,10 +272,11 @@ def finish_table(
     fixed = _fixed_bounds(schema, bounds)
     hmac_fields = [f.name for f in schema.mart_fields if f.masking == "hmac"]
     writer = _Writer(path)
+    caches: dict[str, dict[str, str]] = {}  # pseudonyms of the codes met so far
     try:
         for block, keep in zip(_blocks(plan, held, None), keeps, strict=True):
             kept = block.loc[keep].reset_index(drop=True)
-            masked, report = mask_table(kept, schema, key, fixed)
+            masked, report = mask_table(kept, schema, key, fixed, caches)
             _add_masking(out.masking, report)
             if correspondence:
                 for name in hmac_fields:
