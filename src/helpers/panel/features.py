@@ -1711,6 +1711,33 @@ def _care_max_other(m: pd.DataFrame, me: pd.DataFrame) -> np.ndarray:
     return np.where(own >= hh_first, hh_second, hh_first).astype("float64")
 
 
+def _household_sums(m: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per household (sorted codes, as a group-by would give): the sum of each SUM_COLS item
+    over its known members plus ``size``, and the count of members for whom it is unknown.
+
+    By ``np.bincount`` on the household codes: the items are 0/1, so the float sums are
+    exact whatever the order (the same numbers as ``groupby().sum()``, without its cost)."""
+    codes, uniques = pd.factorize(m["household_code"], sort=True)
+    ok = codes >= 0  # a member without a household code belongs to no group
+    c, n = codes[ok], len(uniques)
+    values = m[SUM_COLS].to_numpy(dtype="float64")[ok]
+    isna = np.isnan(values)
+    index = pd.Index(uniques, name="household_code")
+    totals = pd.DataFrame(
+        {
+            col: np.bincount(c, weights=np.where(isna[:, j], 0.0, values[:, j]), minlength=n)
+            for j, col in enumerate(SUM_COLS)
+        },
+        index=index,
+    )
+    unknown = pd.DataFrame(
+        {col: np.bincount(c[isna[:, j]], minlength=n) for j, col in enumerate(SUM_COLS)},
+        index=index,
+    ).astype("int64")
+    totals["size"] = np.bincount(c, minlength=n).astype("int64")
+    return totals, unknown
+
+
 def household_state(
     tables: dict[str, pd.DataFrame],
     on: pd.Timestamp,
@@ -1727,10 +1754,7 @@ def household_state(
     already makes it 1; ``hh_unknown_members`` counts such members (not a panel column).
     """
     m = _member_records(_members(tables, on, persons), tables, on, fiscal_year)
-    g = m.groupby("household_code")
-    totals = g[SUM_COLS].sum()
-    unknown = m[SUM_COLS].isna().groupby(m["household_code"]).sum()
-    totals["size"] = g.size()
+    totals, unknown = _household_sums(m)
     me = m[m["resident_code"].isin(persons)].set_index("resident_code")
     tot = totals.reindex(me["household_code"].to_numpy()).set_axis(me.index)
     unk = unknown.reindex(me["household_code"].to_numpy()).set_axis(me.index)
