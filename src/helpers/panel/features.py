@@ -1292,17 +1292,29 @@ def checkup_features(
     chk = chk.sort_values("checkup_date", kind="stable").drop_duplicates(
         ["resident_code", "checkup_type"], keep="last"
     )
+    # each child's row of each type, placed by position (no reindex of the whole frame)
+    pos = idx.get_indexer(chk["resident_code"])
+    kinds = chk["checkup_type"].to_numpy(dtype=object, na_value=None)
+    values = {
+        "weight_kg": chk["weight_kg"],
+        "height_cm": chk["height_cm"],
+        "q_cooperation": chk["q_cooperation"],
+        "q_difficulty": chk["q_difficulty"],
+        "q_mother_cigarettes": chk["q_mother_cigarettes"],
+        "result": chk["result"].map(CHECKUP_RESULT_ORDER),
+    }
+    arrays = {k: v.to_numpy(dtype="float64", na_value=np.nan) for k, v in values.items()}
     due_cfg = panel_cfg.checkup_due_months
-    missed_cols = []
+    covered = _covered_from(coverage, tables, "health_checkups", "checkup_date", on)
+    missed_all = []
     for code, _label in _enum("health_checkups", "checkup_type"):
-        rows = chk[chk["checkup_type"] == code].set_index("resident_code").reindex(idx)
-        out[f"chk_{code}_weight_kg"] = rows["weight_kg"].astype("float64")
-        out[f"chk_{code}_height_cm"] = rows["height_cm"].astype("float64")
-        out[f"chk_{code}_q_cooperation"] = rows["q_cooperation"].astype("float64")
-        out[f"chk_{code}_q_difficulty"] = rows["q_difficulty"].astype("float64")
-        out[f"chk_{code}_q_mother_cigarettes"] = rows["q_mother_cigarettes"].astype("float64")
-        out[f"chk_{code}_result"] = rows["result"].map(CHECKUP_RESULT_ORDER).astype("float64")
-        attended = rows["checkup_date"].notna()
+        at = pos[kinds == code]
+        for field, arr in arrays.items():
+            col = np.full(len(idx), np.nan)
+            col[at] = arr[kinds == code]
+            out[f"chk_{code}_{field}"] = pd.Series(col, index=idx)
+        attended = np.zeros(len(idx), dtype=bool)
+        attended[at] = True
         if code not in due_cfg:
             raise MimamoriError(f"config/panel.yaml: checkup_due_months has no entry for {code!r}")
         due_m, grace_m = due_cfg[code]
@@ -1310,16 +1322,14 @@ def checkup_features(
         overdue = (spine["birth_date"] + pd.DateOffset(months=int(due_m) + int(grace_m))) < on
         resident_at_due = spine["move_in_date"].isna() | (spine["move_in_date"] <= due)
         # the export must cover the due date: one that starts later cannot show attendance
-        exported_at_due = due >= _covered_from(
-            coverage, tables, "health_checkups", "checkup_date", on
-        )
-        missed = pd.Series(np.nan, index=idx)
-        missed[attended] = 0.0
-        missed[~attended & overdue & resident_at_due & exported_at_due] = 1.0
-        out[f"chk_{code}_missed"] = missed
-        missed_cols.append(f"chk_{code}_missed")
-    out["chk_missed_count"] = pd.concat([out[c] for c in missed_cols], axis=1).sum(
-        axis=1, min_count=1
+        due_now = (overdue & resident_at_due & (due >= covered)).to_numpy(dtype=bool)
+        missed = np.where(attended, 0.0, np.where(due_now, 1.0, np.nan))
+        out[f"chk_{code}_missed"] = pd.Series(missed, index=idx)
+        missed_all.append(missed)
+    stacked = np.column_stack(missed_all)
+    count = np.where(np.isnan(stacked), 0.0, stacked).sum(axis=1)
+    out["chk_missed_count"] = pd.Series(
+        np.where(np.isnan(stacked).all(axis=1), np.nan, count), index=idx
     )
     return out
 
