@@ -12,7 +12,7 @@ from helpers.panel import partitions as D
 from helpers.panel import stage as P
 from helpers.paths import paths
 
-from .test_panel import FY, fixture_cfg, make_fixture_mart
+from .test_panel import FY, fixture_cfg, make_fixture_mart, pid
 from .test_robustness import _write
 
 OUTPUTS = ("panel", "feature_catalogue", "missingness", "panel_coverage", "leakage_check")
@@ -82,3 +82,19 @@ def test_the_dask_engine_writes_the_local_engine_s_files(tmp_path, drop):
     assert P.main(dask, []) == 0
     assert _hashes(dask) == _hashes(local)
     assert not list(paths(dask).panel_dir.glob(".partitions-*"))  # scratch removed
+
+
+def test_same_month_checkups_keep_the_later_mart_row_in_any_partition():
+    mart = make_fixture_mart()
+    chk = mart["health_checkups"]
+    # 40 records of one checkup in one (masked) month: the mart's last one is the value
+    dup = pd.concat([chk] * 40, ignore_index=True)
+    dup["weight_kg"] = np.arange(40, dtype="float64")
+    mart["health_checkups"] = pd.concat([dup, chk.iloc[0:0]], ignore_index=True)
+    encoded, decoders = P.encode_keys(mart)
+    cfg = fixture_cfg()
+    whole = P.build_year(encoded, FY, cfg, decoders=decoders).set_index("child_id")
+    assert whole.loc[pid("c1"), "chk_y3_weight_kg"] == 39.0
+    code = decoders["resident_code"].get_loc(pid("c1"))
+    alone = P.build_year(encoded, FY, cfg, decoders=decoders, children=np.array([code]))
+    assert alone["chk_y3_weight_kg"].tolist() == [39.0]
