@@ -156,10 +156,11 @@ class LinkSettings(_Section):
     blocking_rules: list[list[str]] = field(
         default_factory=lambda: [
             ["birth_date"],
-            ["surname_kana", "birth_year"],
             ["birth_swap"],
+            ["surname_kana", "given_kana", "birth_year"],
+            ["surname_kana", "birth_month"],
+            ["given_kana", "birth_month"],
             ["address_block", "sex"],
-            ["given_kana", "birth_year"],
         ]
     )
     u_max_pairs: int = 1_000_000
@@ -168,6 +169,9 @@ class LinkSettings(_Section):
     )
     birth_year_slack: int = 1
     seed: int = 1
+    part_records: int = 60_000
+    train_records: int = 100_000
+    duckdb_memory: str = "2GB"
 
 
 # -------------------------------------------------------------------------------------- models
@@ -296,6 +300,7 @@ class ModelsSettings(_Section):
     subset_column: str = "school_district"
     subset_min_events: int = 10
     shap_method: Literal["lightgbm", "tree_explainer"] = "lightgbm"
+    shap_sample: int = 5000
 
 
 # -------------------------------------------------------------------------------------- review
