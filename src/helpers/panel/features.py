@@ -1590,6 +1590,21 @@ def resident_on(residents: pd.DataFrame, on: pd.Timestamp) -> pd.Series:
     return ok.fillna(False).astype(bool)
 
 
+def _latest_span(hh: pd.DataFrame) -> pd.DataFrame:
+    """Each person's open span with the latest start (the later row on a tie), in order of
+    (resident_code, start_date): ``sort_values([...]).drop_duplicates(keep="last")`` by one
+    stable ``np.lexsort`` on the integer keys (pandas factorizes both keys first)."""
+    code = hh["resident_code"]
+    last = np.iinfo("int64").max  # a missing code sorts last, as in sort_values
+    keys = code.to_numpy(dtype="int64", na_value=last)
+    start = hh["start_date"].to_numpy(dtype="datetime64[ns]").view("int64")
+    order = np.lexsort((start, keys))
+    ordered = keys[order]
+    keep = np.ones(len(order), dtype=bool)
+    keep[:-1] = ordered[:-1] != ordered[1:]
+    return hh.take(order[keep])
+
+
 def _members(tables: dict[str, pd.DataFrame], on: pd.Timestamp, persons: pd.Index) -> pd.DataFrame:
     """Members on ``on`` of the households of ``persons``, with their residents' attributes.
 
@@ -1597,10 +1612,7 @@ def _members(tables: dict[str, pd.DataFrame], on: pd.Timestamp, persons: pd.Inde
     member; their age and nationality are unknown (NaN), never guessed.
     """
     hh = tables["household_history"]
-    hh = hh[active_at(hh, "start_date", "end_date", on)]
-    hh = hh.sort_values(["resident_code", "start_date"]).drop_duplicates(
-        "resident_code", keep="last"
-    )
+    hh = _latest_span(hh[active_at(hh, "start_date", "end_date", on)])
     res = tables["residents"].drop_duplicates("resident_code").set_index("resident_code")
     gone = ~resident_on(res, on) & (res["birth_date"] < on)
     hh = hh[~hh["resident_code"].isin(res.index[gone])]
