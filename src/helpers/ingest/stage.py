@@ -296,7 +296,8 @@ def _known(plans: Mapping[str, TablePlan], schemas: Mapping[str, TableSchema]) -
         table, fname = target.split(".", 1)
         if table in plans:
             parts = [p.known[fname] for p in plans[table].passes if fname in p.known]
-            out[target] = pd.unique(np.concatenate(parts)) if parts else np.array([], object)
+            codes = pd.unique(np.concatenate(parts)) if parts else np.array([], object)
+            out[target] = pd.Index(codes, dtype=object)  # unique: one hash table, reused
     return out
 
 
@@ -450,7 +451,7 @@ def _table_entry(plan: TablePlan, schema: TableSchema, fin: Finish, new: MartPat
 
 def _finish_task(
     item: tuple[TablePlan, TableSchema, pd.DataFrame | None, Path],
-    known: Mapping[str, np.ndarray],
+    known: Mapping[str, pd.Index],
     present: set[str],
     key: bytes,
     percentiles: tuple[float, float],
