@@ -170,20 +170,40 @@ def _mart_hashes(mart: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.slow
-def test_dask_engine_writes_the_local_mart(tmp_path):
-    pytest.importorskip("dask.distributed")
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
     from helpers.synth.stage import generate_city
 
-    data = tmp_path / "data"
-    local = load_config(profile="tiny", overrides={"run": {"data_dir": str(data)}})
-    P = paths(local)
-    generate_city(local, P.raw)
-    ingest_all(local, P.raw, tmp_path / "mart_local")
+    root = tmp_path_factory.mktemp("tiny")
+    cfg = load_config(profile="tiny", overrides={"run": {"data_dir": str(root / "data")}})
+    P = paths(cfg)
+    generate_city(cfg, P.raw)
+    ingest_all(cfg, P.raw, root / "mart_local")
+    return {"root": root, "raw": P.raw, "local": _mart_hashes(root / "mart_local")}
+
+
+@pytest.mark.slow
+def test_spill_files_and_small_blocks_write_the_same_mart(tiny, monkeypatch):
+    monkeypatch.setattr(blocks, "SPILL_MIN_BYTES", 0)  # every file spills to disk
+    monkeypatch.setattr(stream, "BLOCK_BYTES", 1 << 16)  # in many blocks
+    cfg = load_config(profile="tiny", overrides={"run": {"data_dir": str(tiny["root"] / "data")}})
+    ingest_all(cfg, tiny["raw"], tiny["root"] / "mart_spilled")
+    assert _mart_hashes(tiny["root"] / "mart_spilled") == tiny["local"]
+
+
+@pytest.mark.slow
+def test_dask_engine_writes_the_local_mart(tiny):
+    pytest.importorskip("dask.distributed")
     dask = load_config(
         profile="tiny",
-        overrides={"run": {"data_dir": str(data), "engine": "dask", "dask": {"n_workers": 2}}},
+        overrides={
+            "run": {
+                "data_dir": str(tiny["root"] / "data"),
+                "engine": "dask",
+                "dask": {"n_workers": 2},
+            }
+        },
     )
-    ingest_all(dask, P.raw, tmp_path / "mart_dask")
-    a, b = _mart_hashes(tmp_path / "mart_local"), _mart_hashes(tmp_path / "mart_dask")
-    assert len(a) > 30 and a == b
+    ingest_all(dask, tiny["raw"], tiny["root"] / "mart_dask")
+    assert len(tiny["local"]) > 30
+    assert _mart_hashes(tiny["root"] / "mart_dask") == tiny["local"]

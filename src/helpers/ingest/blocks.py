@@ -41,6 +41,7 @@ from helpers.ingest.validate import (
 from helpers.schema import TableSchema
 
 BLOCK_ROWS = 200_000  # rows per block when a file was read whole (workbooks, damaged CSVs)
+SPILL_MIN_BYTES = 1 << 24  # smaller exports keep their typed rows in memory, larger spill
 RAW_PREFIX = "__raw__"  # spill columns holding a primary-key field's raw text
 KEY_COLUMNS = ["h1", "h2", "k1", "k2"]
 
@@ -76,6 +77,7 @@ class FilePass:
     sources: list[str]  # source_file names (a workbook's sheets) indexed by keys.source
     spill: Path | None
     known: dict[str, np.ndarray] = field(default_factory=dict)
+    frames: list[pd.DataFrame] | None = None  # the typed clean rows of a small file
 
 
 class _Whole:
@@ -117,14 +119,19 @@ def row_hashes(frame: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.nd
 
 
 class _Spill:
-    """Typed clean rows of one file, appended block by block to an Arrow IPC file."""
+    """Typed clean rows of one file, appended block by block to an Arrow IPC file (or, for a
+    file under ``SPILL_MIN_BYTES``, kept as the frames themselves)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, in_memory: bool) -> None:
         self.path = path
         self.writer: pa.ipc.RecordBatchFileWriter | None = None
         self.schema: pa.Schema | None = None
+        self.frames: list[pd.DataFrame] | None = [] if in_memory else None
 
     def write(self, frame: pd.DataFrame) -> None:
+        if self.frames is not None:
+            self.frames.append(frame)
+            return
         if self.writer is None:
             self.schema = pa.Schema.from_pandas(frame, preserve_index=False)
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,7 +221,7 @@ def _run(job: FileJob, source: CsvBlocks | _Whole) -> FilePass:
         "keys": [],
         "sources": [],
     }
-    spill = _Spill(job.spill)
+    spill = _Spill(job.spill, job.path.stat().st_size < SPILL_MIN_BYTES)
     try:
         for raw in source:
             _one_block(job, raw, acc, spill)
@@ -239,6 +246,7 @@ def _run(job: FileJob, source: CsvBlocks | _Whole) -> FilePass:
         keys=keys,
         sources=acc["sources"],
         spill=path,
+        frames=spill.frames,
         known={k: pd.unique(np.concatenate(v)) for k, v in acc["known"].items()},
     )
 
@@ -277,6 +285,15 @@ def _source_names(passes: list[FilePass], keys: pd.DataFrame, file_of: np.ndarra
     return names
 
 
+def spilled(p: FilePass, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """The typed clean rows of one file, block by block (from memory or its spill file)."""
+    if p.frames is not None:
+        for frame in p.frames:
+            yield frame if columns is None else frame[columns]
+    elif p.spill is not None:
+        yield from read_spill(p.spill, columns)
+
+
 def read_spill(path: Path, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
     """The spilled typed rows of one file, block by block."""
     with pa.memory_map(str(path)) as source:
@@ -292,10 +309,10 @@ def _rows_of(passes: list[FilePass], wanted: list[np.ndarray]) -> pd.DataFrame:
     """Spilled rows at the given positions (per file) in file order."""
     parts = []
     for p, pos in zip(passes, wanted, strict=True):
-        if not len(pos) or p.spill is None:
+        if not len(pos):
             continue
         start = 0
-        for block in read_spill(p.spill):
+        for block in spilled(p):
             end = start + len(block)
             here = pos[(pos >= start) & (pos < end)] - start
             if len(here):
@@ -367,10 +384,8 @@ def plan_table(table: str, passes: list[FilePass], schema: TableSchema) -> Table
 def accepted_blocks(plan: TablePlan, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
     """The accepted rows of a table (typed, unmasked) block by block, in file order."""
     for p, ok in zip(plan.passes, plan.accepted, strict=True):
-        if p.spill is None:
-            continue
         start = 0
-        for block in read_spill(p.spill, columns):
+        for block in spilled(p, columns):
             end = start + len(block)
             yield block.loc[ok[start:end]].reset_index(drop=True)
             start = end

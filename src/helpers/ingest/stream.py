@@ -238,8 +238,10 @@ class CsvBlocks:
                 f"{self.path.name}: the file is empty; export it again with a header row and "
                 "records"
             )
-        pending = self._start(head)
         hold = max(FOOTER_SEARCH_ROWS, int(self.footer_rows or 0))
+        ready, pending = _split_tail(self._start(head), hold)
+        for r in ready:
+            yield self._frame(r)
         for rows in numbered:
             pending.append(rows)
             ready, pending = _split_tail(pending, hold)
