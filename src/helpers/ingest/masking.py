@@ -196,8 +196,8 @@ def mask_table(
     """Apply every field's masking rule to a validated, typed table.
 
     ``bounds`` is either the top-coding percentiles ``(lower, upper)`` or fixed value bounds
-    per field ``{field: (lower, upper)}``; ``caches`` (per field) keeps pseudonyms across the
-    blocks of one table. Returns the masked table (only the schema's
+    per field ``{field: (lower, upper)}``; ``caches`` (per pseudonym domain) keeps pseudonyms
+    from block to block and table to table (same key). Returns the masked table (only the schema's
     non-dropped fields, in schema order) and a report of what masking did per field.
     """
     out: dict[str, pd.Series] = {}
@@ -210,7 +210,8 @@ def mask_table(
             raise MimamoriError(f"{schema.table}: column {f.name!r} missing before masking")
         col = df[f.name]
         if f.masking == "hmac":
-            cache = caches.setdefault(f.name, {}) if caches is not None else None
+            domain = field_domain(f.name)
+            cache = caches.setdefault(domain, {}) if caches is not None else None
             out[f.name] = pseudonymise(col, key, field_domain(f.name), cache)
             report[f.name] = {
                 "masking": "hmac",

@@ -456,10 +456,15 @@ def _finish_task(
     key: bytes,
     percentiles: tuple[float, float],
     correspondence: bool,
+    caches: dict[str, dict[str, str]],
 ) -> Finish:
-    """Pass 2 of one table (a task on either engine): orphans, masking, its mart file."""
+    """Pass 2 of one table (a task on either engine): orphans, masking, its mart file.
+    ``caches`` (pseudonyms per domain) is shared by the tables of a local run; a dask task
+    gets its own copy."""
     plan, schema, held, path = item
-    return finish_table(plan, schema, held, known, present, key, percentiles, path, correspondence)
+    return finish_table(
+        plan, schema, held, known, present, key, percentiles, path, correspondence, caches
+    )
 
 
 def _write_tables(
@@ -482,6 +487,7 @@ def _write_tables(
         key=key,
         percentiles=(float(lo), float(hi)),
         correspondence=correspondence,
+        caches={},
     )
     items = [(p, schemas[t], held.get(t), new.table(t)) for t, p in plans.items()]
     fins = run_tasks(cfg, task, items, "mask and write")

@@ -51,8 +51,9 @@ def enum_lookup(f: Field) -> dict[str, str]:
 def _enum_lookup(f: Field) -> dict[str, str]:
     """``enum_lookup`` computed once per field (every block of every file asks for it)."""
     out: dict[str, str] = {}
-    for spelling, code in f.enum_lookup().items():
-        k = spelling_key(spelling)
+    items = list(f.enum_lookup().items())
+    keys = normalize_spellings(pd.Series([sp for sp, _ in items], dtype="string"))
+    for k, (spelling, code) in zip(keys.tolist(), items, strict=True):
         if out.get(k, code) != code:
             raise MimamoriError(
                 f"data_schema: field {f.name}: spelling {spelling!r} fits two "

@@ -271,14 +271,16 @@ def finish_table(
     percentiles: tuple[float, float],
     path: Path,
     correspondence: bool,
+    caches: dict[str, dict[str, str]] | None = None,
 ) -> Finish:
-    """Reject orphans, mask and write one table's mart file; what happened, for the report."""
+    """Reject orphans, mask and write one table's mart file; what happened, for the report.
+    ``caches``: pseudonyms already computed per domain (shared by the tables of one run)."""
     out, keeps, counts = _first_pass(plan, held, schema, known, present)
     bounds = _bounds(counts, percentiles)
     fixed = _fixed_bounds(schema, bounds)
     hmac_fields = [f.name for f in schema.mart_fields if f.masking == "hmac"]
     writer = _Writer(path)
-    caches: dict[str, dict[str, str]] = {}  # pseudonyms of the codes met so far
+    caches = caches if caches is not None else {}  # pseudonyms of the codes met so far
     try:
         for block, keep in zip(_blocks(plan, held, None), keeps, strict=True):
             kept = block.loc[keep].reset_index(drop=True)
