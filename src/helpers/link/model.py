@@ -2,8 +2,11 @@
 
 One model per code-less source (its identity fields differ): u probabilities from random
 pairs, m probabilities by expectation maximisation in sessions blocked on different columns
-(``link.em_blocking``), the prior from a strict deterministic rule, then the match weight and
-probability of every candidate pair the blocking rules generate (``link.blocking_rules``).
+(``link.em_blocking``), the prior from a strict deterministic rule (``train``); then the match
+weight and probability of every candidate pair the blocking rules generate
+(``link.blocking_rules``) under that model (``score``). A pair's score depends only on the
+model and its two records, so the caller scores a large source in parts, each in its own
+DuckDB connection (capped at ``DUCKDB_MEMORY``, spilling to a temporary folder).
 The engine is DuckDB in-process, or Spark when ``link.engine: spark`` and pyspark + Java are
 installed (the same settings; splink writes the SQL for either).
 """
