@@ -27,3 +27,21 @@ def test_arrow_encoding_equals_pandas_encoding(tmp_path, drop):
         for col in df.columns:
             if isinstance(df[col].dtype, pd.Int64Dtype):  # codes under the mask too
                 np.testing.assert_array_equal(got[table][col].array._data, df[col].array._data)
+
+
+@pytest.mark.parametrize("as_codes", [True, False])
+def test_codes_in_and_count_per_child_match_isin_and_groupby(as_codes):
+    from helpers.panel import features as F
+
+    raw = pd.Series(["b", None, "a", "c", "b", "d", "b"], dtype="string")
+    idx_raw = pd.Index(["a", "b", "e"])
+    if as_codes:
+        order = {"a": 0, "b": 1, "c": 2, "d": 3, "e": 4}
+        keys = pd.Series([None if pd.isna(v) else order[v] for v in raw], dtype="Int64")
+        idx = pd.Index([order[v] for v in idx_raw], dtype="Int64")
+    else:
+        keys, idx = raw, idx_raw
+    np.testing.assert_array_equal(F.codes_in(keys, idx), keys.isin(idx).fillna(False))
+    mask = pd.Series([True, True, True, True, False, True, True])
+    counts = F.count_per_child(idx, keys, mask)
+    assert counts.tolist() == [1.0, 2.0, 0.0] and counts.index.equals(idx)
