@@ -301,3 +301,21 @@ def test_oracle_is_absent_on_real_data(tmp_path):
     cfg = toy_cfg(tmp_path).with_overrides({"run": {"synthetic": False}})
     assert oracle.load_truth(cfg) is None
     assert oracle.load_truth(toy_cfg(tmp_path)) is None  # synthetic, but no truth written
+
+
+def test_scores_per_child_partition_on_dask_equal_the_local_scores(run):
+    """run.engine: dask scores the test year per hash partition of child_id on a LocalCluster:
+    the same scores, in the same order, as the local engine (so the same list and metrics)."""
+    from helpers.models.scoring import partitioned_margin
+
+    _, _, _, cfg, _, fit = run
+    dask_cfg = cfg.with_overrides(
+        {"run": {"engine": "dask", "dask": {"n_workers": 2, "partitions": 3}}}
+    )
+    r = fit.runs[-1]
+    ids = r.scored.scores["child_id"].to_numpy()
+    for family, model in r.fitted.models.items():
+        got = partitioned_margin(dask_cfg, model, r.scored.Xt, ids)
+        np.testing.assert_array_equal(got, r.scored.scores[f"score_{family}"].to_numpy())
+    assert FitSettings.from_config(dask_cfg).run_cfg is dask_cfg
+    assert FitSettings.from_config(cfg).run_cfg is None

@@ -21,6 +21,7 @@ class FitSettings:
     small: int
     synthetic: bool
     models: ModelsSettings
+    run_cfg: Settings | None = None  # only for the engine (helpers.models.scoring)
 
     @classmethod
     def from_config(cls, cfg: Settings) -> FitSettings:
@@ -35,6 +36,7 @@ class FitSettings:
             small=int(cfg.reports.small_cell_threshold),
             synthetic=bool(cfg.run.synthetic),
             models=m,
+            run_cfg=cfg if cfg.run.engine != "local" else None,
         )
 
     def space(self, family: str) -> dict[str, list[Any]]:

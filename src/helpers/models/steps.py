@@ -41,6 +41,7 @@ from helpers.models.families import (
     weight_offset,
 )
 from helpers.models.population import Population, population_for
+from helpers.models.scoring import partitioned_margin
 from helpers.models.settings import FitSettings
 from helpers.models.tuning import FoldCache, FoldData, tune_family
 
@@ -285,10 +286,14 @@ class Fitted:
     offsets: dict[str, float] = field(default_factory=dict)  # weight_offset per family
     test_margins: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def test_margin(self, family: str, Xt: np.ndarray) -> np.ndarray:
-        """The final model's scores on the test year's matrix ``Xt`` (computed once)."""
+    def test_margin(
+        self, family: str, Xt: np.ndarray, ids: np.ndarray, s: FitSettings
+    ) -> np.ndarray:
+        """The final model's scores on the test year's matrix ``Xt`` (rows: child ``ids``),
+        computed once, per child partition on the dask engine (the same values)."""
         if family not in self.test_margins:
-            self.test_margins[family] = margin(self.models[family], Xt)
+            model = self.models[family]
+            self.test_margins[family] = partitioned_margin(s.run_cfg, model, Xt, ids)
         return self.test_margins[family]
 
 
@@ -423,7 +428,9 @@ def _scale_transfer(
             prep.features,
         )
     q = np.linspace(0.0, 1.0, 1001)
-    final = np.quantile(fitted.test_margin(family, Xt) - fitted.offsets.get(family, 0.0), q)
+    ids = prep.panel.loc[prep.test_rows(origin.test_year), "child_id"].to_numpy()
+    final_scores = fitted.test_margin(family, Xt, ids, s)
+    final = np.quantile(final_scores - fitted.offsets.get(family, 0.0), q)
     mapped = np.quantile(margin(ref, Xt) - weight_offset(prep.y[tr], params), q)
     return np.maximum.accumulate(final), np.maximum.accumulate(mapped)
 
@@ -444,13 +451,17 @@ class Scored:
 
 
 def _score_frame(
-    tuned: Tuned, fitted: Fitted, calib: Calibration, test: pd.DataFrame, Xt: np.ndarray
+    tuned: Tuned,
+    fitted: Fitted,
+    calib: Calibration,
+    test: pd.DataFrame,
+    Xt: np.ndarray,
+    s: FitSettings,
 ) -> pd.DataFrame:
-    scores = pd.DataFrame(
-        {"child_id": test["child_id"].to_numpy(), "fiscal_year": test["fiscal_year"].to_numpy()}
-    )
+    ids = test["child_id"].to_numpy()
+    scores = pd.DataFrame({"child_id": ids, "fiscal_year": test["fiscal_year"].to_numpy()})
     for family in fitted.models:
-        scores[f"score_{family}"] = fitted.test_margin(family, Xt)
+        scores[f"score_{family}"] = fitted.test_margin(family, Xt, ids, s)
         cal = calib.calibrators[family]
         unweighted = scores[f"score_{family}"] - fitted.offsets.get(family, 0.0)
         scores[f"probability_{family}"] = cal.predict(unweighted) if cal else np.nan
@@ -531,7 +542,7 @@ def score(
     rows = prep.test_rows(origin.test_year)
     test = prep.panel.loc[rows].reset_index(drop=True)
     Xt = prep.test_matrix(origin.test_year)
-    scores = _score_frame(tuned, fitted, calib, test, Xt)
+    scores = _score_frame(tuned, fitted, calib, test, Xt, s)
     scores["rank"] = pd.array(
         ev.rank_with_tiebreak(scores["score"].to_numpy(), s.seed), dtype="Int64"
     )
