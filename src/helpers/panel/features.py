@@ -1645,9 +1645,9 @@ def _members(tables: dict[str, pd.DataFrame], on: pd.Timestamp, persons: pd.Inde
     hh = _latest_span(hh[active_at(hh, "start_date", "end_date", on)])
     res = tables["residents"].drop_duplicates("resident_code").set_index("resident_code")
     gone = ~resident_on(res, on) & (res["birth_date"] < on)
-    hh = hh[~hh["resident_code"].isin(res.index[gone])]
-    wanted = hh.loc[hh["resident_code"].isin(persons), "household_code"].unique()
-    m = hh[hh["household_code"].isin(wanted)][
+    hh = hh[~codes_in(hh["resident_code"], res.index[gone.to_numpy(dtype=bool)])]
+    wanted = pd.Index(hh.loc[codes_in(hh["resident_code"], persons), "household_code"].unique())
+    m = hh[codes_in(hh["household_code"], wanted)][
         ["resident_code", "household_code", "relationship"]
     ].copy()
     info = res[["birth_date", "nationality"]].reindex(m["resident_code"])
@@ -1807,7 +1807,7 @@ def household_state(
     """
     m = _member_records(_members(tables, on, persons), tables, on, fiscal_year)
     totals, unknown = _household_sums(m)
-    me = m[m["resident_code"].isin(persons)].set_index("resident_code")
+    me = m[codes_in(m["resident_code"], persons)].set_index("resident_code")
     tot = totals.reindex(me["household_code"].to_numpy()).set_axis(me.index)
     unk = unknown.reindex(me["household_code"].to_numpy()).set_axis(me.index)
     others = tot[SUM_COLS] - me[SUM_COLS].fillna(0.0)  # members other than the person
