@@ -1625,6 +1625,10 @@ def _latest_span(hh: pd.DataFrame) -> pd.DataFrame:
     (resident_code, start_date): ``sort_values([...]).drop_duplicates(keep="last")`` by one
     stable ``np.lexsort`` on the integer keys (pandas factorizes both keys first)."""
     code = hh["resident_code"]
+    if not pd.api.types.is_integer_dtype(code.dtype):  # pseudonyms, not key codes
+        return hh.sort_values(["resident_code", "start_date"]).drop_duplicates(
+            "resident_code", keep="last"
+        )
     last = np.iinfo("int64").max  # a missing code sorts last, as in sort_values
     keys = code.to_numpy(dtype="int64", na_value=last)
     start = hh["start_date"].to_numpy(dtype="datetime64[ns]").view("int64")
