@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import MimamoriError
 from helpers.config import load_config
 from helpers.ingest import blocks, stream
 from helpers.ingest.read import read_export
@@ -101,12 +102,12 @@ def test_odd_quotes_and_ragged_lines_fall_back_to_the_whole_file_reader(tmp_path
     path = _write(tmp_path / "住民記録.csv", [RES_HEADER, *_rows(3), '1000009,"open'])
     with pytest.raises(stream.Fallback):
         stream.CsvBlocks(path, load_schema("residents"), None, None, None, None)
-    ragged = _write(tmp_path / "住民記録2.csv", ["住民記録一覧", RES_HEADER, *_rows(3), "合計,3件"])
+    short = _write(tmp_path / "住民記録2.csv", [RES_HEADER, *_rows(3), "10000009,a", *_rows(2)])
     with pytest.raises(stream.Fallback):
-        list(stream.CsvBlocks(ragged, load_schema("residents"), None, None, None, None))
+        list(stream.CsvBlocks(short, load_schema("residents"), None, None, None, None))
     job = blocks.FileJob(
         "residents",
-        ragged,
+        short,
         tmp_path / "s.arrow",
         load_schema("residents"),
         {},
@@ -116,9 +117,34 @@ def test_odd_quotes_and_ragged_lines_fall_back_to_the_whole_file_reader(tmp_path
         None,
         ("resident_code",),
     )
-    done = blocks.validate_file(job)  # read whole instead, same records
-    assert done.rows_in == 3 and done.info["title_rows_skipped"][0][1] == 1
-    assert done.info["footer_rows_skipped"][0][1] == 6
+    with pytest.raises(MimamoriError, match="row 5 has 2 cells"):  # the whole-file message
+        blocks.validate_file(job)
+
+
+RAGGED = {
+    "title_and_totals": [
+        "住民記録一覧（2024/04/01現在）",
+        "",
+        RES_HEADER,
+        *_rows(300),
+        "合計,300件",
+    ],
+    "totals_and_blank_lines": [RES_HEADER, *_rows(200), "", "合計,200件", "", ""],
+    "title_with_skip_rows": ["一覧", RES_HEADER, *_rows(50), "以上"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(RAGGED))
+def test_title_and_totals_lines_of_another_width_stream(tmp_path, small_blocks, case):
+    path = _write(tmp_path / "住民記録.csv", RAGGED[case])
+    kw = {"skip_rows": 1} if "skip_rows" in case else {}
+    whole = read_export(path, load_schema("residents"), **kw)
+    got, attrs = _streamed(path, small_blocks, **kw)  # no Fallback raised
+    want = whole.astype(object).where(whole.notna(), None)
+    got = got.astype(object).where(got.notna(), None)
+    pd.testing.assert_frame_equal(got, want.astype({"source_row": object}), check_dtype=False)
+    for k in ("title_rows", "footer_rows", "blank_rows"):
+        assert attrs[k] == whole.attrs[k], k
 
 
 def test_percentiles_from_counts_equal_numpy():

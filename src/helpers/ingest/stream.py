@@ -22,6 +22,9 @@ as well (a sheet holds at most 1,048,576 rows).
 from __future__ import annotations
 
 import codecs
+import csv
+import io
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +50,9 @@ from helpers.schema import TableSchema
 
 BLOCK_BYTES = 1 << 24  # bytes of the export per parsed block (~100k records)
 PROBE_BYTES = 1 << 24
+PREFIX_BYTES = 1 << 20  # title lines and the header are looked for in the first MiB
+TAIL_BYTES = 1 << 16  # totals lines of another width are looked for in the last 64 KiB
+_EOL = re.compile(rb"\r\n|\r|\n")
 
 
 class Fallback(Exception):
@@ -98,11 +104,36 @@ def probe_csv(path: Path, configured: str | None) -> Probe:
     return Probe(enc, "\t" if sample.count("\t") > sample.count(",") else ",")
 
 
-def _batches(path: Path, probe: Probe) -> Iterator[pa.RecordBatch]:
+class _Range(io.RawIOBase):
+    """Bytes ``start`` to ``end`` of a file (the records between title and totals lines)."""
+
+    def __init__(self, path: Path, start: int, end: int) -> None:
+        self.fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self.fh.seek(start)
+        self.left = end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        n = min(len(b), self.left)
+        data = self.fh.read(n) if n > 0 else b""
+        b[: len(data)] = data
+        self.left -= len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self.fh.close()
+        super().close()
+
+
+def _batches(path: Path, probe: Probe, where: Layout) -> Iterator[pa.RecordBatch]:
     enc = "utf8" if probe.encoding in ("utf-8", "utf-8-sig") else probe.encoding
+    whole = not where.start and where.end == where.size
+    source = path if whole else pa.PythonFile(_Range(path, where.start, where.end))
     try:
         reader = pacsv.open_csv(
-            path,
+            source,
             read_options=pacsv.ReadOptions(
                 autogenerate_column_names=True, block_size=BLOCK_BYTES, encoding=enc
             ),
@@ -120,6 +151,128 @@ def _batches(path: Path, probe: Probe) -> Iterator[pa.RecordBatch]:
                 yield batch
     except (pa.ArrowException, UnicodeDecodeError, LookupError):
         raise Fallback from None
+
+
+@dataclass
+class Layout:
+    """Where pyarrow reads: from the header line (title lines above it parsed here) to the
+    totals lines of another width at the end (parsed here too), or the whole file."""
+
+    start: int
+    end: int
+    size: int
+    before: int = 0  # records above the header (title and blank lines)
+    titles: list[tuple[int, list[str]]] = field(default_factory=list)  # (row, cells)
+    tail: list[list[str]] = field(default_factory=list)  # records after ``end``
+
+
+def _is_blank(cells: list[str]) -> bool:
+    if not cells:
+        return True
+    trimmed = pc.utf8_trim_whitespace(pa.array(cells, type=pa.string()))
+    return bool(pc.all(pc.equal(trimmed, "")).as_py())
+
+
+def _records(data: bytes, probe: Probe, bom: int, cut: bool, stop) -> list[tuple]:
+    """(cells, physical lines before it, blank) of the first records of ``data``."""
+    try:
+        text = data[bom:].decode(probe.encoding.replace("-sig", ""))
+    except (UnicodeDecodeError, LookupError):
+        raise Fallback from None
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=probe.delimiter, strict=True)
+    out: list[tuple] = []
+    try:
+        while True:
+            lines = reader.line_num
+            rec = next(reader, None)
+            if rec is None:
+                if cut:
+                    raise Fallback  # the first records do not fit in the prefix
+                return out
+            out.append((rec, lines, _is_blank(rec)))
+            if stop(out):
+                return out
+    except csv.Error:
+        raise Fallback from None
+
+
+def _head(path: Path, probe: Probe, keys: set[str], skip_rows: int | None, size: int) -> tuple:
+    """(byte offset of the header line, records above it, title rows, header width)."""
+    with open(path, "rb") as fh:
+        prefix = fh.read(PREFIX_BYTES)
+    cut = size > len(prefix)
+    if cut:
+        prefix = prefix[: max(prefix.rfind(b"\n"), prefix.rfind(b"\r")) + 1]
+    bom = 3 if probe.encoding == "utf-8-sig" else 0
+
+    def enough(recs: list[tuple]) -> bool:
+        filled = [r for r in recs if not r[2]]
+        if skip_rows is None:
+            return len(filled) >= HEADER_SEARCH_ROWS
+        return bool(filled) and len(recs) > int(skip_rows) and not recs[-1][2]
+
+    recs = _records(prefix, probe, bom, cut, enough)
+    filled = [i for i, r in enumerate(recs) if not r[2]]
+    if not filled:
+        return 0, 0, [], 0
+    if skip_rows is None:
+        window = filled[:HEADER_SEARCH_ROWS]
+        scores = [header_score(recs[i][0], keys) for i in window]
+        h = window[int(np.argmax(scores))] if max(scores) > 0 else window[0]
+    else:
+        after = [i for i in filled if i + 1 > int(skip_rows)]
+        if not after:
+            raise Fallback  # the whole-file reader says what is wrong
+        h = after[0]
+    ends = [m.end() for m in _EOL.finditer(prefix, bom)]
+    lines = recs[h][1]
+    start = 0 if h == 0 else ends[lines - 1]
+    titles = [(i + 1, recs[i][0]) for i in range(h) if not recs[i][2]]
+    return start, h, titles, len(recs[h][0])
+
+
+def _tail(path: Path, probe: Probe, start: int, width: int, size: int) -> tuple[int, list]:
+    """Byte offset where the last records of another width (totals, blank lines) begin, and
+    those records; (size, []) when there are none or they cannot be told apart safely."""
+    first = max(start, size - TAIL_BYTES)
+    with open(path, "rb") as fh:
+        fh.seek(first)
+        chunk = fh.read()
+    bounds = [0, *(m.end() for m in _EOL.finditer(chunk))]
+    if bounds[-1] < len(chunk):
+        bounds.append(len(chunk))
+    segments = list(zip(bounds[:-1], bounds[1:], strict=True))[1:]  # the first may be cut
+    taken: list[tuple[int, list[str]]] = []
+    for a, b in reversed(segments):
+        raw = _EOL.sub(b"", chunk[a:b])
+        if b'"' in raw:
+            return size, []
+        try:
+            text = raw.decode(probe.encoding.replace("-sig", ""))
+        except (UnicodeDecodeError, LookupError):
+            return size, []
+        cells = next(csv.reader([text], delimiter=probe.delimiter), [])
+        blank = _is_blank(cells)
+        if not blank and len(cells) == width:
+            break
+        if len(cells) > width and not blank:
+            return size, []
+        taken.append((first + a, cells))
+    else:
+        return size, []  # no full record in the window
+    if not taken:
+        return size, []
+    return taken[-1][0], [c for _a, c in reversed(taken)]
+
+
+def find_layout(path: Path, probe: Probe, keys: set[str], skip_rows: int | None) -> Layout:
+    """The header line (after any title lines) and the totals lines at the end."""
+    size = path.stat().st_size
+    start, before, titles, width = _head(path, probe, keys, skip_rows, size)
+    if not width:
+        return Layout(0, size, size)
+    end, tail = _tail(path, probe, start, width, size)
+    return Layout(start, end, size, before, titles, tail)
 
 
 def _blank(batch: pa.RecordBatch) -> np.ndarray:
@@ -220,9 +373,12 @@ class CsvBlocks:
         self.probe = probe_csv(path, encoding)
         self.meta = CsvMeta(self.probe.encoding)
         self.keys = header_keys_of(schema, header_map)
+        self.layout = find_layout(path, self.probe, self.keys, skip_rows)
+        self.meta.title_rows = [[path.name, n, _row_text(c)] for n, c in self.layout.titles]
+        self.seen = self.layout.before  # records numbered so far
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
-        batches = _batches(self.path, self.probe)
+        batches = _batches(self.path, self.probe, self.layout)
         numbered = self._numbered(batches)
         head: list[_Rows] = []
         wanted = HEADER_SEARCH_ROWS if self.skip_rows is None else None
@@ -247,7 +403,13 @@ class CsvBlocks:
             ready, pending = _split_tail(pending, hold)
             for r in ready:
                 yield self._frame(r)
-        yield from (self._frame(r) for r in self._ending(pending))
+        tail = self._tail_rows(head[0].batch.num_columns)
+        if tail is not None:
+            pending.append(tail)
+        last = self._ending(pending)
+        if tail is not None and any(r.batch is tail.batch for r in last):
+            raise Fallback  # a short record that is no totals line: the whole-file reader says so
+        yield from (self._frame(r) for r in last)
         if not self.meta.rows:
             raise MimamoriError(
                 f"{self.path.name}: header only, no records; export the data again (or "
@@ -256,15 +418,31 @@ class CsvBlocks:
 
     def _numbered(self, batches: Iterator[pa.RecordBatch]) -> Iterator[_Rows]:
         """Non-blank records with their row numbers; blank ones after the header counted."""
-        seen = 0
         for batch in batches:
             blank = _blank(batch)
             rows = np.flatnonzero(~blank)
-            numbers = rows + seen + 1
-            seen += batch.num_rows
+            numbers = rows + self.seen + 1
+            self.seen += batch.num_rows
             if self.meta.header_row:
                 self.meta.blank_rows += int(blank.sum())
             yield _Rows(batch, rows, numbers)
+
+    def _tail_rows(self, width: int) -> _Rows | None:
+        """The records after the parsed range (totals, blank lines), padded to the width."""
+        cells = self.layout.tail
+        if not cells:
+            return None
+        padded = [c + [""] * (width - len(c)) for c in cells]
+        batch = pa.RecordBatch.from_arrays(
+            [pa.array([r[i] for r in padded], type=pa.string()) for i in range(width)],
+            names=[f"f{i}" for i in range(width)],
+        )
+        blank = np.array([_is_blank(c) for c in cells], dtype=bool)
+        self.meta.blank_rows += int(blank.sum())
+        rows = np.flatnonzero(~blank)
+        numbers = rows + self.seen + 1
+        self.seen += len(cells)
+        return _Rows(batch, rows, numbers)
 
     def _start(self, head: list[_Rows]) -> list[_Rows]:
         """Find the header among the first records; the records after it (not yet given out)."""
