@@ -246,7 +246,9 @@ def _tail(path: Path, probe: Probe, start: int, width: int, size: int) -> tuple[
     for a, b in reversed(segments):
         raw = _EOL.sub(b"", chunk[a:b])
         if b'"' in raw:
-            return size, []
+            # every quote lies before the lines taken (the file's quotes pair up), so those
+            # start outside any quoted cell: whole records, one a line
+            break
         try:
             text = raw.decode(probe.encoding.replace("-sig", ""))
         except (UnicodeDecodeError, LookupError):
