@@ -14,6 +14,7 @@ installed (the same settings; splink writes the SQL for either).
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any
 
 import pandas as pd
@@ -31,6 +32,9 @@ BIRTH_M = (0.95, 0.01, 0.02, 0.01, 0.01)
 # the linkage runs inside ingest, which holds the exports in memory at the same time
 DUCKDB_MEMORY = "2GB"
 DUCKDB_THREADS = 2
+# pairs kept per source record after scoring: the best, the second (margin, twins) and up to
+# three for clerical review are all ``assign`` reads
+KEEP_TOP = 3
 
 
 def _splink() -> Any:
@@ -196,16 +200,34 @@ def train(
         _close(api)
 
 
+def _top_sql(keep_all: Collection[str]) -> str:
+    """Per source record its ``KEEP_TOP`` best pairs (by weight, then resident code: the order
+    ``assign`` ranks in), and every pair of a record staff decided on."""
+    rid = "CASE WHEN substr(unique_id_l, 1, 2) = 'S:' THEN unique_id_l ELSE unique_id_r END"
+    code = "CASE WHEN substr(unique_id_l, 1, 2) = 'S:' THEN unique_id_r ELSE unique_id_l END"
+    ids = sorted({f"S:{r}" for r in keep_all if str(r).isalnum()})
+    staff = f" OR rid IN ({', '.join(repr(i) for i in ids)})" if ids else ""
+    return (
+        "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY rid ORDER BY match_weight "
+        "DESC, code ASC) AS rank_in_record FROM (SELECT *, "
+        f"{rid} AS rid, {code} AS code FROM {{this}})) WHERE rank_in_record <= {KEEP_TOP}{staff}"
+    )
+
+
 def score(
     model: dict,
     registry: pd.DataFrame,
     source: pd.DataFrame,
     link: LinkSettings,
     temp_dir: str | None = None,
-) -> pd.DataFrame:
+    keep_all: Collection[str] = (),
+) -> tuple[pd.DataFrame, int]:
     """Candidate pairs (resident_code = registry, record_id = source record) with match weight,
-    probability and comparison levels, under a trained ``model``. A pair's score depends only
-    on the model and the two records, so a source can be scored in parts."""
+    probability and comparison levels, under a trained ``model``, and how many there were. A
+    pair's score depends only on the model and the two records, so a source can be scored in
+    parts. Only what ``assign`` reads is returned: each record's ``KEEP_TOP`` best pairs (best,
+    second, up to three for review), all pairs of the records in ``keep_all`` (staff
+    decisions)."""
     from splink import Linker
 
     api = db_api(link.engine, temp_dir)
@@ -214,26 +236,22 @@ def score(
         src = api.register(source, dataset_display_name="source")
         _quiet()
         linker = Linker([reg, src], model, log_level=logging.ERROR)
-        pairs = linker.inference.predict(threshold_match_probability=0.001).as_pandas_dataframe()
+        pred = linker.inference.predict(threshold_match_probability=0.001)
+        n = int(pred.query_sql("SELECT count(*) AS n FROM {this}").as_record_list()[0]["n"])
+        pairs = pred.query_sql(_top_sql(keep_all)).as_pandas_dataframe()
     finally:
         _close(api)
     keep = [
-        "unique_id_l",
-        "unique_id_r",
+        "code",
+        "rid",
         "match_weight",
         "match_probability",
         *[c for c in pairs.columns if c.startswith("gamma_")],
     ]
-    pairs = pairs[keep]
-    # link_only orders the two datasets by name: make _l the registry side whatever the order
-    flip = pairs["unique_id_l"].str.startswith("S:")
-    pairs.loc[flip, ["unique_id_l", "unique_id_r"]] = pairs.loc[
-        flip, ["unique_id_r", "unique_id_l"]
-    ].to_numpy()
-    pairs = pairs.rename(columns={"unique_id_l": "resident_code", "unique_id_r": "record_id"})
+    pairs = pairs[keep].rename(columns={"code": "resident_code", "rid": "record_id"})
     pairs["resident_code"] = pairs["resident_code"].str.slice(2)
     pairs["record_id"] = pairs["record_id"].str.slice(2)
-    return pairs.reset_index(drop=True)
+    return pairs.reset_index(drop=True), n
 
 
 def predict(
@@ -241,7 +259,7 @@ def predict(
 ) -> tuple[pd.DataFrame, dict]:
     """Train on and score one source in one go (small sources, tests): pairs, model summary."""
     model = train(registry, source, link, has)
-    return score(model, registry, source, link), summary(model)
+    return score(model, registry, source, link)[0], summary(model)
 
 
 def summary(model: dict) -> dict:

@@ -211,10 +211,11 @@ def _score_parts(
         for years in tqdm(_year_groups(src), desc="link parts", leave=False):
             part = src[src["birth_year"].isin(years).to_numpy()]
             r = reg[reg["birth_year"].isin(years).to_numpy()] if bound else reg
-            pairs = score(model, r, part, cfg.link, tmp) if len(r) else EMPTY_PAIRS
             records = pd.Index(part["unique_id"].str.slice(2))
+            staff = records.intersection(pd.Index(mine["record_id"]))
+            pairs, n = score(model, r, part, cfg.link, tmp, staff) if len(r) else (EMPTY_PAIRS, 0)
             res = assign(pairs, records, cfg.link, mine)
-            n_pairs += len(pairs)
+            n_pairs += n
             best.append(pairs.groupby("record_id")["match_weight"].max())
             asked = res.loc[res["pending"].map(len) > 0, ["record_id", "pending"]].explode(
                 "pending"
