@@ -433,7 +433,7 @@ def conform(
             kind = "string"
         else:
             kind = "float64"
-        col = frame[spec.name].astype(kind)
+        col = frame[spec.name].astype(kind, copy=False)
         out[spec.name] = col.array if kind == "string" else col.to_numpy()
     return pd.DataFrame(out)
 
