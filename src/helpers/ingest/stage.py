@@ -14,6 +14,15 @@ by renaming, so a killed run leaves the old mart or the new one, never a mix of 
 The rejects and warnings files keep the offending cell's raw value (the analyst needs it to
 fix the export). They live under data/ (never reports/), like the raw exports they point
 into; no report reads values from them.
+
+Bounded memory (``ingest_all``): every export is read, validated and normalised in row blocks,
+one task per file on the configured engine (``helpers.ingest.blocks``; CSV streamed by
+``helpers.ingest.stream``); exact duplicates and key conflicts are decided on 128-bit row and
+key hashes; orphans against the distinct codes of the referenced fields; each table is then
+masked and written in blocks, one task per table (``helpers.ingest.write``), byte for byte the
+file a one-shot write gives. Held whole, as compact typed frames: the residents and the
+code-less (``link_by``) tables when a code-less export is present, because 名寄せ links them in
+memory. ``validate_all`` (``link`` and ``--suggest-map``) still builds whole tables.
 """
 
 from __future__ import annotations
