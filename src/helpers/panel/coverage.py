@@ -100,9 +100,11 @@ def _month_end(ts: pd.Timestamp) -> pd.Timestamp:
 def span_dates(df: pd.DataFrame, schema: TableSchema) -> tuple[pd.Series, pd.Series]:
     """The dates that say when a source holds records: its first required date field (the
     event or period start), or its fiscal year (1 April .. 31 March); and every date it holds
-    (period ends too) for its last covered day."""
+    (period ends too) for its last covered day. Only their first and last matter (a yearly
+    source gives each of its fiscal years once)."""
     if "fiscal_year" in schema.field_names and "fiscal_year" in df:
         fy = pd.to_numeric(df["fiscal_year"], errors="coerce").dropna().astype(int)
+        fy = pd.Series(np.unique(fy.to_numpy()), dtype="int64")  # only the span is used
         starts = pd.to_datetime(fy.astype(str) + "-04-01")
         return starts, pd.to_datetime((fy + 1).astype(str) + "-03-31")
     dated = [
