@@ -104,7 +104,7 @@ def lr_preprocess() -> Pipeline:
     return Pipeline(
         [
             ("impute", MedianImputer(strategy="median", add_indicator=True)),
-            ("scale", StandardScaler()),
+            ("scale", StandardScaler(copy=False)),  # scales the imputer's fresh output in place
         ]
     )
 

@@ -47,8 +47,9 @@ def run_steps(
     prep = steps.prepare(panel, catalogue, target, s)
     cache = FoldCache()
     last_evaluated = prep.evaluated_origins[-1]
-    runs = [
-        steps.run_origin(
+    runs = []
+    for origin in prep.origins:
+        run = steps.run_origin(
             prep,
             origin,
             truth,
@@ -57,8 +58,9 @@ def run_steps(
             explain_list=origin is prep.origins[-1],
             full=origin is last_evaluated,
         )
-        for origin in prep.origins
-    ]
+        if origin is not last_evaluated and origin is not prep.origins[-1]:
+            run.scored.drop_features()  # diagnose reads only these two origins' features
+        runs.append(run)
     return Fit(prep, runs, summary.backtest(runs, s), summary.diagnose(prep, runs, s))
 
 

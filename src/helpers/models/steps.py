@@ -449,6 +449,11 @@ class Scored:
     explained_rows: np.ndarray | None = None  # rows of ``scores`` in ``explanation``
     explained_sample: np.ndarray | None = None  # which of them are the uniform sample
 
+    def drop_features(self) -> None:
+        """Free the test year's panel rows and feature matrix (kept: scores and explanation)."""
+        self.test = self.test.iloc[:0]
+        self.Xt = self.Xt[:0]
+
 
 def _score_frame(
     tuned: Tuned,
