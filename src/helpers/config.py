@@ -74,7 +74,7 @@ class DaskSettings(_Section):
     n_workers: int = 2
     threads_per_worker: int = 1
     memory_limit: str = "auto"
-    partitions: int = 8
+    partitions: int = 2
 
 
 @dataclass(frozen=True)
