@@ -42,6 +42,17 @@ CHILD_TABLES = (
     "case_conference",
     "nursery_enrolment",
 )
+# sources read about household members: a partition needs the rows of the people who share
+# a household with its children at some time (residents for ages, spans for membership)
+PERSON_TABLES = (
+    "residents",
+    "household_history",
+    "long_term_care",
+    "disability_handbooks",
+    "independence_support",
+    "allowances",
+    "school_aid",
+)
 NOTE_COUNTS = ("children", "no_household", "household_member_unknown", "in_movers")
 
 
@@ -51,12 +62,21 @@ def partition_children(decoder: pd.Index, part: int, n: int) -> np.ndarray:
 
 
 def own_rows(mart: dict[str, pd.DataFrame], children: np.ndarray) -> dict[str, pd.DataFrame]:
-    """The mart with the tables read only for the child the row is about (CHILD_TABLES)
-    limited to ``children``'s rows, in mart order; household sources stay whole."""
+    """The mart cut to the rows a partition can read, in mart order: CHILD_TABLES to its
+    children's rows, PERSON_TABLES to the rows of everyone who ever shared a household
+    with one of them (every member the household items can look at, with all their spans);
+    the school register and attendance (linked by student id) and 生活保護 stay whole."""
+    kids = pd.Index(children)
+    hh = mart["household_history"]
+    households = pd.Index(hh.loc[F.codes_in(hh["resident_code"], kids), "household_code"].dropna())
+    shared = F.codes_in(hh["household_code"], households.unique())
+    people = pd.Index(np.union1d(hh.loc[shared, "resident_code"].dropna().to_numpy(), children))
     out = dict(mart)
     for table in CHILD_TABLES:
-        df = mart[table]
-        out[table] = df[df["resident_code"].isin(children).fillna(False).to_numpy(dtype=bool)]
+        out[table] = mart[table][F.codes_in(mart[table]["resident_code"], kids)]
+    for table in PERSON_TABLES:  # a row without a code stays: the whole-mart rules see it too
+        code = mart[table]["resident_code"]
+        out[table] = mart[table][F.codes_in(code, people) | code.isna().to_numpy(dtype=bool)]
     return out
 
 
