@@ -3,7 +3,7 @@
 Residents may ask which items put a child on a list (docs/domain.md §6), so every child on the
 list (the top k, ties at the k-th score included) comes with its top positive contributions in
 Japanese labels. Contributions are computed for the list and a fixed seeded sample of the year
-(``SHAP_SAMPLE`` child-years: the global importance and the beeswarm), not for every child of
+(``models.shap_sample`` child-years: the global importance and the beeswarm), not for every child of
 the year. SHAP values are in log-odds of the class-weighted model (before calibration): they
 explain the ranking, not the probability.
 """
@@ -16,7 +16,6 @@ import pandas as pd
 from helpers.reports.plotting import axes
 
 SHAP_NOTE = "SHAP値は重み付きモデルの対数オッズ（log-odds of the class-weighted model）"
-SHAP_SAMPLE = 5000  # child-years of the list year explained beside the list (seeded, uniform)
 
 
 def explained_rows(

@@ -521,7 +521,7 @@ def _explain_list(
     """Contributions of the list (its reason codes are added to ``scores``) and of a fixed
     sample of the year: (contributions, base value, their rows in ``scores``, sample mask)."""
     rows, listed, sampled = explain.explained_rows(
-        scores["score"].to_numpy(), s.k, explain.SHAP_SAMPLE, s.seed
+        scores["score"].to_numpy(), s.k, int(s.models.shap_sample), s.seed
     )
     contrib, base = explain_primary(prep, tuned, fitted, Xt[rows], s)
     reasons = explain.reason_columns(
