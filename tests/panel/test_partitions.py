@@ -10,6 +10,7 @@ import pytest
 
 from helpers.panel import partitions as D
 from helpers.panel import stage as P
+from helpers.panel.coverage import source_coverage
 from helpers.paths import paths
 
 from .test_panel import FY, fixture_cfg, make_fixture_mart, pid
@@ -33,12 +34,16 @@ def test_partitions_cover_every_child_once():
 def test_a_partition_s_rows_equal_the_same_rows_of_the_whole_year():
     mart, decoders = P.encode_keys(make_fixture_mart())
     cfg = fixture_cfg()
-    whole = P.build_year(mart, FY, cfg, decoders=decoders).set_index("child_id")
+    coverage = source_coverage(mart, (), cfg)  # the export spans: from the whole mart, once
+    whole = P.build_year(mart, FY, cfg, decoders=decoders, coverage=coverage)
+    whole = whole.set_index("child_id")
     pieces = []
     for k in range(3):
         children = D.partition_children(decoders["resident_code"], k, 3)
         own = D.own_rows(mart, children)  # what the task keeps of the mart
-        pieces.append(P.build_year(own, FY, cfg, decoders=decoders, children=children))
+        pieces.append(
+            P.build_year(own, FY, cfg, decoders=decoders, coverage=coverage, children=children)
+        )
     joined = pd.concat(pieces).set_index("child_id").sort_index()
     assert any(len(p) for p in pieces[1:]) and all(len(p) < len(whole) for p in pieces)
     pd.testing.assert_frame_equal(joined, whole)
