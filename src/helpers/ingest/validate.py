@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from helpers import MimamoriError
 from helpers.dates import open_end_mask, parse_dates
@@ -178,13 +180,32 @@ def _vocabulary(
     return mapped.astype("string"), bad
 
 
+_PLAIN_ASCII = r"^[\x21-\x7e]+$"  # printable ASCII without spaces: normalising changes nothing
+
+
+def normalized_uniques(uniques) -> pd.Series:
+    """``normalize_cells`` of the distinct cells of a column. Cells of printable ASCII without
+    spaces (codes, dates, numbers: nearly all) are already normal, so only the others go
+    through the per-value normalisation; found in one vectorised pass."""
+    s = pd.Series(uniques, dtype="string")
+    if not len(s):
+        return normalize_cells(s)
+    plain = pc.match_substring_regex(pa.array(s.to_numpy(object), pa.string()), _PLAIN_ASCII)
+    simple = plain.to_numpy(zero_copy_only=False).astype(bool)
+    if simple.all():
+        return s
+    out = s.copy()
+    out[~simple] = normalize_cells(s[~simple])
+    return out
+
+
 def parse_field(raw: pd.Series, f: Field, value_map: Mapping[str, object] | None = None) -> Parsed:
     """Raw text column -> typed values and per-row reject reasons; computed on distinct values.
 
     Blank cells give <NA> with reason ``missing_required`` only when the field is required.
     """
     codes, uniques = pd.factorize(pd.Series(raw, copy=False), use_na_sentinel=True)
-    u = normalize_cells(pd.Series(uniques, dtype="string"))
+    u = normalized_uniques(uniques)
     reason = np.full(len(u), None, dtype=object)
     detail = np.full(len(u), None, dtype=object)
     unmapped_u = np.zeros(len(u), dtype=bool)
