@@ -202,6 +202,14 @@ def blank_absent(
         and absent.intersection(sources[c])
         and not c.startswith("miss_")
     ]
+    if hit and all(frame[c].dtype == "float64" for c in hit):
+        # a new frame that shares the other columns (no copy of a wide frame per call)
+        blank = set(hit)
+        return pd.DataFrame(
+            {c: np.full(len(frame), np.nan) if c in blank else frame[c] for c in frame.columns},
+            index=frame.index,
+            copy=False,
+        )
     if hit:
         frame = frame.copy()
         frame[hit] = np.nan
