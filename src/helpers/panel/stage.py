@@ -454,7 +454,7 @@ def conform(
             kind = "float64"
         col = frame[spec.name].astype(kind, copy=False)
         out[spec.name] = col.array if kind == "string" else col.to_numpy()
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, copy=False)  # one block per column: no consolidation copy
 
 
 def iter_panel_years(
