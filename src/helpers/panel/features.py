@@ -1302,7 +1302,7 @@ def child_features(
         linked_source_features(spine, tables, on, fiscal_year, panel_cfg, coverage),
     ):
         out.update({c: part[c] for c in part.columns})
-    return pd.DataFrame(out, index=idx)
+    return pd.DataFrame(out, index=idx, copy=False)  # no consolidation copy
 
 
 def checkup_features(
@@ -1428,7 +1428,7 @@ def consultation_features(
         ordered += [f"cons_{code}_{w}" for w, _ in windows] + [f"cons_{code}_months_since"]
     for w, _ in windows:
         ordered += [f"cons_yc_determined_{w}", f"progress_poor_{w}"]
-    return pd.DataFrame({c: out[c] for c in ordered}, index=idx)
+    return pd.DataFrame({c: out[c] for c in ordered}, index=idx, copy=False)
 
 
 # ---------------------------------------------------------------------------------------------
