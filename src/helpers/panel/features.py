@@ -1831,7 +1831,7 @@ def household_state(
     if _first_year(coverage, tables, "school_register", fiscal_year) > fiscal_year - 1:
         for col in ("hh_siblings_special_needs", "yc_sibling_special_needs"):
             out[col] = pd.Series(np.nan, index=me.index)
-    return pd.DataFrame(out, index=me.index)
+    return pd.DataFrame(out, index=me.index, copy=False)
 
 
 def _household_items(
