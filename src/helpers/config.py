@@ -148,7 +148,7 @@ class PanelSettings(_Section):
 class LinkSettings(_Section):
     """名寄せ (helpers.link): linking exports that carry no resident code to the registry."""
 
-    engine: str = "duckdb"
+    engine: Literal["duckdb", "spark"] = "duckdb"
     accept_probability: float = 0.99
     clerical_probability: float = 0.5
     margin_weight: float = 4.0

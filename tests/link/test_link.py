@@ -3,6 +3,7 @@ twins, thresholds, the clerical round trip, bad inputs."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 
 from helpers import MimamoriError
-from helpers.config import load_config
+from helpers.config import LinkSettings, load_config
 from helpers.link import clerical
 from helpers.link.assign import assign
 from helpers.link.model import blocking_rules, db_api
@@ -73,8 +74,10 @@ def test_blocking_rules_skip_absent_columns_and_swap_both_ways() -> None:
 
 
 def test_engine_setting_is_checked() -> None:
+    with pytest.raises(MimamoriError, match="key 'link.engine'"):
+        load_config(overrides={"link": {"engine": "oracle"}})
     with pytest.raises(MimamoriError, match="engine"):
-        db_api("oracle")
+        db_api(dataclasses.replace(LinkSettings(), engine="oracle"))  # type: ignore[arg-type]
 
 
 def _registry() -> pd.DataFrame:

@@ -10,7 +10,6 @@ import pytest
 
 from helpers.config import load_config
 from helpers.link import clerical
-from helpers.link import stage as S
 from helpers.link.assign import ASSIGN_COLUMNS, _one, assign
 from helpers.link.stage import link_table, linked_on, registry_frame, year_bound
 from tests.link.test_link import SCHEMA, _registry, _source
@@ -90,14 +89,14 @@ def test_vectorised_assignment_equals_the_per_record_rule(seed: int) -> None:
         assert fast["pending"].tolist() == slow["pending"].tolist()
 
 
-def test_scoring_in_parts_equals_scoring_at_once(monkeypatch) -> None:
+def test_scoring_in_parts_equals_scoring_at_once() -> None:
     cfg = load_config(overrides={"link": {"u_max_pairs": 20000}})
     reg = _registry()
     registry, surnames = registry_frame(reg)
     src = _source(reg)
     whole = link_table(cfg, SCHEMA, src, registry, surnames, "fp", NONE)
-    monkeypatch.setattr(S, "PART_RECORDS", 40)  # ~8 parts of one or two birth years
-    parts = link_table(cfg, SCHEMA, src, registry, surnames, "fp", NONE)
+    small = cfg.with_overrides({"link": {"part_records": 40}})  # ~8 parts of 1-2 birth years
+    parts = link_table(small, SCHEMA, src, registry, surnames, "fp", NONE)
     a, b = whole["result"].sort_index(), parts["result"].sort_index()
     pd.testing.assert_frame_equal(a, b)
     assert whole["candidate_pairs"] == parts["candidate_pairs"]
@@ -106,7 +105,7 @@ def test_scoring_in_parts_equals_scoring_at_once(monkeypatch) -> None:
     )
 
 
-def test_the_model_is_the_same_each_run_and_on_a_sample_when_large(monkeypatch) -> None:
+def test_the_model_is_the_same_each_run_and_on_a_sample_when_large() -> None:
     cfg = load_config(overrides={"link": {"u_max_pairs": 20000}})
     reg = _registry()
     registry, surnames = registry_frame(reg)
@@ -114,8 +113,15 @@ def test_the_model_is_the_same_each_run_and_on_a_sample_when_large(monkeypatch) 
     one = link_table(cfg, SCHEMA, src, registry, surnames, "fp", NONE)
     two = link_table(cfg, SCHEMA, src, registry, surnames, "fp", NONE)
     assert one["model"] == two["model"]
-    monkeypatch.setattr(S, "TRAIN_RECORDS", 200)
-    sampled = link_table(cfg, SCHEMA, src, registry, surnames, "fp", NONE)
+    sampled = link_table(
+        cfg.with_overrides({"link": {"train_records": 200}}),
+        SCHEMA,
+        src,
+        registry,
+        surnames,
+        "fp",
+        NONE,
+    )
     auto = (sampled["result"]["decision"] == "auto").mean()
     assert auto > 0.9
 

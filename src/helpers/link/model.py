@@ -6,7 +6,7 @@ pairs, m probabilities by expectation maximisation in sessions blocked on differ
 weight and probability of every candidate pair the blocking rules generate
 (``link.blocking_rules``) under that model (``score``). A pair's score depends only on the
 model and its two records, so the caller scores a large source in parts, each in its own
-DuckDB connection (capped at ``DUCKDB_MEMORY``, spilling to a temporary folder).
+DuckDB connection (capped at ``link.duckdb_memory``, spilling to a temporary folder).
 The engine is DuckDB in-process, or Spark when ``link.engine: spark`` and pyspark + Java are
 installed (the same settings; splink writes the SQL for either).
 """
@@ -30,7 +30,6 @@ ENGINES = ("duckdb", "spark")
 BIRTH_M = (0.95, 0.01, 0.02, 0.01, 0.01)
 # DuckDB's cap per linkage connection (it spills to a temporary folder beyond it) and threads:
 # the linkage runs inside ingest, which holds the exports in memory at the same time
-DUCKDB_MEMORY = "2GB"
 DUCKDB_THREADS = 2
 # pairs kept per source record after scoring: the best, the second (margin, twins) and up to
 # three for clerical review are all ``assign`` reads
@@ -116,10 +115,11 @@ def blocking_rules(rules: list[list[str]], has: set[str]) -> list:
     return out
 
 
-def db_api(engine: str, temp_dir: str | None = None, threads: int = DUCKDB_THREADS) -> Any:
+def db_api(link: LinkSettings, temp_dir: str | None = None, threads: int = DUCKDB_THREADS) -> Any:
     """The splink database API of ``link.engine``; a clear error when Spark is missing. DuckDB
-    gets a fresh in-memory connection capped at ``DUCKDB_MEMORY`` that spills to ``temp_dir``
-    (the process also holds the exports)."""
+    gets a fresh in-memory connection capped at ``link.duckdb_memory`` that spills to
+    ``temp_dir`` (the process also holds the exports)."""
+    engine = link.engine
     if engine not in ENGINES:
         raise MimamoriError(
             f"config/link.yaml: key 'engine': {engine!r} is not one of {list(ENGINES)}"
@@ -128,7 +128,7 @@ def db_api(engine: str, temp_dir: str | None = None, threads: int = DUCKDB_THREA
         import duckdb
         from splink.backends.duckdb import DuckDBAPI
 
-        con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY, "threads": threads})
+        con = duckdb.connect(config={"memory_limit": link.duckdb_memory, "threads": threads})
         if temp_dir:
             con.execute(f"SET temp_directory = '{temp_dir}'")
         return DuckDBAPI(connection=con)
@@ -172,7 +172,7 @@ def train(
     by random sampling, m by EM; ``source`` may be a sample of the source's records."""
     from splink import Linker, SettingsCreator, block_on
 
-    api = db_api(link.engine, temp_dir)
+    api = db_api(link, temp_dir)
     try:
         reg = api.register(registry, dataset_display_name="registry")
         src = api.register(source, dataset_display_name="source")
@@ -230,7 +230,7 @@ def score(
     decisions)."""
     from splink import Linker
 
-    api = db_api(link.engine, temp_dir)
+    api = db_api(link, temp_dir)
     try:
         reg = api.register(registry, dataset_display_name="registry")
         src = api.register(source, dataset_display_name="source")

@@ -12,8 +12,8 @@ recall against ``_truth/identity_links.csv``.
 At scale (a 500,000-child prefecture: 2M residents, a 1.85M-row school export): identities
 are standardised once per distinct spelling, only registry people born in the sources' years
 are standardised, a source's rows collapse to distinct records, the model is estimated once on
-at most ``TRAIN_RECORDS`` records, and the records are scored in birth-year parts of at most
-``PART_RECORDS`` (each with only the registry people of its years when every blocking rule
+at most ``link.train_records`` records, and the records are scored in birth-year parts of at most
+``link.part_records`` (each with only the registry people of its years when every blocking rule
 needs the same birth year), keeping per record the pairs ``assign`` reads.
 """
 
@@ -71,8 +71,6 @@ HIST_EDGES = list(range(-20, 31, 2))
 # records per scoring part (birth years grouped up to this), and at most this many records
 # estimate the model: a 500,000-child city's school export is scored in ~10 parts, each in
 # its own DuckDB connection, so memory stays bounded; the default city is one part
-PART_RECORDS = 60_000
-TRAIN_RECORDS = 100_000
 EMPTY_PAIRS = pd.DataFrame(
     {
         "record_id": pd.Series(dtype="object"),
@@ -176,13 +174,13 @@ def _bounded_registry(registry: pd.DataFrame, src: pd.DataFrame, slack: int) -> 
     return registry[registry["birth_year"].between(lo, hi)].reset_index(drop=True)
 
 
-def _year_groups(src: pd.DataFrame) -> list[list[int]]:
-    """Consecutive birth years, grouped so a group holds at most ``PART_RECORDS`` records (a
+def _year_groups(src: pd.DataFrame, part_records: int) -> list[list[int]]:
+    """Consecutive birth years, grouped so a group holds at most ``part_records`` records (a
     single year may exceed it)."""
     groups: list[list[int]] = []
     n = 0
     for year, count in src["birth_year"].value_counts().sort_index().items():
-        if not groups or n + count > PART_RECORDS:
+        if not groups or n + count > part_records:
             groups.append([])
             n = 0
         groups[-1].append(int(year))
@@ -197,12 +195,12 @@ def year_bound(link: LinkSettings, has: set[str]) -> bool:
     return all({"birth_date", "birth_swap", "birth_year", "birth_month"} & set(c) for c in used)
 
 
-def _training_sample(src: pd.DataFrame) -> pd.DataFrame:
-    """At most ``TRAIN_RECORDS`` records for estimating the model: those with the smallest
+def _training_sample(src: pd.DataFrame, train_records: int) -> pd.DataFrame:
+    """At most ``train_records`` records for estimating the model: those with the smallest
     record ids (keyed hashes, so a fixed pseudo-random sample), in their order."""
-    if len(src) <= TRAIN_RECORDS:
+    if len(src) <= train_records:
         return src
-    cut = np.sort(src["unique_id"].to_numpy())[TRAIN_RECORDS - 1]
+    cut = np.sort(src["unique_id"].to_numpy())[train_records - 1]
     return src[(src["unique_id"] <= cut).to_numpy()]
 
 
@@ -215,7 +213,7 @@ def _score_parts(
     results, best, pend = [], [], []
     n_pairs = 0
     with tempfile.TemporaryDirectory(prefix="mimamori-link-") as tmp:
-        for years in tqdm(_year_groups(src), desc="link parts", leave=False):
+        for years in tqdm(_year_groups(src, cfg.link.part_records), desc="link parts", leave=False):
             part = src[src["birth_year"].isin(years).to_numpy()]
             r = reg[reg["birth_year"].isin(years).to_numpy()] if bound else reg
             records = pd.Index(part["unique_id"].str.slice(2))
@@ -251,7 +249,7 @@ def link_table(
 ) -> dict:
     """Link one table's rows: per-row record ids and reasons, the assignment per record, the
     pairs awaiting review, the model. The model is estimated once (on at most
-    ``TRAIN_RECORDS`` records); the source is then scored in birth-year parts."""
+    ``link.train_records`` records); the source is then scored in birth-year parts."""
     std, pre, uniq = _source_frame(valid, schema, surnames, key_fp)
     src = uniq.drop_duplicates("record_id").copy()
     src.insert(0, "unique_id", "S:" + src.pop("record_id"))
@@ -262,7 +260,7 @@ def link_table(
     model: dict = {}
     if len(src) and len(reg):
         with tempfile.TemporaryDirectory(prefix="mimamori-link-") as tmp:
-            model = train(reg, _training_sample(src), cfg.link, has, tmp)
+            model = train(reg, _training_sample(src, cfg.link.train_records), cfg.link, has, tmp)
     else:
         src = src.iloc[:0]
     scored = _score_parts(cfg, model, reg, src, has, mine)
