@@ -372,3 +372,22 @@ def test_readme_table_is_the_checked_in_measurement():
     assert benchdoc.readme_block_of(benchdoc.README) == benchdoc.readme_block(
         benchdoc.load_results(benchdoc.DOCS_JSON)
     )
+
+
+def test_ingest_floor_ratio_without_linkage_from_its_audit_line(tmp_path):
+    log = bench._size_paths(tmp_path).audit_log
+    log.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        {"stage": "ingest", "seconds": {"read_validate": 9.0, "link": 5.0, "mask_write": 9.0}},
+        {"stage": "panel"},
+        {"stage": "ingest", "seconds": {"read_validate": 3.0, "link": 5.0, "mask_write": 1.0}},
+    ]
+    log.write_text("".join(json.dumps(x, sort_keys=True) + "\n" for x in lines), encoding="utf-8")
+    entry = {"wall_s": 12.0, "floor": {"seconds": 2.0}}
+    bench._add_ingest_phases(entry, tmp_path)
+    assert entry["floor_ratio_without_link"] == 2.0  # (3 + 1) / 2: the last run, link left out
+    assert entry["phases_s"]["link"] == 5.0
+    block = benchdoc.readme_block(
+        {"sizes": {"S": {**_size_block("S", 25_000, 12.0), "stages": {"ingest": entry}}}}
+    )
+    assert "2.0×" in block

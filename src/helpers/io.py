@@ -187,8 +187,10 @@ def append_audit(
     inputs: list[Path] | None = None,
     outputs: list[Path] | None = None,
     rows: dict[str, int] | None = None,
+    seconds: dict[str, float] | None = None,
 ) -> dict:
-    """Append one JSON line per stage run to data/audit.log (who, when, what in, what out)."""
+    """Append one JSON line per stage run to data/audit.log (who, when, what in, what out;
+    ``seconds``: wall time of the stage's phases, where a stage measures them)."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -202,6 +204,8 @@ def append_audit(
         "outputs": hash_files(outputs or [], root=data_root),
         "rows": rows or {},
     }
+    if seconds:
+        entry["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     data_root.mkdir(parents=True, exist_ok=True)
     with open(audit_log_in(data_root), "a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
