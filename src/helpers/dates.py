@@ -88,21 +88,49 @@ def _era_index(era: pd.Series) -> pd.Series:
     return era.map(_ERA_BY_KEY)
 
 
+# Distinct date texts already parsed in this process -> (datetime64[ns] as int64, error). The
+# blocks of an export, and the exports of a run, repeat the same few thousand dates; each is
+# parsed once. The result of a text does not depend on the other texts parsed with it.
+_PARSED: dict[str, tuple[int, str | None]] = {}
+_PARSED_MAX = 1 << 19  # entries (~100 MB at most); emptied when full
+
+
+def _parse_cached(uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_parse_unique`` of distinct texts through ``_PARSED``: (int64 ns, error or None)."""
+    found = [_PARSED.get(u) for u in uniques.tolist()]
+    missing = [i for i, hit in enumerate(found) if hit is None]
+    if missing:
+        texts = uniques[missing]
+        mdates, merrors = _parse_unique(pd.Series(texts, dtype="string"))
+        ns = mdates.to_numpy(dtype="datetime64[ns]").view("int64").tolist()
+        new = dict(zip(texts.tolist(), zip(ns, merrors.tolist(), strict=True), strict=True))
+        if len(_PARSED) + len(new) > _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED.update(new)
+        for i, text in zip(missing, texts.tolist(), strict=True):
+            found[i] = new[text]
+    nat = np.datetime64("NaT", "ns").view("int64")
+    ints = np.fromiter((nat if hit is None else hit[0] for hit in found), np.int64, len(found))
+    errors = np.array([hit[1] for hit in found] if found else [], dtype=object)
+    return ints.view("datetime64[ns]"), errors
+
+
 def parse_dates(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Parse a column of date texts.
 
     Returns ``(dates, errors)``: ``dates`` is datetime64[ns] (NaT for blanks and errors) and
     ``errors`` holds a reason text for every non-blank cell that is not a valid date (None
-    elsewhere). Works on the unique values, so repeated dates cost nothing.
+    elsewhere). Works on the unique values, so repeated dates cost nothing; a text met in an
+    earlier call of this process is not parsed again.
     """
     series = pd.Series(series)
     codes, uniques = pd.factorize(series.astype("string"), use_na_sentinel=True)
-    udates, uerrors = _parse_unique(pd.Series(uniques, dtype="string"))
+    udates, uerrors = _parse_cached(np.asarray(uniques, dtype=object))
     dates = np.full(len(series), np.datetime64("NaT", "ns"))
     errors = np.full(len(series), None, dtype=object)
     has = codes >= 0
-    dates[has] = udates.to_numpy(dtype="datetime64[ns]")[codes[has]]
-    errors[has] = uerrors.to_numpy(dtype=object)[codes[has]]
+    dates[has] = udates[codes[has]]
+    errors[has] = uerrors[codes[has]]
     return (
         pd.Series(dates, index=series.index, dtype="datetime64[ns]"),
         pd.Series(errors, index=series.index, dtype=object),
