@@ -111,7 +111,8 @@ def _parse_cached(uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             found[i] = new[text]
     nat = np.datetime64("NaT", "ns").view("int64")
     ints = np.fromiter((nat if hit is None else hit[0] for hit in found), np.int64, len(found))
-    errors = np.array([hit[1] for hit in found] if found else [], dtype=object)
+    errors = np.full(len(found), None, dtype=object)
+    errors[:] = [None if hit is None else hit[1] for hit in found]
     return ints.view("datetime64[ns]"), errors
 
 

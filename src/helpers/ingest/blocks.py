@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pandas.core.util.hashing import combine_hash_arrays
 
 from helpers import io as hio
 from helpers.ingest.read import read_export
@@ -107,14 +108,28 @@ def _source(job: FileJob) -> CsvBlocks | _Whole:
     return _Whole(job)
 
 
+_HASH_KEYS = ("mimamori-ingst-1", "mimamori-ingst-2")
+
+
+def _column_hashes(values) -> list[np.ndarray]:
+    """``pd.util.hash_array`` of one column under each of ``_HASH_KEYS``; a column of text is
+    factorised once for both keys (pandas would factorise it once per key)."""
+    arr = getattr(values, "_ndarray", values)
+    if isinstance(arr, np.ndarray) and arr.dtype == object:
+        codes, categories = pd.factorize(arr, sort=False)
+        cat = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(pd.Index(categories)))
+        return [pd.util.hash_array(cat, hash_key=k) for k in _HASH_KEYS]
+    return [pd.util.hash_array(values, hash_key=k) for k in _HASH_KEYS]
+
+
 def row_hashes(frame: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Two independent 64-bit hashes of each row's values in ``names`` (128 bits together)."""
+    """Two independent 64-bit hashes of each row's values in ``names`` (128 bits together);
+    equal to ``pd.util.hash_pandas_object(frame[names], index=False, hash_key=k)``."""
     if not names or not len(frame):
         z = np.zeros(len(frame), dtype=np.uint64)
         return z, z
-    sub = frame[names]
-    a = pd.util.hash_pandas_object(sub, index=False, hash_key="mimamori-ingst-1").to_numpy()
-    b = pd.util.hash_pandas_object(sub, index=False, hash_key="mimamori-ingst-2").to_numpy()
+    per_column = [_column_hashes(frame[name]._values) for name in names]
+    a, b = (combine_hash_arrays(iter(h[i] for h in per_column), len(names)) for i in (0, 1))
     return a, b
 
 
