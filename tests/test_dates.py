@@ -201,3 +201,17 @@ def test_open_end_sentinels_are_recognised_and_dates_are_not():
     dates = ["2023/12/31", "R05.12.31", "", "不明", "9999/12/30"]
     assert open_end_mask(pd.Series(sentinels)).all()
     assert not open_end_mask(pd.Series(dates)).any()
+
+
+def test_texts_parsed_in_an_earlier_call_give_the_same_dates_and_errors(monkeypatch):
+    import helpers.dates as hd
+
+    texts = ["R5.4.1", "令和5年2月30日", "平成32年1月1日", "x", "2023/04/05", "R5.4.1", None]
+    first = parse_dates(pd.Series(texts))
+    assert "R5.4.1" in hd._PARSED
+    again = parse_dates(pd.Series(texts[::-1]))  # all cached now
+    assert (again[0][::-1].to_numpy() == first[0].to_numpy())[first[0].notna()].all()
+    assert again[1][::-1].tolist() == first[1].tolist()
+    monkeypatch.setattr(hd, "_PARSED", {})  # and equal to a fresh parse
+    fresh = parse_dates(pd.Series(texts))
+    assert fresh[0].equals(first[0]) and fresh[1].tolist() == first[1].tolist()

@@ -168,6 +168,26 @@ def test_row_hashes_separate_rows_and_ignore_blocks():
     assert g1[0] == h1[2]
 
 
+def test_row_hashes_equal_pandas_hash_of_the_rows_under_each_key():
+    df = pd.DataFrame(
+        {
+            "s": pd.array(["a", None, "b", "a", "ｘ", "長い文"], dtype="string"),
+            "i": pd.array([1, None, 3, 1, 2, 2], dtype="Int64"),
+            "d": pd.to_datetime(
+                ["2020-01-01", None, "2021-01-01", "2020-01-01", None, "2022-02-02"]
+            ),
+            "b": pd.array([True, None, False, True, False, True], dtype="boolean"),
+            "x": [1.5, np.nan, 2.0, 1.5, 0.0, -1.0],
+            "o": np.array(["p", "q", None, "p", "r", "s"], dtype=object),
+        }
+    )
+    for names in (list(df.columns), ["s"], ["i", "d"]):
+        got = blocks.row_hashes(df, names)
+        for key, h in zip(("mimamori-ingst-1", "mimamori-ingst-2"), got, strict=True):
+            want = pd.util.hash_pandas_object(df[names], index=False, hash_key=key)
+            assert (h == want.to_numpy()).all()
+
+
 def test_row_group_writer_gives_the_bytes_of_one_write(tmp_path, monkeypatch):
     import helpers.ingest.write as w
 
