@@ -13,6 +13,8 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # (kanji, letter, 7-digit code, first day). An era ends the day before the next one starts.
 ERAS: tuple[tuple[str, str, int, dt.date], ...] = (
@@ -138,17 +140,47 @@ def parse_dates(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     )
 
 
-def _parse_unique(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
-    text = clean_date_text(raw)
-    n = len(text)
+# Texts of ASCII and the era words only: there RE2 (pyarrow) and ``re`` read _ANY_RE alike
+# (``\\d`` is an ASCII digit for both, and the cleaned texts hold no line breaks).
+_RE2_SAFE = "^[\\x00-\\x7f明治大正昭和平成令元年月日]*$"
+
+
+def _parts(text: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series, pd.Series]:
+    """Era text, year, month and day (floats, NaN when no form matches) of cleaned date texts:
+    the groups of the first date form that matched. One pyarrow pass when every text is plain
+    (nearly always), else the same through pandas' ``str.extract``."""
+    arr = pa.array(text.to_numpy(dtype=object), pa.string(), from_pandas=True)
+    if pc.all(pc.match_substring_regex(arr, _RE2_SAFE)).as_py() is not False:
+        st = pc.extract_regex(arr, _ANY_RE.pattern)
+
+        def first(kind: str) -> pa.Array:
+            names = [f"{kind}{k}" for k in range(1, 5) if f"{kind}{k}" in _ANY_RE.groupindex]
+            cols = [pc.struct_field(st, n) for n in names]
+            cols = [pc.if_else(pc.equal(c, ""), pa.scalar(None, pa.string()), c) for c in cols]
+            return pc.coalesce(*cols)
+
+        def num(col: pa.Array) -> pd.Series:
+            values = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+            return pd.Series(values, index=text.index, dtype="float64")
+
+        y = first("y")
+        y = pc.if_else(pc.equal(y, "元"), "1", y)
+        era = pd.Series(first("e").to_numpy(zero_copy_only=False), index=text.index, dtype="string")
+        return era, num(y), num(first("m")), num(first("d"))
     ex = text.str.extract(_ANY_RE)
-    # Each form fills its own groups; the first form that matched gives era/year/month/day.
     era_txt = ex["e1"].fillna(ex["e2"])
     year = (
         ex["y1"].fillna(ex["y2"]).fillna(ex["y3"]).fillna(ex["y4"]).replace("元", "1").astype(float)
     )
     month = ex["m1"].fillna(ex["m2"]).fillna(ex["m3"]).fillna(ex["m4"]).astype(float)
     day = ex["d1"].fillna(ex["d2"]).fillna(ex["d3"]).fillna(ex["d4"]).astype(float)
+    return era_txt, year, month, day
+
+
+def _parse_unique(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    text = clean_date_text(raw)
+    n = len(text)
+    era_txt, year, month, day = _parts(text)
     era = _era_index(era_txt).astype(float)
     matched = year.notna()
     blank = text.isna() | (text == "")
