@@ -21,6 +21,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
@@ -102,6 +103,7 @@ def main(cfg: Settings, argv: list[str]) -> int:
             raise MimamoriError(f"{p}: not found; run `python -m helpers panel` first")
     # one block per column, arrow buffers released while converting: no second copy at read
     panel = pq.read_table(P.panel).to_pandas(split_blocks=True, self_destruct=True)
+    pa.default_memory_pool().release_unused()  # the pool keeps freed buffers (GBs at L) else
     catalogue = pd.read_csv(P.feature_catalogue)
     truth = oracle.load_truth(cfg)
     inputs = [P.panel, P.feature_catalogue] + ([P.truth_probabilities] if truth is not None else [])
