@@ -215,3 +215,18 @@ def test_texts_parsed_in_an_earlier_call_give_the_same_dates_and_errors(monkeypa
     monkeypatch.setattr(hd, "_PARSED", {})  # and equal to a fresh parse
     fresh = parse_dates(pd.Series(texts))
     assert fresh[0].equals(first[0]) and fresh[1].tolist() == first[1].tolist()
+
+
+def test_the_pyarrow_pass_reads_every_form_like_the_pandas_pass(monkeypatch):
+    import helpers.dates as hd
+
+    texts = ["", "-", "9999/12/31", "99999999", "R5.4.1", "Ｒ５．４．１", "令和元年5月1日"]
+    for era in ("R", "H", "S", "令和", "平成", "令", "平", "5", "4", "M", "明治"):
+        for y, m, d in ((1, 4, 1), (31, 4, 30), (32, 1, 1), (0, 5, 1), (5, 2, 30), (64, 13, 7)):
+            texts += [f"{era}{y}.{m}.{d}", f"{era}{y:02d}/{m:02d}/{d:02d}", f"{era}{y}年{m}月{d}日"]
+            texts += [f"{era}{y:02d}{m:02d}{d:02d}", f"{2000 + y}-{m:02d}-{d:02d}"]
+    raw = pd.Series(texts + [None], dtype="string")
+    fast = hd._parse_unique(raw)
+    monkeypatch.setattr(hd, "_RE2_SAFE", "^$x")  # nothing is plain: the pandas pass
+    slow = hd._parse_unique(raw)
+    assert fast[0].equals(slow[0]) and fast[1].tolist() == slow[1].tolist()
