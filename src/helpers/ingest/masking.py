@@ -137,7 +137,8 @@ def load_key(cfg: Settings) -> tuple[bytes, str]:
 def mask_month(series: pd.Series) -> pd.Series:
     """Dates → the first day of their month (datetime64[ns], NaT kept)."""
     s = pd.to_datetime(pd.Series(series, copy=False))
-    return s.dt.to_period("M").dt.to_timestamp().astype("datetime64[ns]")
+    months = s.to_numpy(dtype="datetime64[ns]").astype("datetime64[M]")  # NaT stays NaT
+    return pd.Series(months.astype("datetime64[ns]"), index=s.index, name=s.name)
 
 
 def mask_birth_month(series: pd.Series) -> pd.Series:
