@@ -135,3 +135,16 @@ def test_spelling_keys_fold_month_kana_and_range_dashes():
     assert spelling_key("3〜4ヶ月児") == spelling_key("3～4か月児") == "3-4か月児"
     assert spelling_key("ヤングケアラー") == "ヤングケアラー"  # a long vowel is not a dash
     assert spelling_key("身体的虐待（疑い）") == "身体的虐待(疑い)"
+
+
+def test_cells_changed_by_normalize_are_exactly_those_normalize_cells_changes():
+    import pyarrow as pa
+
+    from helpers.normalize import cells_changed_by_normalize
+
+    chars = [chr(c) for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF]
+    for template in ("{}", "a{}", "{}漢", "ア{}b"):
+        texts = [template.format(c) for c in chars] + ["", " ", "\r\n", "山田\u3000太郎"]
+        s = pd.Series(texts, dtype="string")
+        changed = (normalize_cells(s).fillna("\0") != s).to_numpy(dtype=bool)
+        assert (cells_changed_by_normalize(pa.array(texts, pa.string())) == changed).all()

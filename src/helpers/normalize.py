@@ -13,6 +13,8 @@ import unicodedata
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # Full-width ASCII (U+FF01..U+FF5E) → ASCII, ideographic space (U+3000) → space.
 _WIDTH_TABLE = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}
@@ -35,6 +37,25 @@ def normalize_cells(series: pd.Series) -> pd.Series:
     s = s.str.translate(_WIDTH_TABLE)
     s = s.str.replace(_LINEBREAKS, " ", regex=True).str.strip()
     return s.mask(s == "")
+
+
+# What ``normalize_cells`` changes, as one RE2 pattern (pyarrow): a blank, a full-width
+# character or ideographic space anywhere, a line break anywhere, whitespace (``str.isspace``)
+# at either end. A cell without any of these is returned as it is.
+_SPACES = (
+    r"\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}"
+    r"\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}"
+)
+_CHANGED_RE2 = (
+    r"^$|[\x{ff01}-\x{ff5e}\x{3000}\r\n\x{2028}\x{2029}\x0b\x0c\x{85}]"
+    rf"|^[{_SPACES}]|[{_SPACES}]$"
+)
+
+
+def cells_changed_by_normalize(cells: pa.Array) -> np.ndarray:
+    """Per text (no nulls): whether ``normalize_cells`` would change it; one pyarrow pass."""
+    hit = pc.match_substring_regex(cells, _CHANGED_RE2)
+    return hit.to_numpy(zero_copy_only=False).astype(bool)
 
 
 def normalize_key(text: str) -> str:

@@ -19,11 +19,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from helpers import MimamoriError
 from helpers.dates import open_end_mask, parse_dates
-from helpers.normalize import normalize_cells, normalize_spellings, parse_numbers, spelling_key
+from helpers.normalize import (
+    cells_changed_by_normalize,
+    normalize_cells,
+    normalize_spellings,
+    parse_numbers,
+    spelling_key,
+)
 from helpers.schema import BOOL_FALSE, BOOL_TRUE, Field, TableSchema
 
 REASONS = (
@@ -180,22 +185,22 @@ def _vocabulary(
     return mapped.astype("string"), bad
 
 
-_PLAIN_ASCII = r"^[\x21-\x7e]+$"  # printable ASCII without spaces: normalising changes nothing
-
-
 def normalized_uniques(uniques) -> pd.Series:
-    """``normalize_cells`` of the distinct cells of a column. Cells of printable ASCII without
-    spaces (codes, dates, numbers: nearly all) are already normal, so only the others go
-    through the per-value normalisation; found in one vectorised pass."""
+    """``normalize_cells`` of the distinct cells of a column. Most cells (codes, dates, numbers,
+    names without a full-width space) are already normal; one pyarrow pass finds the others,
+    and only those go through the per-value normalisation."""
     s = pd.Series(uniques, dtype="string")
     if not len(s):
         return normalize_cells(s)
-    plain = pc.match_substring_regex(pa.array(s.to_numpy(object), pa.string()), _PLAIN_ASCII)
-    simple = plain.to_numpy(zero_copy_only=False).astype(bool)
-    if simple.all():
+    arr = getattr(uniques, "array", uniques)
+    cells = pa.array(arr) if isinstance(arr, pd.arrays.ArrowExtensionArray) else None
+    if cells is None or cells.null_count or not pa.types.is_string(cells.type):
+        cells = pa.array(s.to_numpy(object), pa.string())
+    changed = cells_changed_by_normalize(cells)
+    if not changed.any():
         return s
     out = s.copy()
-    out[~simple] = normalize_cells(s[~simple])
+    out[changed] = normalize_cells(s[changed])
     return out
 
 
