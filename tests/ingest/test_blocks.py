@@ -253,3 +253,14 @@ def test_dask_engine_writes_the_local_mart(tiny):
     ingest_all(dask, tiny["raw"], tiny["root"] / "mart_dask")
     assert len(tiny["local"]) > 30
     assert _mart_hashes(tiny["root"] / "mart_dask") == tiny["local"]
+
+
+def test_code_patterns_read_by_pyarrow_as_by_re():
+    from helpers.ingest.validate import _fullmatch
+
+    texts = ["12345678", "１２３４５６７８", "1234567\n", " 12345678", "A-1", "a1", "١٢٣٤٥٦٧٨"]
+    texts += ["", None, "ABC12345", "12345678901234567", "9" * 15, "x1", "K1"]
+    v = pd.Series(texts, dtype="string")
+    for pattern in (r"^\d{8,15}$", r"^[0-9A-Z-]{1,12}$", r"(?i)^[a-z]\d$", r"^(?=\d)\w+$"):
+        want = v.str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
+        assert (_fullmatch(v, pattern) == want).all(), pattern

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from helpers import MimamoriError
 from helpers.dates import open_end_mask, parse_dates
@@ -118,10 +119,32 @@ class Parsed:
     open_ends: int = 0  # sentinels read as "still open"
 
 
+_PLAIN_ASCII = r"^[\x21-\x7e]+$"  # printable ASCII, no whitespace: NFKC keeps it as it is
+
+
+def _fullmatch(v: pd.Series, pattern: str) -> np.ndarray:
+    """``v.str.fullmatch(pattern)`` (False for <NA>); texts of printable ASCII are matched in one
+    pyarrow (RE2) pass, which reads a pattern on them as ``re`` does; a pattern RE2 cannot
+    read, and every other text, go through ``re``."""
+    ok = np.zeros(len(v), dtype=bool)
+    cells = pa.array(v.to_numpy(object), pa.string(), from_pandas=True)
+    plain = pc.fill_null(pc.match_substring_regex(cells, _PLAIN_ASCII), False)
+    plain_np = plain.to_numpy(zero_copy_only=False).astype(bool)
+    try:
+        fast = pc.match_substring_regex(cells.filter(plain), f"^(?:{pattern})$")
+        ok[plain_np] = fast.to_numpy(zero_copy_only=False).astype(bool)
+        rest = ~plain_np
+    except pa.ArrowInvalid:
+        rest = np.ones(len(v), dtype=bool)
+    if rest.any():
+        ok[rest] = v[rest].str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
+    return ok
+
+
 def _code(u: pd.Series, f: Field, reason: np.ndarray, detail: np.ndarray) -> pd.Series:
     v = u.str.normalize("NFKC")
     if f.pattern:
-        ok = v.str.fullmatch(f.pattern).fillna(False).to_numpy(dtype=bool)
+        ok = _fullmatch(v, f.pattern)
         bad = u.notna().to_numpy() & ~ok
         reason[bad] = "invalid_code"
         detail[bad] = f"does not match {f.pattern}"
