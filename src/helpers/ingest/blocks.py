@@ -125,12 +125,25 @@ def _column_hashes(values) -> list[np.ndarray]:
 def row_hashes(frame: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Two independent 64-bit hashes of each row's values in ``names`` (128 bits together);
     equal to ``pd.util.hash_pandas_object(frame[names], index=False, hash_key=k)``."""
-    if not names or not len(frame):
-        z = np.zeros(len(frame), dtype=np.uint64)
-        return z, z
-    per_column = [_column_hashes(frame[name]._values) for name in names]
-    a, b = (combine_hash_arrays(iter(h[i] for h in per_column), len(names)) for i in (0, 1))
-    return a, b
+    return row_hashes_of(frame, [names])[0]
+
+
+def row_hashes_of(
+    frame: pd.DataFrame, subsets: list[list[str]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``row_hashes`` of several column subsets, each column hashed once."""
+    columns = {name: _column_hashes(frame[name]._values) for s in subsets for name in s}
+    out = []
+    for names in subsets:
+        if not names or not len(frame):
+            z = np.zeros(len(frame), dtype=np.uint64)
+            out.append((z, z))
+            continue
+        a, b = (
+            combine_hash_arrays(iter([columns[n][i] for n in names]), len(names)) for i in (0, 1)
+        )
+        out.append((a, b))
+    return out
 
 
 class _Spill:
@@ -186,8 +199,7 @@ def _one_block(job: FileJob, raw: pd.DataFrame, acc: dict, spill: _Spill) -> Non
     if not clean.any():
         return
     frame = _clean_frame(raw, typed, clean, list(schema.primary_key))
-    h1, h2 = row_hashes(frame, schema.field_names)
-    k1, k2 = row_hashes(frame, list(schema.primary_key))
+    (h1, h2), (k1, k2) = row_hashes_of(frame, [schema.field_names, list(schema.primary_key)])
     src = raw["source_file"].to_numpy()[clean]
     codes = np.empty(len(src), dtype=np.int32)
     for name in pd.unique(src):
