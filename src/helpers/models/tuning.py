@@ -108,8 +108,9 @@ class FoldData:
             return cls(y, lgb_data=data.construct())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pre = lr_preprocess().fit(X)
-            return cls(y, pre=pre, Xt=pre.transform(X))
+            pre = lr_preprocess()
+            Xt = pre.fit_transform(X)  # one pass: the scaler works in place on the imputed copy
+            return cls(y, pre=pre, Xt=Xt)
 
 
 def _fit_fold(family: str, data: FoldData, cand: dict, s: FitSettings) -> Any:
