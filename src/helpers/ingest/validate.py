@@ -117,6 +117,7 @@ class Parsed:
     detail: pd.Series
     unmapped: dict[str, int] = field(default_factory=dict)  # spelling -> rows
     open_ends: int = 0  # sentinels read as "still open"
+    bad: np.ndarray | None = None  # per row: a reason is given (``reason.notna()``)
 
 
 _PLAIN_ASCII = r"^[\x21-\x7e]+$"  # printable ASCII, no whitespace: NFKC keeps it as it is
@@ -254,13 +255,19 @@ def parse_field(raw: pd.Series, f: Field, value_map: Mapping[str, object] | None
         detail[blank] = "required field is blank"
     has = codes >= 0
     idx = pd.Series(raw).index
+    bad_u = pd.notna(reason)
+    bad = np.zeros(len(codes), dtype=bool)
+    bad[has] = bad_u[codes[has]]
+    if f.required:
+        bad |= ~has
     out_reason = np.full(len(codes), None, dtype=object)
     out_detail = np.full(len(codes), None, dtype=object)
-    out_reason[has] = reason[codes[has]]
-    out_detail[has] = detail[codes[has]]
-    if f.required:
-        out_reason[~has] = "missing_required"
-        out_detail[~has] = "required field is blank"
+    if bad.any():  # the reasons of the distinct values, mapped back to their rows
+        out_reason[has] = reason[codes[has]]
+        out_detail[has] = detail[codes[has]]
+        if f.required:
+            out_reason[~has] = "missing_required"
+            out_detail[~has] = "required field is blank"
     counts = np.bincount(codes[has], minlength=len(u))
     return Parsed(
         typed=pd.Series(typed.array.take(codes, allow_fill=True), index=idx),
@@ -268,6 +275,7 @@ def parse_field(raw: pd.Series, f: Field, value_map: Mapping[str, object] | None
         detail=pd.Series(out_detail, index=idx),
         unmapped={str(v): int(c) for v, c in zip(u[unmapped_u], counts[unmapped_u], strict=True)},
         open_ends=int(counts[sentinel_u].sum()),
+        bad=bad,
     )
 
 
@@ -338,10 +346,11 @@ def _fields(
     open_ends: dict[str, int] = {}
     for f in schema.fields:
         p = parse_field(raw[f.name], f, value_map.get(f.name))
-        bad = p.reason.notna().to_numpy()
+        bad = p.bad if p.bad is not None else p.reason.notna().to_numpy()
         rowwise = row_level(f, schema)
-        typed[f.name] = p.typed if rowwise else p.typed.mask(bad)
-        if bad.any():
+        any_bad = bool(bad.any())
+        typed[f.name] = p.typed if rowwise or not any_bad else p.typed.mask(bad)
+        if any_bad:
             values = np.full(len(raw), None, dtype=object)  # raw text of the bad cells only
             values[bad] = raw[f.name][bad].astype(object).to_numpy()
             lines = _reject_frame(
