@@ -194,11 +194,11 @@ def _read_all(
     return raws, file_info, problems
 
 
-def validate_all(
+def _scan_required(
     cfg: Settings, raw_dir: Path, schemas: Mapping[str, TableSchema]
-) -> tuple[ExportScan, dict[str, TableResult], dict[str, list[dict]], list[str]]:
-    """Find, read and validate every export (no mart written): the scan, the results per
-    table, what each file held, and the required tables without an export."""
+) -> tuple[ExportScan, list[str], list[str]]:
+    """The exports found, the tables without one, and a problem line per required table
+    without one (a required table that is not in data_schema/ stops here)."""
     scan = scan_exports(raw_dir, schemas)
     required = set(cfg.ingest.required_tables)
     unknown = sorted(required - set(schemas))
@@ -213,6 +213,15 @@ def validate_all(
         for t in missing
         if t in required
     ]
+    return scan, missing, problems
+
+
+def validate_all(
+    cfg: Settings, raw_dir: Path, schemas: Mapping[str, TableSchema]
+) -> tuple[ExportScan, dict[str, TableResult], dict[str, list[dict]], list[str]]:
+    """Find, read and validate every export (no mart written): the scan, the results per
+    table, what each file held, and the required tables without an export."""
+    scan, missing, problems = _scan_required(cfg, raw_dir, schemas)
     raws, file_info, read_problems = _read_all(cfg, scan, schemas)
     problems += read_problems
     if problems:
@@ -273,20 +282,7 @@ def validate_blocks(
 ) -> tuple[ExportScan, dict[str, TablePlan], list[str]]:
     """Pass 1 over every export (one task per file on the configured engine) and the
     duplicate/conflict decisions per table: the scan, the plans, the absent tables."""
-    scan = scan_exports(raw_dir, schemas)
-    required = set(cfg.ingest.required_tables)
-    unknown = sorted(required - set(schemas))
-    if unknown:
-        raise MimamoriError(
-            f"config/ingest.yaml: required_tables: {unknown} are not tables of "
-            f"data_schema/ ({sorted(schemas)})"
-        )
-    missing = sorted(t for t, ps in scan.files.items() if not ps)
-    problems = [
-        f"{raw_dir}: no export for required table {t} (file names {list(schemas[t].files)})"
-        for t in missing
-        if t in required
-    ]
+    scan, missing, problems = _scan_required(cfg, raw_dir, schemas)
     jobs = _file_jobs(cfg, scan, schemas, spill_dir)
     done = run_tasks(cfg, functools.partial(_task), jobs, "read and validate")
     problems += [d for d in done if isinstance(d, str)]

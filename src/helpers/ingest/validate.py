@@ -486,6 +486,20 @@ def linkage(results: Mapping[str, TableResult], schemas: Mapping[str, TableSchem
     return out
 
 
+def orphan_rejects(rows: pd.DataFrame, fname: str, target: str) -> pd.DataFrame:
+    """Reject lines for ``rows`` whose ``fname`` code is not in ``target`` (table.field)."""
+    return pd.DataFrame(
+        {
+            "file": rows["source_file"].to_numpy(),
+            "source_row": rows["source_row"].to_numpy(),
+            "column": fname,
+            "value": rows[fname].astype(object).to_numpy(),
+            "reason": "orphan_key",
+            "detail": f"not found in {target}",
+        }
+    )
+
+
 def check_references(
     results: Mapping[str, TableResult], schemas: Mapping[str, TableSchema]
 ) -> dict:
@@ -512,17 +526,7 @@ def check_references(
             orphan = (col.notna() & ~col.isin(_known(results, target))).to_numpy()
             info[fname] = {"references": target, "checked": True, "orphans": int(orphan.sum())}
             if orphan.any():
-                v = res.valid.loc[orphan]
-                rej = pd.DataFrame(
-                    {
-                        "file": v["source_file"].to_numpy(),
-                        "source_row": v["source_row"].to_numpy(),
-                        "column": fname,
-                        "value": v[fname].astype(object).to_numpy(),
-                        "reason": "orphan_key",
-                        "detail": f"not found in {target}",
-                    }
-                )
+                rej = orphan_rejects(res.valid.loc[orphan], fname, target)
                 res.rejects = pd.concat([res.rejects, rej], ignore_index=True)
                 res.valid = res.valid.loc[~orphan].reset_index(drop=True)
         checked[table] = info

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from helpers import io as hio
 from helpers.ingest.blocks import BLOCK_ROWS, TablePlan, accepted_blocks
 from helpers.ingest.masking import field_domain, mask_table
+from helpers.ingest.validate import orphan_rejects
 from helpers.io import atomic_path
 from helpers.schema import MART_DTYPES, TableSchema
 
@@ -100,19 +101,7 @@ def _orphans(
         orphan = keep & col.notna().to_numpy() & ~member(col, known[target])
         info["orphans"] += int(orphan.sum())
         if orphan.any():
-            v = block.loc[orphan]
-            out.orphans.append(
-                pd.DataFrame(
-                    {
-                        "file": v["source_file"].to_numpy(),
-                        "source_row": v["source_row"].to_numpy(),
-                        "column": fname,
-                        "value": v[fname].astype(object).to_numpy(),
-                        "reason": "orphan_key",
-                        "detail": f"not found in {target}",
-                    }
-                )
-            )
+            out.orphans.append(orphan_rejects(block.loc[orphan], fname, target))
         keep &= ~orphan
     return keep
 

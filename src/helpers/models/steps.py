@@ -127,6 +127,21 @@ class Prepared:
         return [o for o in self.origins if o.evaluated]
 
 
+def fit_rows(family: str, prep: Prepared, rows: np.ndarray, params: dict, s: FitSettings) -> Any:
+    """A model of ``family`` with ``params`` fitted on the prepared ``rows`` (a boolean mask)."""
+    return fit_family(
+        family,
+        prep.X[rows],
+        prep.y[rows],
+        params,
+        s.seed,
+        s.threads,
+        s.models.max_bin,
+        s.models.logistic_max_iter,
+        prep.features,
+    )
+
+
 def _fold_info(
     y: np.ndarray, year: np.ndarray, folds: list, s: FitSettings
 ) -> tuple[list[dict], list[str]]:
@@ -416,17 +431,7 @@ def _scale_transfer(
         return None
     ref = (tuned.fold_models.get(family) or [None])[-1]  # the same fit, from tuning
     if ref is None:
-        ref = fit_family(
-            family,
-            prep.X[tr],
-            prep.y[tr],
-            params,
-            s.seed,
-            s.threads,
-            s.models.max_bin,
-            s.models.logistic_max_iter,
-            prep.features,
-        )
+        ref = fit_rows(family, prep, tr, params, s)
     q = np.linspace(0.0, 1.0, 1001)
     ids = prep.panel.loc[prep.test_rows(origin.test_year), "child_id"].to_numpy()
     final_scores = fitted.test_margin(family, Xt, ids, s)

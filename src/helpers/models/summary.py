@@ -19,9 +19,9 @@ from helpers.models import backtest as bt
 from helpers.models import evaluation as ev
 from helpers.models.baselines import odds_ratios
 from helpers.models.data import numeric_column
-from helpers.models.families import fit_family, margin
+from helpers.models.families import margin
 from helpers.models.settings import FitSettings
-from helpers.models.steps import BASELINES, OriginRun, Prepared
+from helpers.models.steps import BASELINES, OriginRun, Prepared, fit_rows
 
 
 # ----------------------------------------------------------------------------- backtest
@@ -288,17 +288,7 @@ def fold_to_fold(prep: Prepared, run: OriginRun, s: FitSettings) -> pd.DataFrame
             tr = np.isin(prep.year, train_years)
             if not 0 < prep.y[tr].sum() < tr.sum():
                 continue  # no event in these training years: no model to compare
-            model = fit_family(
-                family,
-                prep.X[tr],
-                prep.y[tr],
-                params,
-                s.seed,
-                s.threads,
-                s.models.max_bin,
-                s.models.logistic_max_iter,
-                prep.features,
-            )
+            model = fit_rows(family, prep, tr, params, s)
         frame = pd.DataFrame({"child_id": ids, "score": margin(model, Xt)})
         tops[name] = top_k_ids(frame, s.k, s.seed)
     return pd.DataFrame(
