@@ -47,6 +47,10 @@ RAW := $(DATA)/raw/.complete
 MART := $(DATA)/mart/_ingest_report.json
 PANEL := $(DATA)/panel/panel.parquet
 MODELS := $(foreach t,$(TARGETS),$(DATA)/models/$(t)/metrics.json)
+# Under make -j the models stage still fits one target at a time (at a large city each fit may
+# need most of the memory): every target's fit waits for the one listed before it.
+model_chain = $(if $(word 2,$(1)),$(eval $(DATA)/models/$(word 2,$(1))/metrics.json: | $(DATA)/models/$(firstword $(1))/metrics.json)$(call model_chain,$(wordlist 2,$(words $(1)),$(1))))
+$(call model_chain,$(TARGETS))
 REVIEW := $(DATA)/review/.complete
 
 REPORT_00 := $(REPORTS)/00_city_overview.html

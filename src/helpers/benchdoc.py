@@ -33,19 +33,22 @@ def _cell(r: dict[str, Any] | None) -> str:
 
 def _ordered(results: dict[str, Any]) -> list[dict[str, Any]]:
     blocks = list((results.get("sizes") or {}).values())
-    return sorted(blocks, key=lambda b: (b.get("n_children", 0), b.get("engine", "local")))
+    return sorted(
+        blocks, key=lambda b: (b.get("n_children", 0), b.get("engine", "local") != "local")
+    )
 
 
 def _time_rows(blocks: list[dict[str, Any]]) -> list[str]:
     rows = [
         "| size | engine | children | child-years | "
         + " | ".join(STAGES)
-        + " | chain (generate excluded) |",
+        + " | chain (ingest … audit) |",
         "|" + "---|" * (len(STAGES) + 5),
     ]
     for b in blocks:
         st = b.get("stages") or {}
-        ok = [r for k, r in st.items() if k != "generate" and r.get("status") == "ok"]
+        # the link stage is 名寄せ alone; ingest runs it too, so the chain counts it once
+        ok = [r for k, r in st.items() if k not in ("generate", "link") and r.get("status") == "ok"]
         chain = (
             f"{sum(r['wall_s'] for r in ok):,.0f} s · "
             f"{max((r.get('peak_tree_rss_mb') or 0) for r in ok) / 1024:.1f} GB"
@@ -102,15 +105,20 @@ def _overhead_lines(results: dict[str, Any]) -> list[str]:
 def readme_block(results: dict[str, Any]) -> str:
     """The markdown between the markers: stage times and peaks, floor ratios, dask overhead."""
     blocks = _ordered(results)
+    models = sorted(
+        {str(((b.get("stages") or {}).get("models") or {}).get("note", "")) for b in blocks} - {""}
+    )
     m = results.get("machine") or {}
     head = (
         f"Measured by `make bench` on {m.get('cpu_usable', '?')} cores / "
         f"{m.get('memory_gb', '?')} GB, commit {m.get('git_commit', '?')}, updated "
         f"{results.get('updated', '?')} (from `docs/bench/benchmarks.json`). Each cell: wall "
-        "time · peak memory of the stage's process tree. The models stage fits one target with "
-        "the bench's fixed tuning budget. Floor = merely reading the stage's input files "
+        "time · peak memory of the stage's process tree; models: "
+        + ("; ".join(models) or "–")
+        + " (the bench's fixed tuning budget). Floor = merely reading the stage's input files "
         "(pyarrow/openpyxl); ingest without 名寄せ = its own read-validate and mask-write "
-        "phases (its audit line), without the linkage and process start-up."
+        "phases (its audit line), without the linkage and process start-up. The link column "
+        "is 名寄せ alone; ingest includes it, and the chain counts it once."
     )
     parts = [START, head, "", *_time_rows(blocks), "", *_floor_rows(blocks)]
     overhead = _overhead_lines(results)
