@@ -44,7 +44,7 @@ def dask_client(settings: DaskSettings) -> Any:
                 threads_per_worker=settings.threads_per_worker,
                 memory_limit=settings.memory_limit,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # a free port: never clash with another cluster
                 silence_logs=logging.WARNING,
             )
             client = Client(cluster)
