@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from helpers.config import load_config
+from helpers.models.data import INFO_COLUMNS as MODEL_INFO_COLUMNS
 from helpers.panel import features as F
 from helpers.panel import stage as P
 
@@ -36,17 +37,7 @@ def test_catalogue_has_the_contract_columns_and_japanese_labels(catalogue):
     assert set(catalogue["role"]) == {"id", "info", "feature", "label", "known"}
     assert set(catalogue["missing_treatment"]) <= set(F.MISSING_TREATMENTS)
     info = set(catalogue.loc[catalogue["role"] == "info", "name"])
-    assert {
-        "age",
-        "school_age",
-        "grade",
-        "school_code",
-        "school_district",
-        "sex",
-        "nationality",
-        "single_parent",
-        "history_incomplete",
-    } <= info
+    assert set(MODEL_INFO_COLUMNS) <= info  # what the models stage copies beside the scores
     feats = catalogue[catalogue["role"] == "feature"]
     assert set(feats["type"]) <= {"binary", "count", "numeric"}
     for t in load_config().run.targets:

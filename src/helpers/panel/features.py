@@ -13,7 +13,7 @@ for in full; an in-mover (転入者) whose window starts before the move-in gets
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,6 +75,10 @@ class FeatureSpec:
             )
         if self.missing_treatment not in MISSING_TREATMENTS:
             raise MimamoriError(f"feature registry: {self.name}: unknown missing treatment")
+
+
+# the columns of feature_catalogue.csv, in order: the registry entry's fields
+CATALOGUE_COLUMNS = tuple(f.name for f in fields(FeatureSpec))
 
 
 def _spec(
@@ -1007,17 +1011,7 @@ def feature_catalogue(cfg: Settings) -> pd.DataFrame:
         row = asdict(spec)
         row["source_tables"] = ";".join(spec.source_tables)
         rows.append(row)
-    cols = [
-        "name",
-        "label_ja",
-        "description",
-        "source_tables",
-        "window",
-        "type",
-        "role",
-        "missing_treatment",
-    ]
-    return pd.DataFrame(rows)[cols]
+    return pd.DataFrame(rows)[list(CATALOGUE_COLUMNS)]
 
 
 # ---------------------------------------------------------------------------------------------

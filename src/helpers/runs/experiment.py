@@ -70,17 +70,11 @@ def start(cfg: Settings, target: str, feature: str = "", base: str = "latest") -
 
 def feature_table(exp: Experiment) -> Table:
     """The candidate's registry entry (name, Japanese label, sources, window, type)."""
+    from helpers.panel.features import CATALOGUE_COLUMNS
+
     cat = registered(exp.cfg)
-    cols = [
-        "name",
-        "label_ja",
-        "description",
-        "source_tables",
-        "window",
-        "type",
-        "missing_treatment",
-    ]
-    frame = cat.loc[cat["name"] == exp.feature, [c for c in cols if c in cat.columns]]
+    cols = [c for c in CATALOGUE_COLUMNS if c != "role" and c in cat.columns]
+    frame = cat.loc[cat["name"] == exp.feature, cols]
     return Table(
         frame.reset_index(drop=True),
         f"候補の特徴量（candidate feature: {exp.feature or '(none given)'}）",
