@@ -18,6 +18,12 @@ REPORTS ?= reports
 # the settings folder: config/ (a municipality may keep its own elsewhere: CONFIG=/path)
 CONFIG ?= config
 SIZES ?= S,M
+# Steps run side by side, two at a time by default (the two targets' models fit together; the
+# reports of earlier stages render meanwhile), so their progress lines interleave. At
+# prefecture size (bench size L) on a 16 GB PC run one step at a time, so that no two large
+# steps share the memory: `make JOBS=1 all` (with 24 GB: MODELS_ONE_AT_A_TIME=1, below).
+JOBS ?= 2
+MAKEFLAGS += --jobs=$(JOBS)
 # where stages run: empty = config/run.yaml engine (local); ENGINE=dask = a dask LocalCluster
 ENGINE ?=
 export MIMAMORI_CONFIG := $(abspath $(CONFIG))
@@ -47,10 +53,12 @@ RAW := $(DATA)/raw/.complete
 MART := $(DATA)/mart/_ingest_report.json
 PANEL := $(DATA)/panel/panel.parquet
 MODELS := $(foreach t,$(TARGETS),$(DATA)/models/$(t)/metrics.json)
-# Under make -j the models stage still fits one target at a time (at a large city each fit may
-# need most of the memory): every target's fit waits for the one listed before it.
+# MODELS_ONE_AT_A_TIME=1: under make -j the models stage still fits one target at a time (at a
+# prefecture-size city each fit may need most of the memory): every target's fit waits for the
+# one listed before it. Off by default: on the default city the two fits share the two cores.
+MODELS_ONE_AT_A_TIME ?=
 model_chain = $(if $(word 2,$(1)),$(eval $(DATA)/models/$(word 2,$(1))/metrics.json: | $(DATA)/models/$(firstword $(1))/metrics.json)$(call model_chain,$(wordlist 2,$(words $(1)),$(1))))
-$(call model_chain,$(TARGETS))
+$(if $(MODELS_ONE_AT_A_TIME),$(call model_chain,$(TARGETS)))
 REVIEW := $(DATA)/review/.complete
 
 REPORT_00 := $(REPORTS)/00_city_overview.html

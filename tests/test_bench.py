@@ -349,7 +349,9 @@ def test_dask_blocks_sit_beside_local_with_their_overhead_and_output_check(tmp_p
 
 
 def test_readme_block_is_rendered_from_the_results(tmp_path):
-    results = bench.write_outputs(tmp_path, {"S": _engine_block("local", 10.0, "p1")})
+    local = _engine_block("local", 10.0, "p1")
+    local["stages"]["e2e"] = {"status": "ok", "wall_s": 98.4, "cpu_s": 150.2, "load_1m_before": 0.5}
+    results = bench.write_outputs(tmp_path, {"S": local})
     results = bench.write_outputs(tmp_path, {"S+dask": _engine_block("dask", 15.0, "p1")})
     block = benchdoc.readme_block(results)
     assert block.startswith(benchdoc.START) and block.endswith(benchdoc.END)
@@ -357,6 +359,8 @@ def test_readme_block_is_rendered_from_the_results(tmp_path):
     assert "10 s · 0.0 GB" in block and "5 s · 0.9 GB" in block
     assert "3.0×" in block  # the ingest floor ratio
     assert "panel ×1.50" in block and "panel identical" in block
+    assert "end to end: `make all`" in block and "**98 s** wall, 150 s CPU" in block
+    assert "| 15 s · 0.9 GB |" in block  # the chain (ingest … audit) leaves make all out
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{benchdoc.START}\nold\n{benchdoc.END}\n\ntail\n", encoding="utf-8")
     benchdoc.update_readme(results, readme, tmp_path / "docs" / "b.json")
@@ -391,3 +395,14 @@ def test_ingest_floor_ratio_without_linkage_from_its_audit_line(tmp_path):
         {"sizes": {"S": {**_size_block("S", 25_000, 12.0), "stages": {"ingest": entry}}}}
     )
     assert "2.0×" in block
+
+
+def test_make_all_is_measured_at_the_default_city_size_only(tmp_path):
+    stages = [s for s in bench.default_stages("young_carer") if s.name == "e2e"]
+    block = bench.run_size(bench.BenchSize("XS", 300), _cfg(), tmp_path, stages, "young_carer")
+    e2e = block["stages"]["e2e"]
+    assert e2e["status"].startswith("skipped: make all is measured at the default city")
+    assert e2e["command"] == "make all" and "wall_s" not in e2e
+    argv = bench.e2e_argv(tmp_path / "S", "dask")
+    assert argv[:3] == ["make", "--no-print-directory", "all"] and "ENGINE=dask" in argv
+    assert f"DATA={tmp_path / 'S' / 'e2e'}" in argv and not any("CONFIG" in a for a in argv)

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -635,7 +636,22 @@ def default_stages(target: str, every_target: bool = False) -> list[StageSpec]:
             note="check-reports on the rendered report: identifier scan + disclosure "
             "audit (linprog over every table with hidden cells)",
         ),
+        StageSpec("e2e", "synth", ["all"], note=E2E_NOTE),
     ]
+
+
+E2E_NOTE = (
+    "`make all` from an empty data folder with the repository's own settings (config/) and the "
+    "Makefile's defaults: generate, ingest, panel, models for every target, review, every "
+    "report and check-reports; setup excluded. Measured at the default city's size only."
+)
+
+
+def e2e_argv(size_dir: Path, engine: str) -> list[str]:
+    """``make all`` into ``<size_dir>/e2e`` (what a user runs: the default settings)."""
+    out = size_dir / "e2e"
+    argv = ["make", "--no-print-directory", "all", f"DATA={out}", f"REPORTS={out / 'reports'}"]
+    return argv + ([f"ENGINE={engine}"] if engine != "local" else [])
 
 
 STAGE_NAMES = tuple(s.name for s in default_stages("t"))
@@ -646,7 +662,12 @@ def _stage_available(spec: StageSpec) -> bool:
 
 
 def _child_env(size_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIMAMORI_")}
+    # a `make bench` passes its jobserver in MAKEFLAGS; `make all` (e2e) starts its own
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MIMAMORI_") and k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+    }
     env["MIMAMORI_DATA"] = str(size_dir)
     env["MIMAMORI_REPORTS"] = str(size_dir / "reports")
     env.setdefault("MPLBACKEND", "Agg")
@@ -728,6 +749,7 @@ def run_size(
         _read_json(size_dir / CACHE_FILE),
         not force and raw_cache_valid(size_dir, key),
         timeout_s,
+        cfg.synth.n_children,
     )
     bar = tqdm(stages, desc=f"bench {size.name}", unit="stage", file=sys.stderr, dynamic_ncols=True)
     for spec in bar:
@@ -767,12 +789,25 @@ class _SizeRun:
     cache: dict[str, Any]
     reuse_raw: bool
     timeout_s: float | None
+    default_children: int
     results: dict[str, Any] = field(default_factory=dict)
     blocked: str | None = None
 
+    def _argv(self, spec: StageSpec) -> list[str] | str:
+        """The stage's command, or why it is not run (``e2e``: the default city only)."""
+        if spec.name != "e2e" or spec.command is not None:
+            return _stage_argv(spec, self.size_dir)
+        if self.size.n_children != self.default_children:
+            return f"skipped: make all is measured at the default city's size ({self.default_children:,})"
+        subprocess.run(["make", "--no-print-directory", "setup"], cwd=REPO_ROOT, check=True)
+        shutil.rmtree(self.size_dir / "e2e", ignore_errors=True)
+        return e2e_argv(self.size_dir, self.size_cfg.run.engine)
+
     def run_stage(self, spec: StageSpec, bar: Any) -> None:
         entry: dict[str, Any] = {
-            "command": " ".join(["python -m helpers", *spec.args]),
+            "command": " ".join(
+                ["make" if spec.name == "e2e" else "python -m helpers", *spec.args]
+            ),
             "note": spec.note,
         }
         self.results[spec.name] = entry
@@ -790,11 +825,15 @@ class _SizeRun:
         def on_poll(elapsed: float, rss_mb: float, line: str) -> None:
             bar.set_postfix_str(f"{elapsed:5.0f}s {rss_mb:6.0f}MB | {line}", refresh=True)
 
+        argv = self._argv(spec)
+        if isinstance(argv, str):
+            entry["status"] = argv
+            return
         log = self.size_dir / "logs" / f"{spec.name}.log"
         # other work on the machine slows a stage down: keep the load beside the timing
         entry["load_1m_before"] = round(os.getloadavg()[0], 2)
         m = measure_command(
-            _stage_argv(spec, self.size_dir),
+            argv,
             env=_child_env(self.size_dir),
             cwd=REPO_ROOT,
             log_path=log,

@@ -161,6 +161,22 @@ def _write_notebook(tmp_path: Path) -> Path:
     return nb_dir
 
 
+def test_report_process_skips_the_iri_grammar_and_still_validates_notebooks():
+    """The runner keeps jsonschema's rfc3987-syntax parser out of its process (1.5 s each)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from helpers.reports import runner; runner.skip_iri_grammar();"
+        "import nbformat; nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('1')]);"
+        "nbformat.validate(nb); bad = nbformat.v4.new_notebook(); bad.cells = [{'x': 1}];"
+        "ok = False\ntry: nbformat.validate(bad)\nexcept nbformat.ValidationError: ok = True\n"
+        "assert ok and sys.modules.get('rfc3987_syntax') is None, 'not skipped'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_runner_renders_code_free_offline_html_and_fails_cleanly(cfg, tmp_path):
     nb_dir = _write_notebook(tmp_path)
     out = rn.render_report(

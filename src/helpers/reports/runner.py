@@ -35,6 +35,18 @@ BUILD_DIR = REPO_ROOT / "build" / "notebooks"
 MAX_REPORT_BYTES = 5 * 1024 * 1024
 
 
+def skip_iri_grammar() -> None:
+    """Keep jsonschema from compiling the ``iri`` format's grammar in this process.
+
+    nbformat validates notebooks with jsonschema; jsonschema loads the optional rfc3987-syntax
+    checker (installed because jupyter-events asks for ``jsonschema[format-nongpl]``), which
+    builds a parser at import: 1.5 s of every report's process, for a format that no notebook
+    schema uses. Marked unavailable, jsonschema leaves that one format unchecked.
+    """
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+
 def check_kernel(name: str = KERNEL_NAME) -> Path:
     """The project's own kernel must exist and run this environment's Python."""
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
@@ -152,6 +164,7 @@ def render_report(
     leaves no HTML (a stale report of the same name is removed so it cannot be mistaken for
     this run's result).
     """
+    skip_iri_grammar()
     import jupytext
     import nbformat
     import papermill as pm
