@@ -78,7 +78,7 @@ class FilePass:
     sources: list[str]  # source_file names (a workbook's sheets) indexed by keys.source
     spill: Path | None
     known: dict[str, np.ndarray] = field(default_factory=dict)
-    frames: list[pd.DataFrame] | None = None  # the typed clean rows of a small file
+    frames: list[pa.Table] | None = None  # the typed clean rows of a small file
 
 
 class _Whole:
@@ -148,25 +148,25 @@ def row_hashes_of(
 
 class _Spill:
     """Typed clean rows of one file, appended block by block to an Arrow IPC file (or, for a
-    file under ``SPILL_MIN_BYTES``, kept as the frames themselves)."""
+    file under ``SPILL_MIN_BYTES``, kept in memory as the same Arrow tables)."""
 
     def __init__(self, path: Path, in_memory: bool) -> None:
         self.path = path
         self.writer: pa.ipc.RecordBatchFileWriter | None = None
         self.schema: pa.Schema | None = None
-        self.frames: list[pd.DataFrame] | None = [] if in_memory else None
+        self.frames: list[pa.Table] | None = [] if in_memory else None
 
     def write(self, frame: pd.DataFrame) -> None:
+        if self.schema is None:
+            self.schema = pa.Schema.from_pandas(frame, preserve_index=False)
+        table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
         if self.frames is not None:
-            self.frames.append(frame)
+            self.frames.append(table)
             return
         if self.writer is None:
-            self.schema = pa.Schema.from_pandas(frame, preserve_index=False)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.writer = pa.ipc.new_file(str(self.path), self.schema)
-        self.writer.write_table(
-            pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
-        )
+        self.writer.write_table(table)
 
     def close(self) -> Path | None:
         if self.writer is None:
@@ -312,24 +312,28 @@ def _source_names(passes: list[FilePass], keys: pd.DataFrame, file_of: np.ndarra
     return names
 
 
+def spilled_batches(p: FilePass, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The typed clean rows of one file as Arrow batches (from memory or its spill file)."""
+    if p.frames is not None:
+        for table in p.frames:
+            table = table if columns is None else table.select(columns)
+            yield from table.combine_chunks().to_batches() or [_empty_batch(table.schema)]
+    elif p.spill is not None:
+        with pa.memory_map(str(p.spill)) as source:
+            reader = pa.ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                batch = reader.get_batch(i)
+                yield batch if columns is None else batch.select(columns)
+
+
+def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([], schema=schema)
+
+
 def spilled(p: FilePass, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
     """The typed clean rows of one file, block by block (from memory or its spill file)."""
-    if p.frames is not None:
-        for frame in p.frames:
-            yield frame if columns is None else frame[columns]
-    elif p.spill is not None:
-        yield from read_spill(p.spill, columns)
-
-
-def read_spill(path: Path, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
-    """The spilled typed rows of one file, block by block."""
-    with pa.memory_map(str(path)) as source:
-        reader = pa.ipc.open_file(source)
-        for i in range(reader.num_record_batches):
-            batch = reader.get_batch(i)
-            if columns is not None:
-                batch = batch.select(columns)
-            yield batch.to_pandas()
+    for batch in spilled_batches(p, columns):
+        yield batch.to_pandas()
 
 
 def _rows_of(passes: list[FilePass], wanted: list[np.ndarray]) -> pd.DataFrame:
@@ -415,6 +419,16 @@ def accepted_blocks(plan: TablePlan, columns: list[str] | None = None) -> Iterat
         for block in spilled(p, columns):
             end = start + len(block)
             yield block.loc[ok[start:end]].reset_index(drop=True)
+            start = end
+
+
+def accepted_batches(plan: TablePlan, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """``accepted_blocks`` as Arrow batches (no pandas)."""
+    for p, ok in zip(plan.passes, plan.accepted, strict=True):
+        start = 0
+        for batch in spilled_batches(p, columns):
+            end = start + batch.num_rows
+            yield batch.filter(pa.array(ok[start:end], pa.bool_()))
             start = end
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from helpers import MimamoriError
 from helpers.config import REPO_ROOT, Settings, resolve
@@ -50,6 +52,20 @@ def pseudonym(code: str, key: bytes, domain: str) -> str:
     return hmac.new(key, msg, hashlib.sha256).hexdigest()[:16]
 
 
+def pseudonyms(texts: list[str], key: bytes, domain: str, cache: dict[str, str]) -> list[str]:
+    """``pseudonym`` of each text, through ``cache`` (text -> pseudonym, same key and domain):
+    a code met before is not hashed again (one-shot C HMAC, equal to ``pseudonym``)."""
+    prefix = f"{domain}:"
+    out = []
+    for text in texts:
+        done = cache.get(text)
+        if done is None:
+            mac = hmac.digest(key, (prefix + text).encode(), "sha256")
+            done = cache[text] = mac.hex()[:16]
+        out.append(done)
+    return out
+
+
 def pseudonymise(
     series: pd.Series, key: bytes, domain: str, cache: dict[str, str] | None = None
 ) -> pd.Series:
@@ -61,21 +77,29 @@ def pseudonymise(
         raise ValueError(f"unknown pseudonym domain {domain!r}; known: {DOMAINS}")
     s = pd.Series(series, copy=False).astype("string")
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
-    base = hmac.new(key, f"{domain}:".encode(), hashlib.sha256)  # HMAC state after the prefix
-    mapped = np.empty(len(uniques), dtype=object)
-    known = cache if cache is not None else {}
-    for i, u in enumerate(np.asarray(uniques, dtype=object)):
-        text = str(u)
-        done = known.get(text)
-        if done is None:
-            h = base.copy()
-            h.update(text.encode())
-            done = known[text] = h.hexdigest()[:16]
-        mapped[i] = done
+    texts = [str(u) for u in np.asarray(uniques, dtype=object)]
+    mapped = np.empty(len(texts), dtype=object)
+    mapped[:] = pseudonyms(texts, key, domain, cache if cache is not None else {})
     out = np.full(len(s), None, dtype=object)
     has = codes >= 0
     out[has] = mapped[codes[has]]
     return pd.Series(out, index=s.index, dtype="string")
+
+
+def pseudonymise_arrow(
+    values: pa.Array, key: bytes, domain: str, cache: dict[str, str] | None = None
+) -> pa.Array:
+    """``pseudonymise`` of an Arrow column: each distinct code hashed once; nulls stay null."""
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown pseudonym domain {domain!r}; known: {DOMAINS}")
+    if not pa.types.is_string(values.type):
+        values = pc.cast(values, pa.string())
+    enc = pc.dictionary_encode(values)
+    texts = enc.dictionary.to_pylist()
+    mapped = pa.array(
+        pseudonyms(texts, key, domain, cache if cache is not None else {}), pa.string()
+    )
+    return mapped.take(enc.indices)
 
 
 def field_domain(field_name: str) -> str:
@@ -246,6 +270,83 @@ def mask_table(
             out[f.name] = col
             report[f.name] = {"masking": "keep"}
     return pd.DataFrame(out, index=df.index), report
+
+
+def _month_arrow(values: pa.Array, birth: bool) -> tuple[pa.Array, int]:
+    """``mask_month`` (or, ``birth``, ``mask_birth_month``) of an Arrow timestamp column; the
+    number of 1 April birth dates moved to March."""
+    ns = values.to_numpy(zero_copy_only=False).astype("datetime64[ns]")
+    months = ns.astype("datetime64[M]")  # NaT stays NaT
+    april_first = np.zeros(len(ns), dtype=bool)
+    if birth:
+        ok = ~np.isnat(ns)
+        first = ns.astype("datetime64[D]") == months.astype("datetime64[D]")
+        april_first = ok & first & (months.astype("int64") % 12 == 3)
+        months = np.where(april_first, months - np.timedelta64(1, "M"), months)
+    out = pa.array(months.astype("datetime64[ns]"), pa.timestamp("ns"), from_pandas=True)
+    return out, int(april_first.sum())
+
+
+def _clip_arrow(values: pa.Array, lower: float, upper: float) -> tuple[pa.Array, dict]:
+    """``clip_to`` of an Arrow int64 or float64 column (nulls stay null)."""
+    n_lower = pc.sum(pc.less(values, lower)).as_py() or 0
+    n_upper = pc.sum(pc.greater(values, upper)).as_py() or 0
+    if pa.types.is_integer(values.type):
+        lo = pa.scalar(int(np.floor(lower)), values.type)
+        hi = pa.scalar(int(np.ceil(upper)), values.type)
+    else:
+        lo, hi = pa.scalar(float(lower), values.type), pa.scalar(float(upper), values.type)
+    clipped = pc.if_else(pc.less(values, lo), lo, pc.if_else(pc.greater(values, hi), hi, values))
+    info = {
+        "lower": lower,
+        "upper": upper,
+        "n_lower": int(n_lower),
+        "n_upper": int(n_upper),
+        "n_values": len(values) - values.null_count,
+    }
+    return clipped, info
+
+
+def mask_batch(
+    batch: pa.RecordBatch,
+    schema: TableSchema,
+    key: bytes,
+    bounds: dict[str, tuple[float, float]],
+    caches: dict[str, dict[str, str]],
+) -> tuple[list[pa.Array], dict]:
+    """``mask_table`` of an Arrow batch of typed rows with fixed top-coding ``bounds``: the
+    masked columns of the schema's mart fields (in order) and the same report."""
+    out: list[pa.Array] = []
+    report: dict[str, dict] = {}
+    names = batch.schema.names
+    for f in schema.fields:
+        if f.masking == "drop":
+            report[f.name] = {"masking": "drop"}
+            continue
+        if f.name not in names:
+            raise MimamoriError(f"{schema.table}: column {f.name!r} missing before masking")
+        col = batch.column(f.name)
+        if f.masking == "hmac":
+            domain = field_domain(f.name)
+            out.append(pseudonymise_arrow(col, key, domain, caches.setdefault(domain, {})))
+            n = len(col) - col.null_count
+            report[f.name] = {"masking": "hmac", "domain": domain, "n_values": n}
+        elif f.masking in ("birth_month", "month"):
+            masked, n_april = _month_arrow(col, f.masking == "birth_month")
+            out.append(masked)
+            report[f.name] = {"masking": f.masking}
+            if f.masking == "birth_month":
+                report[f.name]["n_april_first"] = n_april
+        elif f.masking == "topcode":
+            if f.name not in bounds:
+                raise MimamoriError(f"{schema.table}.{f.name}: no fixed top-coding bounds given")
+            clipped, info = _clip_arrow(col, *bounds[f.name])
+            out.append(clipped)
+            report[f.name] = {"masking": "topcode", **info}
+        else:
+            out.append(col)
+            report[f.name] = {"masking": "keep"}
+    return out, report
 
 
 def correspondence_table(df: pd.DataFrame, schema: TableSchema, key: bytes) -> pd.DataFrame:

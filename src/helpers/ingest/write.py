@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from helpers import io as hio
-from helpers.ingest.blocks import BLOCK_ROWS, TablePlan, accepted_blocks
-from helpers.ingest.masking import field_domain, mask_table
+from helpers.ingest.blocks import BLOCK_ROWS, TablePlan, accepted_batches
+from helpers.ingest.masking import field_domain, mask_batch, mask_table
 from helpers.ingest.validate import orphan_rejects
 from helpers.io import atomic_path
 from helpers.schema import MART_DTYPES, TableSchema
@@ -47,6 +48,14 @@ def member(col: pd.Series, known: pd.Index) -> np.ndarray:
     """``col.isin(known)`` against a unique Index whose hash table is built once and reused
     by every block (``isin`` would rebuild it from a million codes per block)."""
     return np.asarray(known.get_indexer(col) >= 0)
+
+
+def member_arrow(col: pa.Array, known: pd.Index) -> np.ndarray:
+    """``member`` of an Arrow column, looked up once per distinct value (nulls: False)."""
+    enc = pc.dictionary_encode(col)
+    found = pa.array(known.get_indexer(enc.dictionary.to_numpy(zero_copy_only=False)) >= 0)
+    hit = pc.fill_null(found.take(enc.indices), False)
+    return hit.to_numpy(zero_copy_only=False).astype(bool)
 
 
 def link_fields(
@@ -77,58 +86,81 @@ class Finish:
     codes: dict[str, list[np.ndarray]] = field(default_factory=dict)  # hmac field -> codes
 
 
+ARROW_TYPES = {
+    "code": pa.string(),
+    "string": pa.string(),
+    "text": pa.string(),
+    "enum": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "date": pa.timestamp("ns"),
+}
+
+
+def held_table(held: pd.DataFrame, schema: TableSchema) -> pa.Table:
+    """A table held whole (名寄せ) as Arrow, typed as its spill files are."""
+    cols = [*schema.field_names, "source_file", "source_row"]
+    types = [ARROW_TYPES[f.type] for f in schema.fields] + [pa.string(), pa.int64()]
+    arrays = [
+        pa.Array.from_pandas(held[c], type=t) if len(held) else pa.array([], t)
+        for c, t in zip(cols, types, strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, names=cols)
+
+
 def _blocks(
-    plan: TablePlan, held: pd.DataFrame | None, columns: list[str] | None
-) -> Iterator[pd.DataFrame]:
+    plan: TablePlan, held: pa.Table | None, columns: list[str] | None
+) -> Iterator[pa.RecordBatch]:
     if held is None:
-        yield from accepted_blocks(plan, columns)
+        yield from accepted_batches(plan, columns)
         return
-    for start in range(0, len(held), BLOCK_ROWS):
-        block = held.iloc[start : start + BLOCK_ROWS].reset_index(drop=True)
-        yield block if columns is None else block[columns]
+    table = held if columns is None else held.select(columns)
+    for start in range(0, table.num_rows, BLOCK_ROWS):
+        yield from table.slice(start, BLOCK_ROWS).combine_chunks().to_batches()
+
+
+def _frame_of(block: pa.RecordBatch, rows: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """The given rows of a block as a pandas frame (reject lines: a few rows)."""
+    return block.select(columns).filter(pa.array(rows)).to_pandas()
 
 
 def _orphans(
-    block: pd.DataFrame, schema: TableSchema, known: Mapping[str, pd.Index], out: Finish
+    block: pa.RecordBatch, schema: TableSchema, known: Mapping[str, pd.Index], out: Finish
 ) -> np.ndarray:
     """Rows of the block kept after the reference checks; orphan lines recorded."""
-    keep = np.ones(len(block), dtype=bool)
+    keep = np.ones(block.num_rows, dtype=bool)
     for fname, target in schema.references.items():
         info = out.references[fname]
         if not info["checked"]:
             continue
-        col = block[fname]
-        orphan = keep & col.notna().to_numpy() & ~member(col, known[target])
+        col = block.column(fname)
+        present = col.is_valid().to_numpy(zero_copy_only=False)
+        orphan = keep & present & ~member_arrow(col, known[target])
         info["orphans"] += int(orphan.sum())
         if orphan.any():
-            out.orphans.append(orphan_rejects(block.loc[orphan], fname, target))
+            rows = _frame_of(block, orphan, [fname, "source_file", "source_row"])
+            out.orphans.append(orphan_rejects(rows, fname, target))
         keep &= ~orphan
     return keep
 
 
-def _count_links(block: pd.DataFrame, links: dict, known: Mapping, out: Finish) -> None:
+def _count_links(block: pa.RecordBatch, links: dict, known: Mapping, out: Finish) -> None:
     for fname, target in links.items():
-        col = block[fname]
+        col = block.column(fname)
         e = out.links.setdefault(
             fname, {"references": target, "records": 0, "key_blank": 0, "linked": 0}
         )
         e["records"] += len(col)
-        e["key_blank"] += int(col.isna().sum())
-        e["linked"] += int(member(col, known[target]).sum())
+        e["key_blank"] += col.null_count
+        e["linked"] += int(member_arrow(col, known[target]).sum())
 
 
-def _first_pass(
-    plan: TablePlan,
-    held: pd.DataFrame | None,
-    schema: TableSchema,
-    known: Mapping[str, pd.Index],
-    present: set[str],
-) -> tuple[Finish, list[np.ndarray], dict[str, pd.Series]]:
-    """Orphans, linkage, date span and top-coding counts; the rows kept per block."""
-    out = Finish()
+def _references(schema: TableSchema, present: set[str]) -> dict[str, dict]:
+    out = {}
     for fname, target in schema.references.items():
         ref_table = target.split(".", 1)[0]
-        out.references[fname] = (
+        out[fname] = (
             {"references": target, "checked": True, "orphans": 0}
             if ref_table in present
             else {
@@ -138,46 +170,65 @@ def _first_pass(
                 "note": f"{ref_table} export absent; not checked",
             }
         )
+    return out
+
+
+def _value_counts(col: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct non-null values (as float) of a numeric column and their counts."""
+    vc = pc.value_counts(pc.drop_null(col))
+    values = vc.field("values").to_numpy(zero_copy_only=False).astype(float)
+    return values, vc.field("counts").to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _first_pass(
+    plan: TablePlan,
+    held: pa.Table | None,
+    schema: TableSchema,
+    known: Mapping[str, pd.Index],
+    present: set[str],
+) -> tuple[Finish, list[np.ndarray], dict[str, list]]:
+    """Orphans, linkage, date span and top-coding counts; the rows kept per block."""
+    out = Finish(references=_references(schema, present))
     links = link_fields(plan.table, schema, present, "household_code" in schema.field_names)
     tops = [f.name for f in schema.fields if f.masking == "topcode"]
     dates = [f.name for f in schema.fields if f.type == "date" and f.masking != "birth_month"]
     cols = sorted({*schema.references, *links, *tops, *dates, "source_file", "source_row"})
     cols = [c for c in [*schema.field_names, "source_file", "source_row"] if c in cols]
     keeps: list[np.ndarray] = []
-    counts: dict[str, pd.Series] = {}
-    first: list = []
-    last: list = []
+    counts: dict[str, list] = {name: [] for name in tops}
+    span: list[int] = []
     for block in _blocks(plan, held, cols):
         _count_links(block, links, known, out)
         keep = _orphans(block, schema, known, out)
         keeps.append(keep)
-        kept = block.loc[keep]
+        kept = block.filter(pa.array(keep))
         for name in tops:
-            vc = pd.to_numeric(kept[name], errors="coerce").dropna().astype(float).value_counts()
-            counts[name] = vc if name not in counts else counts[name].add(vc, fill_value=0)
-        seen = pd.concat([kept[d] for d in dates]).dropna() if dates else pd.Series([])
-        if len(seen):
-            first.append(seen.min())
-            last.append(seen.max())
+            counts[name].append(_value_counts(kept.column(name)))
+        for d in dates:
+            mm = pc.min_max(kept.column(d))
+            span += [v.value for v in (mm["min"], mm["max"]) if v.is_valid]
     for e in out.links.values():
         n = e["records"]
         e["not_found"] = n - e["key_blank"] - e["linked"]
         e["linkage_rate"] = e["linked"] / n if n else None
+    day = (lambda ns: pd.Timestamp(ns).date().isoformat()) if span else None
     out.span = {
-        "first_date": min(first).date().isoformat() if first else None,
-        "last_date": max(last).date().isoformat() if last else None,
+        "first_date": day(min(span)) if day else None,
+        "last_date": day(max(span)) if day else None,
     }
-    return out, keeps, counts
+    return out, keeps, {k: v for k, v in counts.items() if v}
 
 
-def _bounds(counts: dict[str, pd.Series], percentiles: tuple[float, float]) -> dict:
+def _bounds(counts: dict[str, list], percentiles: tuple[float, float]) -> dict:
     out: dict[str, dict] = {}
-    for name, vc in counts.items():
-        vc = vc.sort_index()
-        if not len(vc):
+    for name, parts in counts.items():
+        values = np.concatenate([v for v, _c in parts])
+        if not len(values):
             out[name] = {"lower": None, "upper": None}
             continue
-        v, c = vc.index.to_numpy(dtype=float), vc.to_numpy(dtype=np.int64)
+        v, inverse = np.unique(values, return_inverse=True)
+        c = np.bincount(inverse, weights=np.concatenate([c for _v, c in parts]))
+        c = c.astype(np.int64)
         out[name] = {
             "lower": percentile_from_counts(v, c, percentiles[0], "lower"),
             "upper": percentile_from_counts(v, c, percentiles[1], "higher"),
@@ -198,10 +249,17 @@ class _Writer:
 
     def write(self, frame: pd.DataFrame) -> None:
         if self.schema is None:
-            self.schema = pa.Schema.from_pandas(frame, preserve_index=False)
-            self.writer = pq.ParquetWriter(self.tmp, self.schema)
-        self.buffer.append(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False))
-        self.rows += len(frame)
+            self.start(pa.Schema.from_pandas(frame, preserve_index=False))
+        self.write_table(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False))
+
+    def start(self, schema: pa.Schema) -> None:
+        """Open the file with the given schema (``write_table`` then adds Arrow tables)."""
+        self.schema = schema
+        self.writer = pq.ParquetWriter(self.tmp, self.schema)
+
+    def write_table(self, table: pa.Table) -> None:
+        self.buffer.append(table)
+        self.rows += table.num_rows
         while self.rows >= ROW_GROUP:
             self._flush(ROW_GROUP)
 
@@ -250,6 +308,40 @@ def _fixed_bounds(schema: TableSchema, bounds: dict) -> dict[str, tuple[float, f
     return out
 
 
+def _mart_schema(schema: TableSchema) -> pa.Schema:
+    """The Arrow schema (with pandas metadata) ``pa.Table.from_pandas`` gives a mart table."""
+    return pa.Schema.from_pandas(_empty(schema), preserve_index=False)
+
+
+def _write_masked(
+    plan: TablePlan,
+    schema: TableSchema,
+    held: pa.Table | None,
+    keeps: list[np.ndarray],
+    writer: _Writer,
+    mask: tuple[bytes, dict, dict[str, dict[str, str]]],
+    out: Finish,
+    correspondence: bool,
+) -> None:
+    """Mask the kept rows block by block and write them (Arrow throughout)."""
+    key, fixed, caches = mask
+    hmac_fields = [f.name for f in schema.mart_fields if f.masking == "hmac"]
+    target = None
+    for block, keep in zip(_blocks(plan, held, None), keeps, strict=True):
+        if target is None:
+            target = _mart_schema(schema)
+            writer.start(target)
+        kept = block.filter(pa.array(keep))
+        columns, report = mask_batch(kept, schema, key, fixed, caches)
+        _add_masking(out.masking, report)
+        if correspondence:
+            for name in hmac_fields:
+                codes = pc.unique(pc.drop_null(kept.column(name)))
+                out.codes.setdefault(name, []).append(codes.to_numpy(zero_copy_only=False))
+        out.rows_out += kept.num_rows
+        writer.write_table(pa.Table.from_arrays(columns, schema=target))
+
+
 def finish_table(
     plan: TablePlan,
     schema: TableSchema,
@@ -264,22 +356,14 @@ def finish_table(
 ) -> Finish:
     """Reject orphans, mask and write one table's mart file; what happened, for the report.
     ``caches``: pseudonyms already computed per domain (shared by the tables of one run)."""
-    out, keeps, counts = _first_pass(plan, held, schema, known, present)
+    arrow = held_table(held, schema) if held is not None else None
+    out, keeps, counts = _first_pass(plan, arrow, schema, known, present)
     bounds = _bounds(counts, percentiles)
     fixed = _fixed_bounds(schema, bounds)
-    hmac_fields = [f.name for f in schema.mart_fields if f.masking == "hmac"]
     writer = _Writer(path)
     caches = caches if caches is not None else {}  # pseudonyms of the codes met so far
     try:
-        for block, keep in zip(_blocks(plan, held, None), keeps, strict=True):
-            kept = block.loc[keep].reset_index(drop=True)
-            masked, report = mask_table(kept, schema, key, fixed, caches)
-            _add_masking(out.masking, report)
-            if correspondence:
-                for name in hmac_fields:
-                    out.codes.setdefault(name, []).append(kept[name].dropna().unique())
-            out.rows_out += len(masked)
-            writer.write(masked.astype(schema.mart_dtypes()))
+        _write_masked(plan, schema, arrow, keeps, writer, (key, fixed, caches), out, correspondence)
         if not out.masking:
             _add_masking(out.masking, mask_table(_empty_typed(schema), schema, key, fixed)[1])
         writer.close(_empty(schema))
