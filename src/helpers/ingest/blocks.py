@@ -146,6 +146,47 @@ def row_hashes_of(
     return out
 
 
+def _gathered(values, codes: np.ndarray, blank: np.ndarray) -> list[np.ndarray]:
+    """``_column_hashes`` of ``values.take(codes)`` with ``blank`` rows <NA>: the distinct
+    values hashed once, then gathered (hashing is per value, so the result is the same)."""
+    per_value = _column_hashes(values) if len(values) else None
+    blank_value = (
+        np.full(1, np.nan, dtype=values.dtype)  # a float64 column: NaN is its blank
+        if isinstance(values, np.ndarray)
+        else values.take([-1], allow_fill=True)
+    )
+    na = _column_hashes(blank_value)
+    if per_value is None:
+        return [np.full(len(codes), n[0], dtype=np.uint64) for n in na]
+    pos = np.where(blank, 0, codes)
+    return [np.where(blank, n[0], u.take(pos)) for u, n in zip(per_value, na, strict=True)]
+
+
+def clean_row_hashes(
+    parsed: Mapping[str, tuple], clean: np.ndarray, subsets: list[list[str]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``row_hashes_of`` the clean rows of a typed block, from each field's distinct values
+    (``validate._fields``' ``parsed``: codes, typed distinct values, cells set to blank)."""
+    columns = {}
+    for name in {n for s in subsets for n in s}:
+        codes, values, blanked = parsed[name]
+        c = codes[clean]
+        blank = c < 0 if blanked is None else (c < 0) | blanked[clean]
+        columns[name] = _gathered(values, c, blank)
+    n = int(clean.sum())
+    out = []
+    for names in subsets:
+        if not names or not n:
+            z = np.zeros(n, dtype=np.uint64)
+            out.append((z, z))
+            continue
+        a, b = (
+            combine_hash_arrays(iter([columns[c][i] for c in names]), len(names)) for i in (0, 1)
+        )
+        out.append((a, b))
+    return out
+
+
 class _Spill:
     """Typed clean rows of one file, appended block by block to an Arrow IPC file (or, for a
     file under ``SPILL_MIN_BYTES``, kept in memory as the same Arrow tables)."""
@@ -199,7 +240,8 @@ def _one_block(job: FileJob, raw: pd.DataFrame, acc: dict, spill: _Spill) -> Non
     if not clean.any():
         return
     frame = _clean_frame(raw, typed, clean, list(schema.primary_key))
-    (h1, h2), (k1, k2) = row_hashes_of(frame, [schema.field_names, list(schema.primary_key)])
+    subsets = [schema.field_names, list(schema.primary_key)]
+    (h1, h2), (k1, k2) = clean_row_hashes(seen["parsed"], clean, subsets)
     src = raw["source_file"].to_numpy()[clean]
     codes = np.empty(len(src), dtype=np.int32)
     for name in pd.unique(src):
@@ -343,17 +385,37 @@ def _rows_of(passes: list[FilePass], wanted: list[np.ndarray]) -> pd.DataFrame:
         if not len(pos):
             continue
         start = 0
-        for block in spilled(p):
-            end = start + len(block)
+        for batch in spilled_batches(p):
+            end = start + batch.num_rows
             here = pos[(pos >= start) & (pos < end)] - start
             if len(here):
-                parts.append(block.iloc[here])
+                parts.append(batch.take(pa.array(here)))
             start = end
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if not parts:
+        return pd.DataFrame()
+    return pa.Table.from_batches(parts, schema=parts[0].schema).to_pandas()
+
+
+def repeated(values: np.ndarray) -> np.ndarray:
+    """Positions of the values that occur more than once (one hash pass over a 64-bit key)."""
+    return np.flatnonzero(pd.Series(values, copy=False).duplicated(keep=False).to_numpy())
+
+
+def duplicated_pairs(keys: pd.DataFrame, a: str, b: str, keep: str | bool) -> np.ndarray:
+    """``keys.duplicated([a, b], keep=keep)``, the pairs compared only among the rows whose
+    ``a`` repeats (any copy of a pair is among them)."""
+    out = np.zeros(len(keys), dtype=bool)
+    cand = repeated(keys[a].to_numpy())
+    if len(cand):
+        out[cand] = keys.iloc[cand].duplicated([a, b], keep=keep).to_numpy()  # type: ignore[arg-type]
+    return out
 
 
 def _dup_lines(keys: pd.DataFrame, dup: np.ndarray, names: np.ndarray) -> pd.DataFrame:
-    first = keys.groupby(["h1", "h2"], sort=False)["source_row"].transform("first").to_numpy()
+    cand = repeated(keys["h1"].to_numpy())  # every copy and its first are among these
+    first = np.zeros(len(keys), dtype=np.int64)
+    sub = keys.iloc[cand]
+    first[cand] = sub.groupby(["h1", "h2"], sort=False)["source_row"].transform("first")
     detail = np.array(
         [f"exact copy of row {r}; dropped (counted, not rejected)" for r in first[dup]],
         dtype=object,
@@ -389,14 +451,14 @@ def plan_table(table: str, passes: list[FilePass], schema: TableSchema) -> Table
     sizes = np.array([len(p.keys) for p in passes], dtype=np.int64)
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     file_of = np.repeat(np.arange(len(passes)), sizes)
-    dup = keys.duplicated(["h1", "h2"], keep="first").to_numpy()
+    dup = duplicated_pairs(keys, "h1", "h2", "first")
     rejects = [r for p in passes for r in (p.rejects,)]
     if dup.any():
         rejects.append(_dup_lines(keys, dup, _source_names(passes, keys, file_of)))
     conflict = np.zeros(len(keys), dtype=bool)
     if schema.primary_key:
         rem = np.flatnonzero(~dup)
-        conflict[rem] = keys.iloc[rem].duplicated(["k1", "k2"], keep=False).to_numpy()
+        conflict[rem] = duplicated_pairs(keys.iloc[rem], "k1", "k2", False)
         if conflict.any():
             rejects.append(_conflict_lines(passes, conflict, bounds, schema))
     accepted = ~dup & ~conflict

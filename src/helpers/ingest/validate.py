@@ -118,6 +118,8 @@ class Parsed:
     unmapped: dict[str, int] = field(default_factory=dict)  # spelling -> rows
     open_ends: int = 0  # sentinels read as "still open"
     bad: np.ndarray | None = None  # per row: a reason is given (``reason.notna()``)
+    codes: np.ndarray | None = None  # per row: its distinct value (-1: blank)
+    values: object = None  # the typed distinct values (``typed`` is ``values.take(codes)``)
 
 
 _PLAIN_ASCII = r"^[\x21-\x7e]+$"  # printable ASCII, no whitespace: NFKC keeps it as it is
@@ -270,6 +272,8 @@ def parse_field(raw: pd.Series, f: Field, value_map: Mapping[str, object] | None
             out_detail[~has] = "required field is blank"
     counts = np.bincount(codes[has], minlength=len(u))
     return Parsed(
+        codes=codes,
+        values=typed._values,
         typed=pd.Series(typed.array.take(codes, allow_fill=True), index=idx),
         reason=pd.Series(out_reason, index=idx),
         detail=pd.Series(out_detail, index=idx),
@@ -344,11 +348,13 @@ def _fields(
     row_bad = np.zeros(len(raw), dtype=bool)
     unmapped: list[dict] = []
     open_ends: dict[str, int] = {}
+    parsed: dict[str, tuple] = {}
     for f in schema.fields:
         p = parse_field(raw[f.name], f, value_map.get(f.name))
         bad = p.bad if p.bad is not None else p.reason.notna().to_numpy()
         rowwise = row_level(f, schema)
         any_bad = bool(bad.any())
+        parsed[f.name] = (p.codes, p.values, None if rowwise or not any_bad else bad)
         typed[f.name] = p.typed if rowwise or not any_bad else p.typed.mask(bad)
         if any_bad:
             values = np.full(len(raw), None, dtype=object)  # raw text of the bad cells only
@@ -368,7 +374,8 @@ def _fields(
     typed_df = pd.DataFrame(typed)
     typed_df["source_file"] = raw["source_file"].to_numpy()
     typed_df["source_row"] = raw["source_row"].to_numpy()
-    return typed_df, row_bad, rejects, warnings, {"unmapped": unmapped, "open_ends": open_ends}
+    seen = {"unmapped": unmapped, "open_ends": open_ends, "parsed": parsed}
+    return typed_df, row_bad, rejects, warnings, seen
 
 
 def _duplicates(
