@@ -168,6 +168,8 @@ def load_encoded_mart(mart_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str
     """``encode_keys(load_mart(mart_dir))`` without holding the pseudonyms as Python strings:
     key columns are read as Arrow arrays, each key domain's sorted dictionary is built by
     Arrow (byte order = the order of the pseudonyms) and the codes are looked up in it.
+    Other text columns stay Arrow-backed (``string[pyarrow]``: same values, no Python
+    object per cell), so the frames are small and can be shared with forked workers.
     Same frames and decoders, several times faster and in a fraction of the memory at L."""
     mart_dir = Path(mart_dir)
     schemas = load_schemas()
@@ -184,27 +186,55 @@ def load_encoded_mart(mart_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str
             frames[name] = empty_table(schema).drop(columns=key_cols)
             keys.update({(name, c): pa.chunked_array([], pa.large_string()) for c in key_cols})
             continue
-        present = pq.read_schema(path).names
-        found = [c for c in key_cols if c in present]
-        frames[name] = pd.read_parquet(path, columns=[c for c in present if c not in found])
-        table = pq.read_table(path, columns=found)
-        keys.update({(name, c): table.column(c).cast(pa.large_string()) for c in found})
+        table = pq.read_table(path)
+        found = [c for c in key_cols if c in table.column_names]
+        keys.update({(name, c): table.column(c) for c in found})
+        frames[name] = _arrow_frame(table.drop_columns(found))
+        del table
     decoders: dict[str, pd.Index] = {}
     for key in KEY_DOMAINS:
         cols = [tc for tc in keys if KEY_COLUMNS[tc[1]] == key]
-        if not cols:
-            continue
-        chunks = [chunk for tc in cols for chunk in keys[tc].chunks]
-        values = pc.unique(pa.chunked_array(chunks, pa.large_string())).drop_null()
-        values = values.take(pc.sort_indices(values))
-        decoders[key] = pd.Index(values.to_numpy(zero_copy_only=False), dtype="object")
-        for t, c in cols:
-            codes = pc.fill_null(pc.index_in(keys.pop((t, c)), value_set=values), -1)
-            part = codes.to_numpy().astype("int64")
-            frames[t][c] = pd.arrays.IntegerArray(part, part < 0)
+        if cols:
+            decoders[key] = _encode_domain(frames, [(tc, keys.pop(tc)) for tc in cols])
     return {
         t: check_mart_table(df, t, str(mart_file(mart_dir, t))) for t, df in frames.items()
     }, decoders
+
+
+def _arrow_frame(table: pa.Table) -> pd.DataFrame:
+    """A mart table as pandas the way ``pd.read_parquet`` reads it, except that text columns
+    are ``string[pyarrow]`` (Arrow buffers) rather than one Python string per cell."""
+    text = pd.StringDtype("pyarrow")
+    mapper = {pa.string(): text, pa.large_string(): text}.get
+    return table.to_pandas(types_mapper=mapper)
+
+
+def _encode_domain(
+    frames: dict[str, pd.DataFrame], columns: list[tuple[tuple[str, str], pa.ChunkedArray]]
+) -> pd.Index:
+    """Put Int64 key codes of one key domain into ``frames`` (positions in the sorted
+    pseudonyms) and return that sorted index: one hash pass over all the domain's columns."""
+    chunks = [chunk.cast(pa.large_string()) for _, arr in columns for chunk in arr.chunks]
+    allkeys = pa.concat_arrays(chunks) if chunks else pa.array([], pa.large_string())
+    encoded = pc.dictionary_encode(allkeys)
+    del allkeys, chunks
+    dictionary = encoded.dictionary
+    order = pc.sort_indices(dictionary).to_numpy()
+    rank = np.empty(len(order), dtype="int64")
+    rank[order] = np.arange(len(order), dtype="int64")
+    indices = encoded.indices
+    missing = indices.is_null().to_numpy(zero_copy_only=False)
+    codes = np.zeros(len(indices), dtype="int64")
+    if len(rank):
+        codes = rank[pc.fill_null(indices, 0).to_numpy().astype("int64")]
+    codes[missing] = -1
+    start = 0
+    for (t, c), arr in columns:
+        part = codes[start : start + len(arr)]
+        start += len(arr)
+        frames[t][c] = pd.arrays.IntegerArray(part.copy(), part < 0)
+    values = dictionary.take(pa.array(order)).to_numpy(zero_copy_only=False)
+    return pd.Index(values, dtype="object")
 
 
 def decode(codes: pd.Series, decoder: pd.Index) -> pd.Series:
