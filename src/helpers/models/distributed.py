@@ -125,6 +125,13 @@ def _train_machine(
         booster.free_network()
 
 
+def rank_workers(addresses: list[str], n: int) -> list[str]:
+    """The workers of ranks 0..n-1 (the first ``n`` addresses in sorted order). Which worker
+    runs a rank does not change the model: a rank's rows and its place in the machine list are
+    fixed; only the addresses (and so this order) change from one cluster to the next."""
+    return sorted(addresses)[:n]
+
+
 def _ports(client: Any, workers: list[str]) -> tuple[list[Any], str]:
     """A held free port on each worker (futures, to hand to the machines) and the machine list
     in rank order (``host:port``, one per worker)."""
@@ -158,7 +165,7 @@ def fit_lgbm_distributed(
     client = dask_client(cfg.run.dask)
     ncores = client.nthreads()
     ranks = rank_rows(child_ids, int(cfg.run.dask.partitions), len(ncores))
-    workers = sorted(ncores)[: len(ranks)]  # rank r's rows are fixed; its worker need not be
+    workers = rank_workers(list(ncores), len(ranks))
     y = np.asarray(y)
     base = {**lgbm_params(cand, y, seed, 1), "tree_learner": "data"}
     held, machines = _ports(client, workers)
