@@ -65,3 +65,14 @@ def test_stage_help_shows_the_stage_options(capsys):
         main(["review", "--help"])
     assert exit_info.value.code == 0
     assert "python -m helpers review" in capsys.readouterr().out
+
+
+def test_engine_is_not_hashed_unless_lightgbm_trains_on_the_cluster(tmp_path: Path):
+    def h(run: dict) -> str:
+        return config_hash(load_config(tmp_path, profile="", overrides={"run": run}))
+
+    local = h({"engine": "local"})
+    assert h({"engine": "dask", "dask": {"lightgbm": "local", "partitions": 8}}) == local
+    distributed = h({"engine": "dask", "dask": {"lightgbm": "distributed"}})
+    assert distributed != local
+    assert h({"engine": "dask", "dask": {"lightgbm": "distributed", "partitions": 8}}) != distributed

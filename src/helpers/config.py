@@ -75,6 +75,7 @@ class DaskSettings(_Section):
     threads_per_worker: int = 1
     memory_limit: str = "auto"
     partitions: int = 2
+    lightgbm: Literal["distributed", "local"] = "distributed"
 
 
 @dataclass(frozen=True)
@@ -641,11 +642,17 @@ def stable_hash(data: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-# where outputs go and where the work runs do not change what is computed
+# where outputs go and where the work runs do not change what is computed ...
 _NOT_HASHED = ("data_dir", "reports_dir", "engine", "dask")
 
 
 def _without_paths(section: str, body: dict[str, Any]) -> dict[str, Any]:
     if section != "run":
         return body
-    return {k: v for k, v in body.items() if k not in _NOT_HASHED}
+    out = {k: v for k, v in body.items() if k not in _NOT_HASHED}
+    dask = body["dask"]
+    if body["engine"] == "dask" and dask["lightgbm"] == "distributed":
+        # ... except LightGBM trained data-parallel: its machines (one per worker, rows by
+        # child partition) shape the model
+        out["lightgbm_fit"] = {k: dask[k] for k in ("lightgbm", "partitions", "n_workers")}
+    return out
