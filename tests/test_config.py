@@ -75,4 +75,6 @@ def test_engine_is_not_hashed_unless_lightgbm_trains_on_the_cluster(tmp_path: Pa
     assert h({"engine": "dask", "dask": {"lightgbm": "local", "partitions": 8}}) == local
     distributed = h({"engine": "dask", "dask": {"lightgbm": "distributed"}})
     assert distributed != local
-    assert h({"engine": "dask", "dask": {"lightgbm": "distributed", "partitions": 8}}) != distributed
+    assert (
+        h({"engine": "dask", "dask": {"lightgbm": "distributed", "partitions": 8}}) != distributed
+    )
