@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.core.util.hashing import combine_hash_arrays
 
 from helpers import io as hio
@@ -200,7 +201,13 @@ class _Spill:
     def write(self, frame: pd.DataFrame) -> None:
         if self.schema is None:
             self.schema = pa.Schema.from_pandas(frame, preserve_index=False)
-        table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
+        self.write_table(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False))
+
+    def write_table(self, table: pa.Table) -> None:
+        """Append an Arrow table (of the schema of the first one)."""
+        if self.schema is None:
+            self.schema = table.schema
+        table = table.cast(self.schema)
         if self.frames is not None:
             self.frames.append(table)
             return
@@ -223,6 +230,54 @@ def _clean_frame(raw: pd.DataFrame, typed: pd.DataFrame, clean: np.ndarray, pk: 
     return out
 
 
+def _distinct(parsed: tuple, typed: pd.Series) -> np.ndarray:
+    """``typed.dropna().unique()`` from the field's distinct values (every one occurs)."""
+    _codes, values, blanked = parsed
+    if blanked is not None:
+        return typed.dropna().unique()
+    return pd.Series(values, copy=False).dropna().unique()
+
+
+def _raw_text(col: pd.Series, clean: np.ndarray) -> pa.Array:
+    """``col[clean].astype("string")`` as Arrow (the raw text of a primary-key field)."""
+    arr = col.array
+    if isinstance(arr, pd.arrays.ArrowExtensionArray) and pa.types.is_string(
+        arr.dtype.pyarrow_dtype
+    ):
+        return pc.filter(arr._pa_array, pa.array(clean)).combine_chunks()
+    return pa.array(col[clean].astype("string").to_numpy(object), pa.string(), from_pandas=True)
+
+
+def _clean_table(
+    raw: pd.DataFrame,
+    typed: pd.DataFrame,
+    parsed: Mapping[str, tuple],
+    clean: np.ndarray,
+    schema: TableSchema,
+) -> pa.Table:
+    """The clean rows of a block, typed, as Arrow: each field's distinct values taken by the
+    rows' codes (no per-row Python objects); equal to ``from_pandas`` of ``_clean_frame``."""
+    pk = list(schema.primary_key)
+    first = np.zeros(len(clean), dtype=bool)
+    first[np.flatnonzero(clean)[0]] = True
+    target = pa.Schema.from_pandas(_clean_frame(raw, typed, first, pk), preserve_index=False)
+    arrays = []
+    for name in schema.field_names:
+        codes, values, blanked = parsed[name]
+        c = codes[clean]
+        blank = c < 0 if blanked is None else (c < 0) | blanked[clean]
+        kind = target.field(name).type
+        if not len(values):
+            arrays.append(pa.nulls(len(c), kind))
+            continue
+        distinct = pa.array(values, type=kind, from_pandas=True)
+        arrays.append(distinct.take(pa.array(np.where(blank, 0, c), pa.int64(), mask=blank)))
+    arrays.append(pa.array(raw["source_file"].to_numpy()[clean], pa.string()))
+    arrays.append(pa.array(raw["source_row"].to_numpy()[clean].astype("int64")))
+    arrays += [_raw_text(raw[name], clean) for name in pk]
+    return pa.Table.from_arrays(arrays, schema=target)
+
+
 def _one_block(job: FileJob, raw: pd.DataFrame, acc: dict, spill: _Spill) -> None:
     schema = job.schema
     typed, row_bad, rejects, warnings, seen = _fields(raw, schema, job.value_map)
@@ -235,11 +290,10 @@ def _one_block(job: FileJob, raw: pd.DataFrame, acc: dict, spill: _Spill) -> Non
     for name, n in seen["open_ends"].items():
         acc["open_ends"][name] = acc["open_ends"].get(name, 0) + int(n)
     for name in job.known_fields:
-        acc["known"].setdefault(name, []).append(typed[name].dropna().unique())
+        acc["known"].setdefault(name, []).append(_distinct(seen["parsed"][name], typed[name]))
     clean = ~row_bad
     if not clean.any():
         return
-    frame = _clean_frame(raw, typed, clean, list(schema.primary_key))
     subsets = [schema.field_names, list(schema.primary_key)]
     (h1, h2), (k1, k2) = clean_row_hashes(seen["parsed"], clean, subsets)
     src = raw["source_file"].to_numpy()[clean]
@@ -260,7 +314,7 @@ def _one_block(job: FileJob, raw: pd.DataFrame, acc: dict, spill: _Spill) -> Non
             }
         )
     )
-    spill.write(frame)
+    spill.write_table(_clean_table(raw, typed, seen["parsed"], clean, schema))
 
 
 def _file_info(job: FileJob, attrs: dict, rows: int) -> dict:
