@@ -55,15 +55,15 @@ def pseudonym(code: str, key: bytes, domain: str) -> str:
 def pseudonyms(texts: list[str], key: bytes, domain: str, cache: dict[str, str]) -> list[str]:
     """``pseudonym`` of each text, through ``cache`` (text -> pseudonym, same key and domain):
     a code met before is not hashed again (one-shot C HMAC, equal to ``pseudonym``)."""
+    out = list(map(cache.get, texts))
+    if None not in out:
+        return out  # type: ignore[return-value]
     prefix = f"{domain}:"
-    out = []
-    for text in texts:
-        done = cache.get(text)
-        if done is None:
-            mac = hmac.digest(key, (prefix + text).encode(), "sha256")
-            done = cache[text] = mac.hex()[:16]
-        out.append(done)
-    return out
+    for i in [i for i, done in enumerate(out) if done is None]:
+        text = texts[i]
+        mac = hmac.digest(key, (prefix + text).encode(), "sha256")
+        out[i] = cache[text] = mac.hex()[:16]
+    return out  # type: ignore[return-value]
 
 
 def pseudonymise(

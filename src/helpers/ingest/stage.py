@@ -35,7 +35,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,9 @@ HELPERS_DIR = Path(__file__).resolve().parents[1]
 CODE_FILES = ("exports.py", "dates.py", "normalize.py", "schema.py")
 # the phases whose wall seconds go into the audit log line of a run
 INGEST_PHASES = ("read_validate", "link", "mask_write")
+# threads for the files (pass 1) and tables (pass 2) on the local engine: the work is mostly
+# Arrow, numpy and hashing, which release the GIL; results are kept in the given order
+LOCAL_THREADS = 2
 
 
 # ----------------------------------------------------------------------------- fingerprint
@@ -237,6 +241,29 @@ def validate_all(
 
 
 # ----------------------------------------------------------------------------- in row blocks
+def run_ordered(
+    cfg: Settings,
+    fn: Callable,
+    items: Sequence,
+    desc: str,
+    sizes: Sequence[float] | None = None,
+) -> list:
+    """``run_tasks``; on the local engine the items run on ``LOCAL_THREADS`` threads, the
+    largest (``sizes``) first, and the results come back in the given order either way."""
+    if cfg.run.engine != "local" or len(items) < 2 or LOCAL_THREADS < 2:
+        return run_tasks(cfg, fn, items, desc)
+    order = sorted(range(len(items)), key=lambda i: -(sizes[i] if sizes else 0))
+    pool = ThreadPoolExecutor(max_workers=LOCAL_THREADS)
+    try:
+        futures = {pool.submit(fn, items[i]): i for i in order}
+        results: list = [None] * len(items)
+        for fut in tqdm(as_completed(futures), total=len(items), desc=desc, leave=False):
+            results[futures[fut]] = fut.result()
+        return results
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def reference_targets(schemas: Mapping[str, TableSchema]) -> set[str]:
     """Every ``table.field`` whose distinct codes other tables are checked against."""
     return {t for s in schemas.values() for t in s.references.values()} | {HOUSEHOLD_LINK}
@@ -284,7 +311,8 @@ def validate_blocks(
     duplicate/conflict decisions per table: the scan, the plans, the absent tables."""
     scan, missing, problems = _scan_required(cfg, raw_dir, schemas)
     jobs = _file_jobs(cfg, scan, schemas, spill_dir)
-    done = run_tasks(cfg, functools.partial(_task), jobs, "read and validate")
+    sizes = [j.path.stat().st_size for j in jobs]
+    done = run_ordered(cfg, functools.partial(_task), jobs, "read and validate", sizes)
     problems += [d for d in done if isinstance(d, str)]
     if problems:
         raise MimamoriError(
@@ -305,7 +333,9 @@ def _known(plans: Mapping[str, TablePlan], schemas: Mapping[str, TableSchema]) -
         if table in plans:
             parts = [p.known[fname] for p in plans[table].passes if fname in p.known]
             codes = pd.unique(np.concatenate(parts)) if parts else np.array([], object)
-            out[target] = pd.Index(codes, dtype=object)  # unique: one hash table, reused
+            index = pd.Index(codes, dtype=object)  # unique: one hash table, reused
+            index.get_indexer(index[:1])  # built here, before threads share it
+            out[target] = index
     return out
 
 
@@ -498,7 +528,8 @@ def _write_tables(
         caches={},
     )
     items = [(p, schemas[t], held.get(t), new.table(t)) for t, p in plans.items()]
-    fins = run_tasks(cfg, task, items, "mask and write")
+    rows = [sum(int(a.sum()) for a in p.accepted) for p, *_rest in items]
+    fins = run_ordered(cfg, task, items, "mask and write", rows)
     out: dict[str, dict] = {}
     codes: dict[str, dict[str, np.ndarray]] = {}
     for (plan, schema, _held, _path), fin in zip(items, fins, strict=True):

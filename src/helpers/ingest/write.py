@@ -126,7 +126,7 @@ def _frame_of(block: pa.RecordBatch, rows: np.ndarray, columns: list[str]) -> pd
 
 
 def _orphans(
-    block: pa.RecordBatch, schema: TableSchema, known: Mapping[str, pd.Index], out: Finish
+    block: pa.RecordBatch, schema: TableSchema, found: Mapping[str, np.ndarray], out: Finish
 ) -> np.ndarray:
     """Rows of the block kept after the reference checks; orphan lines recorded."""
     keep = np.ones(block.num_rows, dtype=bool)
@@ -134,9 +134,8 @@ def _orphans(
         info = out.references[fname]
         if not info["checked"]:
             continue
-        col = block.column(fname)
-        present = col.is_valid().to_numpy(zero_copy_only=False)
-        orphan = keep & present & ~member_arrow(col, known[target])
+        present = block.column(fname).is_valid().to_numpy(zero_copy_only=False)
+        orphan = keep & present & ~found[fname]
         info["orphans"] += int(orphan.sum())
         if orphan.any():
             rows = _frame_of(block, orphan, [fname, "source_file", "source_row"])
@@ -145,7 +144,9 @@ def _orphans(
     return keep
 
 
-def _count_links(block: pa.RecordBatch, links: dict, known: Mapping, out: Finish) -> None:
+def _count_links(
+    block: pa.RecordBatch, links: dict, found: Mapping[str, np.ndarray], out: Finish
+) -> None:
     for fname, target in links.items():
         col = block.column(fname)
         e = out.links.setdefault(
@@ -153,7 +154,7 @@ def _count_links(block: pa.RecordBatch, links: dict, known: Mapping, out: Finish
         )
         e["records"] += len(col)
         e["key_blank"] += col.null_count
-        e["linked"] += int(member_arrow(col, known[target]).sum())
+        e["linked"] += int(found[fname].sum())
 
 
 def _references(schema: TableSchema, present: set[str]) -> dict[str, dict]:
@@ -197,9 +198,13 @@ def _first_pass(
     keeps: list[np.ndarray] = []
     counts: dict[str, list] = {name: [] for name in tops}
     span: list[int] = []
+    checked = {f: t for f, t in schema.references.items() if out.references[f]["checked"]}
     for block in _blocks(plan, held, cols):
-        _count_links(block, links, known, out)
-        keep = _orphans(block, schema, known, out)
+        found = {  # whether each row's code is known, once per field
+            f: member_arrow(block.column(f), known[t]) for f, t in {**links, **checked}.items()
+        }
+        _count_links(block, links, found, out)
+        keep = _orphans(block, schema, found, out)
         keeps.append(keep)
         kept = block.filter(pa.array(keep))
         for name in tops:
