@@ -88,6 +88,14 @@ def _acquire_port() -> tuple[_Port, int]:
     return port, port.acquire()
 
 
+def _quiet_thread() -> None:
+    """Silence LightGBM's native log in this thread (dask runs tasks in worker threads, where
+    the level is not yet set): the network's progress messages (ports bound, ranks connected,
+    retries) come before the training parameters' ``verbosity`` takes effect. Parsing a
+    ``verbosity=-1`` configuration here (a one-row Dataset) sets the level first."""
+    lgb.Dataset(np.zeros((2, 1)), params={"verbosity": -1}).construct()
+
+
 def strip_network(model_str: str) -> str:
     """The model string without the run-dependent network settings (ports, machine list)."""
     lines = model_str.splitlines(keepends=True)
@@ -110,6 +118,7 @@ def _train_machine(
     """One LightGBM machine (runs on a worker): bins its rows, trains with the others, and
     returns the model string (the first machine only; every machine ends with the same model)."""
     holder, listen = port
+    _quiet_thread()
     data = lgb.Dataset(
         X,
         label=y,
