@@ -150,6 +150,7 @@ class LinkSettings(_Section):
     """名寄せ (helpers.link): linking exports that carry no resident code to the registry."""
 
     engine: Literal["duckdb", "spark"] = "duckdb"
+    spark_master: str = "local[2]"
     accept_probability: float = 0.99
     clerical_probability: float = 0.5
     margin_weight: float = 4.0

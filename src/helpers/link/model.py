@@ -140,7 +140,7 @@ def db_api(link: LinkSettings, temp_dir: str | None = None, threads: int = DUCKD
             "config/link.yaml: engine: spark needs pyspark (and Java) installed "
             f"({exc}); use engine: duckdb or install pyspark"
         ) from exc
-    spark = SparkSession.builder.master("local[2]").appName("mimamori-link").getOrCreate()
+    spark = SparkSession.builder.master(link.spark_master).appName("mimamori-link").getOrCreate()
     return SparkAPI(spark_session=spark)
 
 
