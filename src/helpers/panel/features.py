@@ -1332,10 +1332,11 @@ def checkup_features(
     covered = _covered_from(coverage, tables, "health_checkups", "checkup_date", on)
     missed_all = []
     for code, _label in _enum("health_checkups", "checkup_type"):
-        at = pos[kinds == code]
+        of_code = kinds == code
+        at = pos[of_code]
         for field, arr in arrays.items():
             col = np.full(len(idx), np.nan)
-            col[at] = arr[kinds == code]
+            col[at] = arr[of_code]
             out[f"chk_{code}_{field}"] = pd.Series(col, index=idx)
         attended = np.zeros(len(idx), dtype=bool)
         attended[at] = True

@@ -629,11 +629,20 @@ def leakage_check(
     build = functools.partial(
         build_year, registry=registry, decoders=decoders, coverage=coverage, children=children
     )
-    full = (full if full is not None else build(mart, fy, cfg)).set_index("child_id")
+    full = full if full is not None else build(mart, fy, cfg)
     cut_mart, removed = truncate_mart(mart, on, fy)
-    cut = build(cut_mart, fy, cfg).set_index("child_id")
+    return compare_builds(full, build(cut_mart, fy, cfg), removed, fy, cfg)
+
+
+def compare_builds(
+    full: pd.DataFrame, cut: pd.DataFrame, removed: dict[str, int], fiscal_year: int, cfg: Settings
+) -> dict:
+    """The leakage check's verdict: ``full`` (the year built from the whole mart) against
+    ``cut`` (rebuilt from the mart cut at its as-of date, which removed ``removed`` rows)."""
+    registry = F.feature_registry(cfg)
+    on = as_of_date(fiscal_year, cfg.panel)
     feats = [s.name for s in registry if s.role == "feature"]
-    same_rows = full.index.equals(cut.index)
+    same_rows = pd.Index(full["child_id"]).equals(pd.Index(cut["child_id"]))
     changed = []
     if same_rows:
         for c in feats:
@@ -646,7 +655,7 @@ def leakage_check(
         {s.name for s in registry if s.role == "feature" and set(s.source_tables) & set(post)}
     )
     return {
-        "fiscal_year": fy,
+        "fiscal_year": fiscal_year,
         "as_of": on.date().isoformat(),
         "rows_compared": int(len(full)),
         "same_children": bool(same_rows),
@@ -696,27 +705,46 @@ def write_frames(
     """Write the year frames (pandas, or arrow tables of the panel schema) into panel.parquet,
     one row group per year, and the catalogue, missingness and coverage.json; ``notes`` is
     filled while ``frames`` is consumed."""
-    registry = F.feature_registry(cfg)
+    schema = arrow_schema(F.feature_registry(cfg))
     catalogue = F.feature_catalogue(cfg)
-    schema = arrow_schema(registry)
+
+    def tables() -> Iterator[tuple[pa.Table, pd.DataFrame]]:
+        for item in frames:
+            if isinstance(item, pa.Table):
+                table, frame = item, item.to_pandas()
+            else:
+                frame = item
+                table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+            if len(frame):
+                yield table, F.missingness_table(frame, catalogue)
+            del frame, table
+
+    return write_tables(tables(), cfg, P, coverage, notes)
+
+
+def write_tables(
+    years: Iterable[tuple[pa.Table, pd.DataFrame]],
+    cfg: Settings,
+    P: Paths,
+    coverage: Coverage,
+    notes: dict[int, dict],
+) -> dict:
+    """Write the (non-empty) years, each an arrow table of the panel schema with its rows of
+    missingness.csv, into panel.parquet, one row group per year, and the catalogue,
+    missingness and coverage.json; ``notes`` is filled while ``years`` is consumed."""
+    catalogue = F.feature_catalogue(cfg)
+    schema = arrow_schema(F.feature_registry(cfg))
     miss_parts: list[pd.DataFrame] = []
     rows_per_year: dict[int, int] = {}
     with atomic_path(P.panel) as tmp:
         writer = pq.ParquetWriter(tmp, schema)
         try:
-            for item in frames:
-                if isinstance(item, pa.Table):
-                    table, frame = item, item.to_pandas()
-                else:
-                    frame = item
-                    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-                if not len(frame):
-                    continue
-                fy = int(frame["fiscal_year"].iat[0])
-                rows_per_year[fy] = len(frame)
-                miss_parts.append(F.missingness_table(frame, catalogue))
+            for table, missing in years:
+                fy = int(table.column("fiscal_year")[0].as_py())
+                rows_per_year[fy] = table.num_rows
+                miss_parts.append(missing)
                 writer.write_table(table)
-                del frame, table
+                del table
         finally:
             writer.close()
     missingness = (
@@ -760,12 +788,17 @@ def main(cfg: Settings, argv: list[str]) -> int:
     mart, decoders = load_encoded_mart(P.mart)
     coverage = source_coverage(mart, absent_tables(P.mart), cfg)
     check: dict | None = None
+    from helpers.panel.parallel import parallel_panel, process_count
+
     if cfg.run.engine == "dask":
         from helpers.panel.partitions import dask_panel
 
         removed = None if args.no_leakage_check else removed_by_cut(mart, cfg)
         del mart, decoders  # the tasks read the mart themselves
         summary, check = dask_panel(cfg, P, coverage, removed)
+    elif process_count(len(cfg.run.fiscal_years)) > 1:  # the years on every core
+        leakage = not args.no_leakage_check
+        summary, check = parallel_panel(mart, decoders, coverage, cfg, P, leakage)
     else:
         kept: dict = {}
         summary = write_panel(mart, cfg, P, decoders=decoders, coverage=coverage, kept=kept)

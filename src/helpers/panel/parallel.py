@@ -1,0 +1,182 @@
+"""The local engine's panel on every core: blocks of fiscal years built in forked processes.
+
+The mart is loaded once, here; the worker processes are forked from this one and read it
+without copying it (its text columns are Arrow buffers and its keys integers, so a worker
+touches no Python object per cell). The fiscal years are cut into contiguous blocks, one
+task per block, so each year after a block's first reuses its previous year's household
+state as the one-process build does; the leakage check's rebuild from the cut mart is one
+more task. A task writes each year as an Arrow file into a scratch folder and returns its
+notes and missingness; this process writes the years into panel.parquet in year order:
+the same bytes as the one-process build (tests/panel/test_parallel.py).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from helpers.config import Settings
+from helpers.panel import features as F
+from helpers.panel import stage as S
+from helpers.panel.coverage import Coverage
+from helpers.paths import Paths
+
+# each process holds one year's frames besides the shared mart (a few GB at L): two at most
+MAX_PROCESSES = 2
+
+_SHARED: dict = {}  # the mart and settings the forked workers read (set before forking)
+
+
+def process_count(n_years: int) -> int:
+    """Worker processes for ``n_years`` fiscal years: the usable cores, at most
+    MAX_PROCESSES; 1 (build here, in one process) where fork is not available."""
+    if "fork" not in multiprocessing.get_all_start_methods() or n_years < 2:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, MAX_PROCESSES))
+
+
+def year_blocks(years: list[int], n: int) -> list[list[int]]:
+    """``years`` cut into ``n`` contiguous blocks as equal as possible, later ones longer:
+    the first to finish takes the leakage check's rebuild (queued last)."""
+    sizes = [len(b) for b in np.array_split(np.asarray(years), n) if len(b)][::-1]
+    ends = np.cumsum(sizes)
+    return [
+        [int(y) for y in years[end - size : end]] for size, end in zip(sizes, ends, strict=True)
+    ]
+
+
+def _save(frame: pd.DataFrame, name: str, scratch: str) -> str:
+    """One built year as an Arrow file of the panel schema (what panel.parquet gets)."""
+    schema = S.arrow_schema(_SHARED["registry"])
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    path = str(Path(scratch) / f"{name}.arrow")
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        writer.write_table(table)
+    return path
+
+
+def build_block(years: list[int], scratch: str) -> list[dict]:
+    """One task: the years of one block, each saved to ``scratch``, with its notes and its
+    rows of missingness.csv."""
+    cfg, registry = _SHARED["cfg"], _SHARED["registry"]
+    catalogue = F.feature_catalogue(cfg)
+    cache: dict = {}
+    notes: dict[int, dict] = {}
+    out = []
+    for fy in years:
+        frame = S.build_year(
+            _SHARED["mart"],
+            fy,
+            cfg,
+            registry,
+            cache,
+            _SHARED["decoders"],
+            _SHARED["coverage"],
+            notes,
+        )
+        out.append(
+            {
+                "fiscal_year": fy,
+                "rows": len(frame),
+                "path": _save(frame, f"fy{fy}", scratch),
+                "notes": notes.get(fy),
+                "missingness": F.missingness_table(frame, catalogue) if len(frame) else None,
+            }
+        )
+        del frame
+    return out
+
+
+def build_cut(fiscal_year: int, scratch: str) -> dict:
+    """One task: the leakage check's year rebuilt from the mart cut at its as-of date."""
+    cfg = _SHARED["cfg"]
+    on = S.as_of_date(fiscal_year, cfg.panel)
+    cut_mart, removed = S.truncate_mart(_SHARED["mart"], on, fiscal_year)
+    frame = S.build_year(
+        cut_mart,
+        fiscal_year,
+        cfg,
+        _SHARED["registry"],
+        decoders=_SHARED["decoders"],
+        coverage=_SHARED["coverage"],
+    )
+    del cut_mart
+    return {"path": _save(frame, "cut", scratch), "removed": removed}
+
+
+def _read(path: str) -> pa.Table:
+    return pa.ipc.open_file(pa.memory_map(path)).read_all()
+
+
+def _years_in_order(
+    blocks: list[Future], notes: dict[int, dict], kept: dict, leakage_year: int, n_years: int
+) -> Iterator[tuple[pa.Table, pd.DataFrame]]:
+    """The built years as (table, missingness rows) in year order, filling ``notes``;
+    the leakage check's year is also left in ``kept`` (its file is kept until compared)."""
+    bar = tqdm(total=n_years, desc="panel (fiscal years)")
+    try:
+        for block in blocks:
+            for year in block.result():
+                bar.update(1)
+                if year["notes"] is not None:
+                    notes[year["fiscal_year"]] = year["notes"]
+                if year["fiscal_year"] == leakage_year:
+                    kept["full"] = year["path"]
+                if not year["rows"]:
+                    continue
+                table = _read(year["path"])
+                if year["fiscal_year"] != leakage_year:
+                    os.remove(year["path"])
+                yield table, year["missingness"]
+                del table
+    finally:
+        bar.close()
+
+
+def parallel_panel(
+    mart: dict[str, pd.DataFrame],
+    decoders: dict[str, pd.Index],
+    coverage: Coverage,
+    cfg: Settings,
+    P: Paths,
+    leakage: bool,
+) -> tuple[dict, dict | None]:
+    """``write_panel`` and ``leakage_check`` of the local engine, the years built by
+    ``process_count`` forked processes; the same files, byte for byte."""
+    registry = F.feature_registry(cfg)
+    F.check_registry_roles(registry)
+    years = [int(y) for y in cfg.run.fiscal_years]
+    fy_check = S.leakage_year(cfg)
+    P.panel_dir.mkdir(parents=True, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=".years-", dir=P.panel_dir)
+    _SHARED.update(mart=mart, decoders=decoders, coverage=coverage, cfg=cfg, registry=registry)
+    try:
+        n = process_count(len(years))
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork")) as pool:
+            blocks = [pool.submit(build_block, b, scratch) for b in year_blocks(years, n)]
+            cut = pool.submit(build_cut, fy_check, scratch) if leakage else None
+            notes: dict[int, dict] = {}
+            kept: dict = {}
+            summary = S.write_tables(
+                _years_in_order(blocks, notes, kept, fy_check, len(years)), cfg, P, coverage, notes
+            )
+            check = None
+            if cut is not None:
+                done = cut.result()
+                full, rebuilt = (_read(p).to_pandas() for p in (kept["full"], done["path"]))
+                check = S.compare_builds(full, rebuilt, done["removed"], fy_check, cfg)
+    finally:
+        _SHARED.clear()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return summary, check
