@@ -287,3 +287,43 @@ def test_boot_weights_draw_the_same_resamples_in_any_block_size():
     for j in range(2):
         np.testing.assert_array_equal(np.vstack([blk[j] for blk in a]), b[0][j])
     assert (b[0][0].sum(axis=1) == 7).all()
+
+
+def _hits_all_groups(r, W, k):
+    """hits_many over every tie group (the reference the leading-groups shortcut must equal)."""
+    w = np.asarray(W, dtype=float)[:, r.order]
+    gw = np.add.reduceat(w, r.starts, axis=1)
+    pw = np.add.reduceat(w * r.y, r.starts, axis=1)
+    cum_w = np.cumsum(gw, axis=1)
+    kk, g = r._cut(cum_w, k)
+    rows = np.arange(len(W))
+    before_p = np.array([float(pw[i, : g[i]].sum()) for i in rows])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(gw[rows, g] != 0, pw[rows, g] / gw[rows, g], 0.0)
+    return np.where(kk > 0, before_p + (kk - cum_w[rows, g] + gw[rows, g]) * share, 0.0)
+
+
+@pytest.mark.parametrize("n", [3, 40, 700, 5000])
+@pytest.mark.parametrize("kind", ["distinct", "rounded", "binary", "constant"])
+def test_leading_groups_give_exactly_the_figures_of_all_groups(n, kind):
+    """hits_many / precision_many read only the tie groups up to the k-th place: bit for bit
+    the numbers over every group, for labels and true probabilities, with huge tie groups."""
+    rng = np.random.default_rng(n)
+    score = {
+        "distinct": rng.normal(size=n),
+        "rounded": np.round(rng.normal(size=n), 1),
+        "binary": rng.integers(0, 2, n).astype(float),
+        "constant": np.zeros(n),
+    }[kind]
+    y = (rng.random(n) < 0.05).astype(float)
+    W = np.vstack(
+        [np.ones(n)] + [np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(9)]
+    )
+    for k in (1, 30, 100, 2 * n):
+        for labels in (y, rng.random(n) * 0.1):
+            r = ev.SortedRanking(labels, score)
+            np.testing.assert_array_equal(r.hits_many(W, k), _hits_all_groups(r, W, k))
+        r = ev.SortedRanking(y, score)
+        np.testing.assert_array_equal(
+            r.precision_many(W, k), r.metrics_many(W, k)["precision_at_k"]
+        )

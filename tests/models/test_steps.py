@@ -319,3 +319,19 @@ def test_scores_per_child_partition_on_dask_equal_the_local_scores(run):
         np.testing.assert_array_equal(got, r.scored.scores[f"score_{family}"].to_numpy())
     assert FitSettings.from_config(dask_cfg).run_cfg is dask_cfg
     assert FitSettings.from_config(cfg).run_cfg is None
+
+
+def test_families_tuned_in_background_give_the_same_fit(run):
+    """run_beside (families in background threads) = run_in_turn (one step after the other)."""
+    from helpers.models import background
+
+    _, _, truth, _, s, fit = run
+    runs = background.run_beside(fit.prep, truth, s, FoldCache())
+    assert [r.origin.test_year for r in runs] == [r.origin.test_year for r in fit.runs]
+    for a, b in zip(runs, fit.runs, strict=True):
+        pd.testing.assert_frame_equal(a.tuned.tuning, b.tuned.tuning)
+        pd.testing.assert_frame_equal(a.scored.scores, b.scored.scores)
+        assert a.evaluation is not None and b.evaluation is not None
+        assert a.evaluation.headline == b.evaluation.headline
+        assert a.calib.as_dict(a.tuned.primary) == b.calib.as_dict(b.tuned.primary)
+    assert summary.backtest(runs, s).record == fit.backtest.record

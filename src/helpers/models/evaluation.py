@@ -237,7 +237,7 @@ def paired_hits_difference(
         return m["precision_at_k"] * min(k, w.sum())
 
     def hits_many(r, W):
-        return r.metrics_many(W, k)["precision_at_k"] * np.minimum(k, W.sum(axis=1))
+        return r.precision_many(W, k) * np.minimum(k, W.sum(axis=1))
 
     ones = np.ones(n)
     rng = np.random.default_rng(seed)
@@ -321,12 +321,18 @@ class SortedRanking:
             out["brier"] = float(np.sum(w * (np.clip(self.prob, 0, 1) - self.y) ** 2) / W)
         return out
 
-    def _grouped(self, W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _grouped(
+        self, W: np.ndarray, n_groups: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per replicate (rows of ``W``, original row order): weights sorted, and the weight
-        and positive weight of each tie group."""
-        w = np.asarray(W, dtype=float)[:, self.order]
-        gw = np.add.reduceat(w, self.starts, axis=1)
-        pw = np.add.reduceat(w * self.y, self.starts, axis=1)
+        and positive weight of each tie group (``n_groups``: only the first that many groups,
+        each summed exactly as over all of them)."""
+        starts = self.starts if n_groups is None else self.starts[:n_groups]
+        end = len(self.order) if n_groups is None or n_groups >= len(self.starts) else None
+        end = self.starts[n_groups] if end is None else end
+        w = np.asarray(W, dtype=float)[:, self.order[:end]]
+        gw = np.add.reduceat(w, starts, axis=1)
+        pw = np.add.reduceat(w * self.y[:end], starts, axis=1)
         return w, gw, pw
 
     @staticmethod
@@ -337,19 +343,52 @@ class SortedRanking:
         g = np.minimum((cum_w < kk[:, None]).sum(axis=1), cum_w.shape[1] - 1)
         return kk, g
 
+    def _leading(self, W: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+        """The leading tie groups that hold every replicate's top k: (list length, group of the
+        k-th place, group weights, positive weights, cumulative weights).
+
+        Count weights (bootstrap counts, ones) sum exactly, so the list length is ``min(k,
+        total weight)`` whatever the order, and the groups after the one holding the k-th place
+        never enter the figure: a prefix of the sorted rows (grown until it covers k in every
+        replicate) gives the same numbers as all of them, at a fraction of the work."""
+        kk = np.minimum(float(k), np.asarray(W, dtype=float).sum(axis=1))
+        n_rows, n_all = max(4 * int(k), 256), len(self.starts)
+        while True:
+            n_groups = int(np.searchsorted(self.starts, n_rows, side="left"))
+            n_groups = n_all if n_groups >= n_all else max(n_groups, 1)
+            _, gw, pw = self._grouped(W, n_groups)
+            cum_w = np.cumsum(gw, axis=1)
+            if n_groups == n_all or bool(np.all(cum_w[:, -1] >= kk)):
+                break
+            n_rows *= 4
+        g = np.minimum((cum_w < kk[:, None]).sum(axis=1), n_all - 1)
+        return kk, g, gw, pw, cum_w
+
     def hits_many(self, W: np.ndarray, k: int) -> np.ndarray:
-        """``hits`` for every row of a (replicates x rows) weight matrix at once."""
+        """``hits`` for every row of a (replicates x rows) count-weight matrix at once."""
         if not len(self.starts):
             return np.zeros(len(W))
-        _, gw, pw = self._grouped(W)
-        cum_w = np.cumsum(gw, axis=1)
-        kk, g = self._cut(cum_w, k)
+        kk, g, gw, pw, cum_w = self._leading(W, k)
         r = np.arange(len(W))
         before_w = cum_w[r, g] - gw[r, g]
         before_p = np.array([float(pw[i, : g[i]].sum()) for i in r])
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.where(gw[r, g] != 0, pw[r, g] / gw[r, g], 0.0)
         return np.where(kk > 0, before_p + (kk - before_w) * share, 0.0)
+
+    def precision_many(self, W: np.ndarray, k: int) -> np.ndarray:
+        """``metrics_many(W, k)["precision_at_k"]`` for 0/1 labels and count weights (the same
+        numbers: every sum is of whole counts), from the leading tie groups only."""
+        if not len(self.starts):
+            return np.full(len(W), np.nan)
+        kk, g, gw, pw, cum_w = self._leading(W, k)
+        g = np.where(kk > 0, g, 0)
+        r = np.arange(len(W))
+        before_w = cum_w[r, g] - gw[r, g]
+        before_p = np.cumsum(pw, axis=1)[r, g] - pw[r, g]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            hits = before_p + (kk - before_w) * np.where(gw[r, g] != 0, pw[r, g] / gw[r, g], 0.0)
+            return np.where(kk != 0, hits / kk, np.nan)
 
     def metrics_many(self, W: np.ndarray, k: int) -> dict[str, np.ndarray]:
         """``metrics`` for every row of a (replicates x rows) weight matrix at once."""

@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from helpers import MimamoriError, oracle  # noqa: E402
 from helpers.config import Settings  # noqa: E402
 from helpers.io import append_audit  # noqa: E402
-from helpers.models import steps, summary  # noqa: E402
+from helpers.models import background, steps, summary  # noqa: E402
 from helpers.models.artefacts import Fit, write  # noqa: E402
 from helpers.models.settings import FitSettings  # noqa: E402
 from helpers.models.tuning import FoldCache  # noqa: E402
@@ -44,24 +44,10 @@ def run_steps(
     s: FitSettings,
 ) -> Fit:
     """prepare -> per origin (tune -> fit final -> calibrate -> score -> evaluate) -> backtest
-    -> diagnose. Origins share their tuning folds (a fold does not depend on the test year)."""
+    -> diagnose. Origins share their tuning folds (a fold does not depend on the test year);
+    the families tune in background threads beside the rest (``helpers.models.background``)."""
     prep = steps.prepare(panel, catalogue, target, s)
-    cache = FoldCache()
-    last_evaluated = prep.evaluated_origins[-1]
-    runs = []
-    for origin in prep.origins:
-        run = steps.run_origin(
-            prep,
-            origin,
-            truth,
-            s,
-            cache,
-            explain_list=origin is prep.origins[-1],
-            full=origin is last_evaluated,
-        )
-        if origin is not last_evaluated and origin is not prep.origins[-1]:
-            run.scored.drop_features()  # diagnose reads only these two origins' features
-        runs.append(run)
+    runs = background.run_origins(prep, truth, s, FoldCache())
     return Fit(prep, runs, summary.backtest(runs, s), summary.diagnose(prep, runs, s))
 
 

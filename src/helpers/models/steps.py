@@ -43,7 +43,7 @@ from helpers.models.families import (
 from helpers.models.population import Population, population_for
 from helpers.models.scoring import partitioned_margin
 from helpers.models.settings import FitSettings
-from helpers.models.tuning import FoldCache, FoldData, tune_family
+from helpers.models.tuning import FamilyTuning, FoldCache, FoldData, tune_family
 
 ORACLE_MAX_UNCOVERED = 0.01  # share of test child-years the oracle may lack
 BASELINES = ("best_single_variable", "yc_rule_score", "reference_tree")
@@ -262,13 +262,25 @@ class Tuned:
 
 def tune(prep: Prepared, origin: Origin, s: FitSettings, cache: FoldCache | None = None) -> Tuned:
     """Tune each family on the origin's validation years only; pick the primary model."""
+    results: dict[str, FamilyTuning] = {
+        family: tune_family(
+            family, prep.X, prep.y, prep.year, origin.folds, s, prep.features, cache
+        )
+        for family in s.models.tuning.families
+    }
+    return tuned_from(origin, results, s)
+
+
+def tuned_from(origin: Origin, results: dict[str, FamilyTuning], s: FitSettings) -> Tuned:
+    """The origin's ``Tuned`` from each family's search (in ``s.models.tuning.families``
+    order); the primary model is the family with the best objective unless configured."""
     tables: list[pd.DataFrame] = []
     chosen: dict[str, dict] = {}
     valid_scores: dict[str, list[np.ndarray]] = {}
     fold_models: dict[str, list[Any]] = {}
     warn: list[str] = []
     for family in s.models.tuning.families:
-        res = tune_family(family, prep.X, prep.y, prep.year, origin.folds, s, prep.features, cache)
+        res = results[family]
         tables.append(res.table)
         chosen[family] = info = res.info
         if info["budget_hit"]:
@@ -312,7 +324,18 @@ class Fitted:
         return self.test_margins[family]
 
 
-def _final_model(
+@dataclass
+class Baselines:
+    """The origin's baselines, fitted / chosen on its training years (no model needed)."""
+
+    tree: ReferenceTree
+    segments: pd.DataFrame
+    single: pd.DataFrame
+    best_single: str | None
+    base_rate_train: float
+
+
+def final_model(
     prep: Prepared, origin: Origin, family: str, cand: dict, s: FitSettings, cache: FoldCache
 ) -> Any:
     """The candidate fitted on every labelled year before the test year: a later origin's fold
@@ -325,16 +348,10 @@ def _final_model(
     return cache.models[key]
 
 
-def fit_final(
-    prep: Prepared, origin: Origin, tuned: Tuned, s: FitSettings, cache: FoldCache | None = None
-) -> Fitted:
-    """Refit each chosen candidate on the training years; fit / choose the baselines there."""
+def fit_baselines(prep: Prepared, origin: Origin, s: FitSettings) -> Baselines:
+    """The reference tree (and its segments on the test year) and the best single variable,
+    fitted / chosen on the origin's training years."""
     X, y, year, tr = prep.X, prep.y, prep.year, prep.train_mask(origin)
-    cache = FoldCache() if cache is None else cache
-    models = {
-        family: _final_model(prep, origin, family, info["params"], s, cache)
-        for family, info in tuned.chosen.items()
-    }
     single = (
         best_single_variable(prep.lab, prep.binary, prep.label, origin.train_years, s.k)
         if prep.binary
@@ -353,8 +370,28 @@ def fit_final(
     te = year == origin.test_year
     segments = tree.segments(X[tr], y[tr], X[te], y[te], s.alpha)
     best = single["feature"].iloc[0] if len(single) else None
-    offsets = {f: weight_offset(y[tr], info["params"]) for f, info in tuned.chosen.items()}
-    return Fitted(models, tree, segments, single, best, float(y[tr].mean()), offsets)
+    return Baselines(tree, segments, single, best, float(y[tr].mean()))
+
+
+def fit_final(
+    prep: Prepared,
+    origin: Origin,
+    tuned: Tuned,
+    s: FitSettings,
+    cache: FoldCache | None = None,
+    baselines: Baselines | None = None,
+) -> Fitted:
+    """Refit each chosen candidate on the training years; fit / choose the baselines there
+    (unless given)."""
+    cache = FoldCache() if cache is None else cache
+    models = {
+        family: final_model(prep, origin, family, info["params"], s, cache)
+        for family, info in tuned.chosen.items()
+    }
+    b = fit_baselines(prep, origin, s) if baselines is None else baselines
+    y_tr = prep.y[prep.train_mask(origin)]
+    offsets = {f: weight_offset(y_tr, info["params"]) for f, info in tuned.chosen.items()}
+    return Fitted(models, b.tree, b.segments, b.single, b.best_single, b.base_rate_train, offsets)
 
 
 # ---------------------------------------------------------------------------- calibrate
@@ -715,7 +752,22 @@ def run_origin(
 ) -> OriginRun:
     """tune -> fit final -> calibrate -> score -> evaluate for one test year."""
     tuned = tune(prep, origin, s, cache)
-    fitted = fit_final(prep, origin, tuned, s, cache)
+    return finish_origin(prep, origin, tuned, truth, s, cache, None, explain_list, full)
+
+
+def finish_origin(
+    prep: Prepared,
+    origin: Origin,
+    tuned: Tuned,
+    truth: pd.DataFrame | None,
+    s: FitSettings,
+    cache: FoldCache,
+    baselines: Baselines | None = None,
+    explain_list: bool = False,
+    full: bool = False,
+) -> OriginRun:
+    """fit final -> calibrate -> score -> evaluate for one test year, once it is tuned."""
+    fitted = fit_final(prep, origin, tuned, s, cache, baselines)
     calib = calibrate(prep, origin, tuned, fitted, s)
     scored = score(prep, origin, tuned, fitted, calib, truth, s, explain_list)
     evaluation = evaluate(prep, origin, fitted, scored, s, full) if origin.evaluated else None

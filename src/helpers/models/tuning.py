@@ -133,6 +133,20 @@ def fold_margin(model: Any, X: np.ndarray) -> np.ndarray:
     return np.zeros(len(X)) if model is None else margin(model, X)
 
 
+def _valid_margin(model: Any, X: np.ndarray, memo: dict[int, np.ndarray]) -> np.ndarray:
+    """``fold_margin`` on a validation year: the fold's logistic candidates share one fitted
+    preprocessing (``FoldData``), so the year is imputed and scaled once for all of them."""
+    if not isinstance(model, Pipeline):
+        return fold_margin(model, X)
+    pre = model.steps[:-1]
+    key = id(pre[0][1])
+    if key not in memo:
+        for _, step in pre:  # as Pipeline.decision_function transforms
+            X = step.transform(X)
+        memo[key] = X
+    return np.asarray(model.steps[-1][1].decision_function(memo[key]))
+
+
 def _fill_fold(
     family: str,
     cands: list[dict],
@@ -148,8 +162,9 @@ def _fill_fold(
     """Score every candidate on the validation year ``vyear`` (fitted on the labelled years
     before it, the fold's data built once and freed after). Returns how many candidates (a
     prefix of the list) were scored before the deadline."""
-    va = year == vyear
+    Xva = X[year == vyear]
     data: FoldData | None = None
+    memo: dict[int, np.ndarray] = {}
     for ci, cand in enumerate(cands):
         key = cache.key(family, cand, vyear)
         if key in cache.scores:
@@ -160,7 +175,7 @@ def _fill_fold(
             tr = year < vyear
             data = FoldData.build(family, X[tr], y[tr], s, features)
         model = cache.models[key] if data is None else cache.model(family, cand, vyear, data, s)
-        cache.scores[key] = fold_margin(model, X[va])
+        cache.scores[key] = _valid_margin(model, Xva, memo)
     return len(cands)
 
 

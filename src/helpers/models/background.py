@@ -1,0 +1,158 @@
+"""Tuning in the background: one thread per model family, beside the rest of the fit.
+
+LightGBM trains on its two fixed threads while the logistic regression, the baselines and the
+evaluation run single-threaded; side by side they keep both cores busy instead of waiting for
+each other. Each family's thread tunes every origin in turn (the origins share their folds,
+``FoldCache``) and then fits the final models not already fitted as a later origin's fold;
+the main thread fits the baselines meanwhile and finishes each origin (fit final, calibrate,
+score, evaluate) as soon as its models are ready.
+
+Every fit is the same deterministic function of its fold's data and parameters, whichever
+thread runs it and whenever, and every table is assembled in the one fixed order, so the
+results are identical to fitting one step after the other (``run_in_turn``).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import pandas as pd
+
+from helpers.models import steps
+from helpers.models.settings import FitSettings
+from helpers.models.steps import OriginRun, Prepared
+from helpers.models.tuning import FamilyTuning, FoldCache, tune_family
+
+# Side by side, two families' training copies of a fold are in memory at once; a panel whose
+# feature matrix is larger than this (a prefecture) fits one step at a time instead.
+MAX_BACKGROUND_BYTES = 512 * 2**20
+
+
+class FamilyTuner:
+    """Per family and origin, the tuning result and the final model, as futures."""
+
+    def __init__(self, prep: Prepared, s: FitSettings, cache: FoldCache) -> None:
+        self.prep, self.s, self.cache = prep, s, cache
+        self.families: list[str] = list(s.models.tuning.families)
+        n = len(prep.origins)
+        self.tuned: dict[str, list[Future]] = {
+            f: [Future() for _ in range(n)] for f in self.families
+        }
+        self.final: dict[str, list[Future]] = {
+            f: [Future() for _ in range(n)] for f in self.families
+        }
+        self.stop = threading.Event()  # the main thread failed: stop after the current origin
+
+    def run(self, family: str) -> None:
+        """Tune ``family`` on every origin, then fit its final models (in a worker thread)."""
+        try:
+            self._run(family)
+        except BaseException as exc:
+            for fut in (*self.tuned[family], *self.final[family]):
+                if not fut.done():
+                    fut.set_exception(exc)
+            raise
+
+    def _run(self, family: str) -> None:
+        prep, s, cache = self.prep, self.s, self.cache
+        results: list[FamilyTuning] = []
+        for i, origin in enumerate(prep.origins):
+            if self.stop.is_set():
+                raise RuntimeError("models: stopped (the main thread failed)")
+            res = tune_family(
+                family, prep.X, prep.y, prep.year, origin.folds, s, prep.features, cache
+            )
+            results.append(res)
+            self.tuned[family][i].set_result(res)
+            self._resolve_finals(family, results)
+        for i, origin in enumerate(prep.origins):
+            if not self.final[family][i].done():
+                params = results[i].info["params"]
+                model = steps.final_model(prep, origin, family, params, s, cache)
+                self.final[family][i].set_result(model)
+
+    def _resolve_finals(self, family: str, results: list[FamilyTuning]) -> None:
+        """Final models already fitted as a later origin's fold model are ready."""
+        for i, res in enumerate(results):
+            key = self.cache.key(family, res.info["params"], self.prep.origins[i].test_year)
+            if not self.final[family][i].done() and key in self.cache.models:
+                self.final[family][i].set_result(self.cache.models[key])
+
+    def wait(self, i: int) -> dict[str, FamilyTuning]:
+        """Origin ``i``'s tuning per family, once its final models are in the cache."""
+        results: dict[str, FamilyTuning] = {f: self.tuned[f][i].result() for f in self.families}
+        for f in self.families:
+            self.final[f][i].result()
+        return results
+
+
+def keep_features(prep: Prepared, run: OriginRun) -> bool:
+    """Diagnose reads the features of the latest evaluated origin and of the last origin."""
+    return run.origin is prep.evaluated_origins[-1] or run.origin is prep.origins[-1]
+
+
+def run_in_turn(
+    prep: Prepared, truth: pd.DataFrame | None, s: FitSettings, cache: FoldCache
+) -> list[OriginRun]:
+    """Every origin one step after the other (tune, fit final, ...) in this thread."""
+    last_evaluated = prep.evaluated_origins[-1]
+    runs = []
+    for origin in prep.origins:
+        run = steps.run_origin(
+            prep,
+            origin,
+            truth,
+            s,
+            cache,
+            explain_list=origin is prep.origins[-1],
+            full=origin is last_evaluated,
+        )
+        if not keep_features(prep, run):
+            run.scored.drop_features()
+        runs.append(run)
+    return runs
+
+
+def run_beside(
+    prep: Prepared, truth: pd.DataFrame | None, s: FitSettings, cache: FoldCache
+) -> list[OriginRun]:
+    """Every origin with the families tuned in background threads (the same results)."""
+    tuner = FamilyTuner(prep, s, cache)
+    last_evaluated = prep.evaluated_origins[-1]
+    with ThreadPoolExecutor(len(tuner.families), thread_name_prefix="tune") as pool:
+        jobs = [pool.submit(tuner.run, family) for family in tuner.families]
+        try:
+            baselines = [steps.fit_baselines(prep, origin, s) for origin in prep.origins]
+            runs = []
+            for i, origin in enumerate(prep.origins):
+                tuned = steps.tuned_from(origin, tuner.wait(i), s)
+                run = steps.finish_origin(
+                    prep,
+                    origin,
+                    tuned,
+                    truth,
+                    s,
+                    cache,
+                    baselines[i],
+                    explain_list=origin is prep.origins[-1],
+                    full=origin is last_evaluated,
+                )
+                if not keep_features(prep, run):
+                    run.scored.drop_features()
+                runs.append(run)
+        except BaseException:
+            tuner.stop.set()
+            raise
+        for job in jobs:
+            job.result()
+    return runs
+
+
+def run_origins(
+    prep: Prepared, truth: pd.DataFrame | None, s: FitSettings, cache: FoldCache
+) -> list[OriginRun]:
+    """Every origin's steps: in background threads unless the panel is large (``run_in_turn``
+    then, one fold's training copy in memory at a time) or there is one family only."""
+    beside = len(s.models.tuning.families) > 1 and prep.X.nbytes <= MAX_BACKGROUND_BYTES
+    return (run_beside if beside else run_in_turn)(prep, truth, s, cache)
