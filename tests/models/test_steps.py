@@ -335,3 +335,37 @@ def test_families_tuned_in_background_give_the_same_fit(run):
         assert a.evaluation.headline == b.evaluation.headline
         assert a.calib.as_dict(a.tuned.primary) == b.calib.as_dict(b.tuned.primary)
     assert summary.backtest(runs, s).record == fit.backtest.record
+
+
+def test_lightgbm_fold_fits_go_to_the_cluster_on_the_dask_engine(run, monkeypatch):
+    """The dask hook: with ``distributed.enabled``, every LightGBM fold fit (tuning and the
+    final model per test year) is handed the fold's rows and their child ids."""
+    from helpers.models import distributed, tuning
+
+    _, _, _, _, s, fit = run
+    prep, calls = fit.prep, []
+
+    def fake_fit(cfg, X, y, ids, cand, seed, max_bin, features):
+        calls.append((len(X), len(ids), cand["n_estimators"]))
+        assert np.isin(ids, prep.child_ids).all()
+        return None
+
+    monkeypatch.setattr(distributed, "enabled", lambda cfg: True)
+    monkeypatch.setattr(distributed, "fit_lgbm_distributed", fake_fit)
+    sd = dataclasses.replace(s, run_cfg=object())  # type: ignore[arg-type]
+    origin = prep.origins[-1]
+    res = tuning.tune_family(
+        "lightgbm",
+        prep.X,
+        prep.y,
+        prep.year,
+        origin.folds,
+        sd,
+        prep.features,
+        FoldCache(),
+        prep.fit_ids(sd),
+    )
+    assert len(calls) == len(res.table) and all(n == m for n, m, _ in calls)
+    cache = FoldCache()
+    steps.final_model(prep, origin, "lightgbm", res.info["params"], sd, cache)
+    assert calls[-1][0] == prep.train_mask(origin).sum()

@@ -43,6 +43,7 @@ class FamilyTuner:
             f: [Future() for _ in range(n)] for f in self.families
         }
         self.stop = threading.Event()  # the main thread failed: stop after the current origin
+        self.ids = prep.fit_ids(s)  # (computed here, before the threads start)
 
     def run(self, family: str) -> None:
         """Tune ``family`` on every origin, then fit its final models (in a worker thread)."""
@@ -61,7 +62,7 @@ class FamilyTuner:
             if self.stop.is_set():
                 raise RuntimeError("models: stopped (the main thread failed)")
             res = tune_family(
-                family, prep.X, prep.y, prep.year, origin.folds, s, prep.features, cache
+                family, prep.X, prep.y, prep.year, origin.folds, s, prep.features, cache, self.ids
             )
             results.append(res)
             self.tuned[family][i].set_result(res)

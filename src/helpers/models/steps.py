@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from helpers import MimamoriError
 from helpers import oracle as oracle_mod
+from helpers.models import distributed, explain
 from helpers.models import evaluation as ev
-from helpers.models import explain
 from helpers.models.backtest import YearData
 from helpers.models.baselines import ReferenceTree, best_single_variable
 from helpers.models.data import (
@@ -115,6 +115,14 @@ class Prepared:
     @cached_property
     def year(self) -> np.ndarray:
         return self.panel["fiscal_year"].to_numpy(int)[self.usable]
+
+    @cached_property
+    def child_ids(self) -> np.ndarray:
+        return self.panel["child_id"].to_numpy()[self.usable]
+
+    def fit_ids(self, s: FitSettings) -> np.ndarray | None:
+        """The usable rows' child ids when LightGBM trains on the dask cluster, else None."""
+        return self.child_ids if distributed.enabled(s.run_cfg) else None
 
     def train_mask(self, origin: Origin) -> np.ndarray:  # among usable rows
         return np.isin(self.year, origin.train_years)
@@ -262,9 +270,10 @@ class Tuned:
 
 def tune(prep: Prepared, origin: Origin, s: FitSettings, cache: FoldCache | None = None) -> Tuned:
     """Tune each family on the origin's validation years only; pick the primary model."""
+    ids = prep.fit_ids(s)
     results: dict[str, FamilyTuning] = {
         family: tune_family(
-            family, prep.X, prep.y, prep.year, origin.folds, s, prep.features, cache
+            family, prep.X, prep.y, prep.year, origin.folds, s, prep.features, cache, ids
         )
         for family in s.models.tuning.families
     }
@@ -343,7 +352,10 @@ def final_model(
     key = cache.key(family, cand, origin.test_year)
     if key not in cache.models:
         tr = prep.train_mask(origin)
-        data = FoldData.build(family, prep.X[tr], prep.y[tr], s, prep.features)
+        ids = prep.fit_ids(s)
+        data = FoldData.build(
+            family, prep.X[tr], prep.y[tr], s, prep.features, None if ids is None else ids[tr]
+        )
         cache.model(family, cand, origin.test_year, data, s)
     return cache.models[key]
 

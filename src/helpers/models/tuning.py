@@ -18,6 +18,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
 
+from helpers.models import distributed
 from helpers.models import evaluation as ev
 from helpers.models.families import (
     fit_lgbm,
@@ -98,11 +99,22 @@ class FoldData:
     lgb_data: lgb.Dataset | None = None
     pre: Pipeline | None = None
     Xt: np.ndarray | None = None
+    cluster: tuple[np.ndarray, np.ndarray, list[str]] | None = None  # (X, child ids, features)
 
     @classmethod
     def build(
-        cls, family: str, X: np.ndarray, y: np.ndarray, s: FitSettings, features: list[str]
+        cls,
+        family: str,
+        X: np.ndarray,
+        y: np.ndarray,
+        s: FitSettings,
+        features: list[str],
+        ids: np.ndarray | None = None,
     ) -> FoldData:
+        """``ids`` (the rows' child ids) on the dask engine: LightGBM trains on the cluster
+        (``helpers.models.distributed``), so the fold keeps its rows instead of a Dataset."""
+        if family == "lightgbm" and ids is not None and distributed.enabled(s.run_cfg):
+            return cls(y, cluster=(X, ids, features))
         if family == "lightgbm":
             data = lgbm_dataset(X, y, s.models.max_bin, features, free_raw_data=True)
             return cls(y, lgb_data=data.construct())
@@ -118,6 +130,12 @@ def _fit_fold(family: str, data: FoldData, cand: dict, s: FitSettings) -> Any:
     non-event): nothing to learn, every child ties."""
     if not 0 < data.y.sum() < len(data.y):
         return None
+    if data.cluster is not None:
+        assert s.run_cfg is not None
+        X, ids, features = data.cluster
+        return distributed.fit_lgbm_distributed(
+            s.run_cfg, X, data.y, ids, cand, s.seed, s.models.max_bin, features
+        )
     if data.lgb_data is not None:
         return fit_lgbm(data.lgb_data, cand, s.seed, s.threads)
     with warnings.catch_warnings():
@@ -158,6 +176,7 @@ def _fill_fold(
     features: list[str],
     cache: FoldCache,
     deadline: float,
+    ids: np.ndarray | None = None,
 ) -> int:
     """Score every candidate on the validation year ``vyear`` (fitted on the labelled years
     before it, the fold's data built once and freed after). Returns how many candidates (a
@@ -173,10 +192,14 @@ def _fill_fold(
             return ci
         if key not in cache.models and data is None:
             tr = year < vyear
-            data = FoldData.build(family, X[tr], y[tr], s, features)
+            data = FoldData.build(family, X[tr], y[tr], s, features, _rows(ids, tr))
         model = cache.models[key] if data is None else cache.model(family, cand, vyear, data, s)
         cache.scores[key] = _valid_margin(model, Xva, memo)
     return len(cands)
+
+
+def _rows(ids: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if ids is None else ids[rows]
 
 
 def _choose(tuning: pd.DataFrame, cands: list[dict], penalty: float) -> tuple[pd.DataFrame, dict]:
@@ -216,13 +239,15 @@ def tune_family(
     s: FitSettings,
     features: list[str],
     cache: FoldCache | None = None,
+    ids: np.ndarray | None = None,
 ) -> FamilyTuning:
     """Seeded random search maximising mean precision@k - penalty x std over temporal folds.
 
     Candidates run in a fixed order, fold by fold (one fold's data in memory at a time); the
     time budget (off by default) only cuts the list short: the candidates kept are a prefix
     of the list, each scored on every fold. ``cache`` keeps each (family, candidate, year)'s
-    model and validation scores (the backtest's origins share folds).
+    model and validation scores (the backtest's origins share folds). ``ids``: the rows'
+    child ids, for LightGBM on the dask cluster (``FoldData.build``).
     """
     t = s.models.tuning
     cache = FoldCache() if cache is None else cache
@@ -231,7 +256,7 @@ def tune_family(
     deadline = time.perf_counter() + budget
     n = len(cands)
     for _, vyear in tqdm(folds, desc=f"tuning {family}", leave=False):
-        n = _fill_fold(family, cands[:n], X, y, year, vyear, s, features, cache, deadline)
+        n = _fill_fold(family, cands[:n], X, y, year, vyear, s, features, cache, deadline, ids)
     rows, valid_scores = [], {}
     for ci, cand in enumerate(cands[:n]):
         fold_scores = []
