@@ -16,6 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from helpers.normalize import nfkc
+
 # (kanji, letter, 7-digit code, first day). An era ends the day before the next one starts.
 ERAS: tuple[tuple[str, str, int, dt.date], ...] = (
     ("明治", "M", 1, dt.date(1868, 1, 1)),
@@ -74,7 +76,7 @@ OPEN_END_RE = re.compile(
 
 def clean_date_text(series: pd.Series) -> pd.Series:
     """NFKC (full-width digits, ㋿ → 令和), upper-case era letters, no time of day, no spaces."""
-    s = series.astype("string").str.normalize("NFKC").str.upper()
+    s = nfkc(series).str.upper()
     s = s.str.replace(_TIME_RE, "", regex=True)
     return s.str.replace(r"\s+", "", regex=True)
 

@@ -58,6 +58,22 @@ def cells_changed_by_normalize(cells: pa.Array) -> np.ndarray:
     return hit.to_numpy(zero_copy_only=False).astype(bool)
 
 
+def nfkc(series: pd.Series) -> pd.Series:
+    """``series.astype("string").str.normalize("NFKC")``: texts of ASCII only (codes, dates,
+    numbers: nearly all) are NFKC already and are kept as they are (one pyarrow pass); only
+    the others are normalised one by one."""
+    s = pd.Series(series, copy=False).astype("string")
+    if not len(s):
+        return s.str.normalize("NFKC")
+    cells = pa.array(s.to_numpy(object), pa.string(), from_pandas=True)
+    other = ~pc.fill_null(pc.string_is_ascii(cells), True).to_numpy(zero_copy_only=False)
+    if not other.any():
+        return s.copy()
+    out = s.copy()
+    out[other] = s[other].str.normalize("NFKC")
+    return out
+
+
 def normalize_key(text: str) -> str:
     """Matching form of a header or enum spelling: NFKC, no whitespace, case-folded."""
     t = unicodedata.normalize("NFKC", str(text))
@@ -103,7 +119,7 @@ def parse_numbers(
     written after the number ("14.2kg"); ``0`` stays zero, blank stays missing. With
     ``integer=True`` a fractional value is an error (``12.0`` is accepted as 12).
     """
-    s = normalize_cells(series).str.normalize("NFKC")
+    s = nfkc(normalize_cells(series))
     s = s.str.replace(_CURRENCY, "", regex=True)
     if unit:
         unit_re = re.escape(unicodedata.normalize("NFKC", unit))

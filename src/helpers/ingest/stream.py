@@ -277,10 +277,21 @@ def find_layout(path: Path, probe: Probe, keys: set[str], skip_rows: int | None)
     return Layout(start, end, size, before, titles, tail)
 
 
+def _blank_cells(col: pa.Array) -> np.ndarray:
+    return pc.equal(pc.utf8_trim_whitespace(col), "").to_numpy(zero_copy_only=False)
+
+
 def _blank(batch: pa.RecordBatch) -> np.ndarray:
-    blank = np.ones(batch.num_rows, dtype=bool)
+    """Rows whose every cell is blank: the next column is looked at only in the rows still
+    blank (a record's first cell is nearly always filled)."""
+    rows = np.arange(batch.num_rows)
     for col in batch.columns:
-        blank &= pc.equal(pc.utf8_trim_whitespace(col), "").to_numpy(zero_copy_only=False)
+        if not len(rows):
+            break
+        part = col if len(rows) == batch.num_rows else col.take(pa.array(rows))
+        rows = rows[_blank_cells(part)]
+    blank = np.zeros(batch.num_rows, dtype=bool)
+    blank[rows] = True
     return blank
 
 

@@ -25,6 +25,7 @@ from helpers import MimamoriError
 from helpers.dates import open_end_mask, parse_dates
 from helpers.normalize import (
     cells_changed_by_normalize,
+    nfkc,
     normalize_cells,
     normalize_spellings,
     parse_numbers,
@@ -145,7 +146,7 @@ def _fullmatch(v: pd.Series, pattern: str) -> np.ndarray:
 
 
 def _code(u: pd.Series, f: Field, reason: np.ndarray, detail: np.ndarray) -> pd.Series:
-    v = u.str.normalize("NFKC")
+    v = nfkc(u)
     if f.pattern:
         ok = _fullmatch(v, f.pattern)
         bad = u.notna().to_numpy() & ~ok
