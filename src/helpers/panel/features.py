@@ -1971,17 +1971,19 @@ def young_carer_items(
 
 def _share_missing(panel: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     """``panel[cols].isna().groupby(panel["fiscal_year"]).mean()`` by counting in numpy: the
-    same shares (missing count / rows, one division each), without a group-by of a wide
-    boolean frame."""
-    isna = panel[cols].isna().to_numpy()
+    same shares (missing count / rows, one division each), column by column, without a
+    wide boolean frame (the panel writer calls this once per year)."""
     fy = panel["fiscal_year"].to_numpy()
     years = np.unique(fy)
-    rows = []
-    for year in years:
-        sel = fy == year
-        rows.append(isna[sel].sum(axis=0) / sel.sum())
+    sels = [None] if len(years) == 1 else [fy == year for year in years]
+    rows = np.array([len(fy)] if len(years) == 1 else [sel.sum() for sel in sels])
+    counts = np.zeros((len(years), len(cols)), dtype="int64")
+    for j, c in enumerate(cols):
+        isna = panel[c].isna().to_numpy()
+        for i, sel in enumerate(sels):
+            counts[i, j] = np.count_nonzero(isna if sel is None else isna[sel])
     return pd.DataFrame(
-        np.array(rows, dtype="float64").reshape(len(years), len(cols)),
+        (counts / rows[:, None]).astype("float64").reshape(len(years), len(cols)),
         index=pd.Index(years, name="fiscal_year"),
         columns=pd.Index(cols),
     )
