@@ -122,3 +122,20 @@ def test_shap_per_partition_equals_the_local_call(dask_cfg, fitted):
     contrib = partitioned_contrib(dask_cfg, first, X, ids)
     np.testing.assert_array_equal(contrib, first.predict(X, pred_contrib=True))
     np.testing.assert_allclose(contrib.sum(axis=1), fam.margin(first, X), rtol=1e-9, atol=1e-9)
+
+
+def test_one_machine_gives_the_local_model(dask_cfg, monkeypatch):
+    """Every row on one machine: the very model of ``families.fit_lgbm`` (same parameters,
+    weights and rounds); two machines differ only by their binning and histogram sums."""
+    X, y, ids = _toy(4000, 5)
+    monkeypatch.setattr(dist, "rank_rows", lambda ids, partitions, n: [np.arange(len(ids))])
+    one = fit_lgbm_distributed(dask_cfg, X, y, ids, CAND, 7, 63, FEATURES)
+    local = fam.fit_lgbm(fam.lgbm_dataset(X, y, 63, FEATURES), CAND, 7, 2)
+    trees = [b.model_to_string().split("parameters:")[0] for b in (one, local)]
+    assert trees[0] == trees[1]
+
+
+def test_enabled_only_on_the_dask_engine(dask_cfg):
+    assert dist.enabled(dask_cfg)
+    assert not dist.enabled(None)
+    assert not dist.enabled(load_config(profile="tiny"))
