@@ -148,3 +148,31 @@ def test_cells_changed_by_normalize_are_exactly_those_normalize_cells_changes():
         s = pd.Series(texts, dtype="string")
         changed = (normalize_cells(s).fillna("\0") != s).to_numpy(dtype=bool)
         assert (cells_changed_by_normalize(pa.array(texts, pa.string())) == changed).all()
+
+
+def test_normalize_changed_equals_normalize_cells():
+    import numpy as np
+    import pyarrow as pa
+
+    from helpers.normalize import cells_changed_by_normalize, normalize_changed
+
+    texts = [
+        "山田\u3000太郎",
+        "\u3000山田",
+        "山田\u3000",
+        "ＡＢ\u3000c",
+        "a\nb",
+        " x",
+        "x ",
+        "",
+        "\u3000",
+        "a\u3000\u3000b",
+        "ok",
+        "a\u3000b\u3000c",
+        "a\x85b",
+        "a\u00a0\u3000b",
+    ]
+    cells = pa.array(texts)
+    changed = cells_changed_by_normalize(cells)
+    want = normalize_cells(pd.Series(np.array(texts, dtype=object)[changed], dtype="string"))
+    assert list(normalize_changed(cells, changed)) == want.to_numpy(object, na_value=None).tolist()

@@ -27,6 +27,7 @@ from helpers.normalize import (
     cells_changed_by_normalize,
     nfkc,
     normalize_cells,
+    normalize_changed,
     normalize_spellings,
     parse_numbers,
     spelling_key,
@@ -227,7 +228,7 @@ def normalized_uniques(uniques) -> pd.Series:
     if not changed.any():
         return s
     out = s.copy()
-    out[changed] = normalize_cells(s[changed])
+    out[changed] = normalize_changed(cells, changed)
     return out
 
 
