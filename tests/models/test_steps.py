@@ -322,19 +322,24 @@ def test_scores_per_child_partition_on_dask_equal_the_local_scores(run):
 
 
 def test_families_tuned_in_background_give_the_same_fit(run):
-    """run_beside (families in background threads) = run_in_turn (one step after the other)."""
+    """fit_beside (families in background threads, the bootstrap beside the backtest) = the
+    steps one after the other."""
     from helpers.models import background
 
     _, _, truth, _, s, fit = run
-    runs = background.run_beside(fit.prep, truth, s, FoldCache())
+    other = background.fit_beside(fit.prep, truth, s, FoldCache())
+    runs = other.runs
     assert [r.origin.test_year for r in runs] == [r.origin.test_year for r in fit.runs]
     for a, b in zip(runs, fit.runs, strict=True):
         pd.testing.assert_frame_equal(a.tuned.tuning, b.tuned.tuning)
         pd.testing.assert_frame_equal(a.scored.scores, b.scored.scores)
-        assert a.evaluation is not None and b.evaluation is not None
-        assert a.evaluation.headline == b.evaluation.headline
         assert a.calib.as_dict(a.tuned.primary) == b.calib.as_dict(b.tuned.primary)
-    assert summary.backtest(runs, s).record == fit.backtest.record
+    a, b = runs[-1].evaluation, fit.runs[-1].evaluation
+    assert a is not None and b is not None and a.headline
+    assert (a.headline, a.comparisons, a.oracle) == (b.headline, b.comparisons, b.oracle)
+    assert other.backtest.record == fit.backtest.record
+    pd.testing.assert_frame_equal(other.diagnostics.odds, fit.diagnostics.odds)
+    pd.testing.assert_frame_equal(other.diagnostics.fairness, fit.diagnostics.fairness)
 
 
 def test_lightgbm_fold_fits_go_to_the_cluster_on_the_dask_engine(run, monkeypatch):

@@ -5,7 +5,8 @@ evaluation run single-threaded; side by side they keep both cores busy instead o
 each other. Each family's thread tunes every origin in turn (the origins share their folds,
 ``FoldCache``) and then fits the final models not already fitted as a later origin's fold;
 the main thread fits the baselines meanwhile and finishes each origin (fit final, calibrate,
-score, evaluate) as soon as its models are ready.
+score, evaluate) as soon as its models are ready; the last evaluated year's bootstrap runs
+beside the backtest and the diagnostics.
 
 Every fit is the same deterministic function of its fold's data and parameters, whichever
 thread runs it and whenever, and every table is assembled in the one fixed order, so the
@@ -19,7 +20,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
 
-from helpers.models import steps
+from helpers.models import steps, summary
+from helpers.models.artefacts import Fit
 from helpers.models.settings import FitSettings
 from helpers.models.steps import OriginRun, Prepared
 from helpers.models.tuning import FamilyTuning, FoldCache, tune_family
@@ -115,45 +117,64 @@ def run_in_turn(
     return runs
 
 
-def run_beside(
-    prep: Prepared, truth: pd.DataFrame | None, s: FitSettings, cache: FoldCache
-) -> list[OriginRun]:
-    """Every origin with the families tuned in background threads (the same results)."""
+def _origins_beside(
+    prep: Prepared,
+    truth: pd.DataFrame | None,
+    s: FitSettings,
+    cache: FoldCache,
+    tuner: FamilyTuner,
+) -> tuple[list[OriginRun], tuple[pd.DataFrame, str]]:
+    """In this thread while the families tune: the baselines and the odds ratios, then each
+    origin as soon as its models are ready (the full evaluation is left to the caller)."""
+    baselines = [steps.fit_baselines(prep, origin, s) for origin in prep.origins]
+    odds = summary.odds(prep, prep.evaluated_origins[-1], s)
+    runs = []
+    for i, origin in enumerate(prep.origins):
+        tuned = steps.tuned_from(origin, tuner.wait(i), s)
+        run = steps.finish_origin(
+            prep,
+            origin,
+            tuned,
+            truth,
+            s,
+            cache,
+            baselines[i],
+            explain_list=origin is prep.origins[-1],
+        )
+        if not keep_features(prep, run):
+            run.scored.drop_features()
+        runs.append(run)
+    return runs, odds
+
+
+def fit_beside(prep: Prepared, truth: pd.DataFrame | None, s: FitSettings, cache: FoldCache) -> Fit:
+    """Every origin with the families tuned in background threads, then the latest evaluated
+    year's bootstrap in a thread beside the backtest and the diagnostics (the same results)."""
     tuner = FamilyTuner(prep, s, cache)
-    last_evaluated = prep.evaluated_origins[-1]
-    with ThreadPoolExecutor(len(tuner.families), thread_name_prefix="tune") as pool:
+    with ThreadPoolExecutor(len(tuner.families) + 1, thread_name_prefix="models") as pool:
         jobs = [pool.submit(tuner.run, family) for family in tuner.families]
         try:
-            baselines = [steps.fit_baselines(prep, origin, s) for origin in prep.origins]
-            runs = []
-            for i, origin in enumerate(prep.origins):
-                tuned = steps.tuned_from(origin, tuner.wait(i), s)
-                run = steps.finish_origin(
-                    prep,
-                    origin,
-                    tuned,
-                    truth,
-                    s,
-                    cache,
-                    baselines[i],
-                    explain_list=origin is prep.origins[-1],
-                    full=origin is last_evaluated,
-                )
-                if not keep_features(prep, run):
-                    run.scored.drop_features()
-                runs.append(run)
+            runs, odds = _origins_beside(prep, truth, s, cache, tuner)
+            e = [r for r in runs if r.evaluation is not None][-1].evaluation
+            assert e is not None
+            full = pool.submit(steps.complete_evaluation, e, *steps.headline_inputs(e), s)
+            backtest = summary.backtest(runs, s)
+            diagnostics = summary.diagnose(prep, runs, s, odds)
+            full.result()
         except BaseException:
             tuner.stop.set()
             raise
         for job in jobs:
             job.result()
-    return runs
+    return Fit(prep, runs, backtest, diagnostics)
 
 
-def run_origins(
-    prep: Prepared, truth: pd.DataFrame | None, s: FitSettings, cache: FoldCache
-) -> list[OriginRun]:
-    """Every origin's steps: in background threads unless the panel is large (``run_in_turn``
-    then, one fold's training copy in memory at a time) or there is one family only."""
-    beside = len(s.models.tuning.families) > 1 and prep.X.nbytes <= MAX_BACKGROUND_BYTES
-    return (run_beside if beside else run_in_turn)(prep, truth, s, cache)
+def fit(prep: Prepared, truth: pd.DataFrame | None, s: FitSettings) -> Fit:
+    """Every origin's steps, the backtest and the diagnostics: with background threads
+    (``fit_beside``) unless the panel is large (one fold's training copy in memory at a time)
+    or there is one family only."""
+    cache = FoldCache()
+    if len(s.models.tuning.families) > 1 and prep.X.nbytes <= MAX_BACKGROUND_BYTES:
+        return fit_beside(prep, truth, s, cache)
+    runs = run_in_turn(prep, truth, s, cache)
+    return Fit(prep, runs, summary.backtest(runs, s), summary.diagnose(prep, runs, s))

@@ -28,10 +28,9 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from helpers import MimamoriError, oracle  # noqa: E402
 from helpers.config import Settings  # noqa: E402
 from helpers.io import append_audit  # noqa: E402
-from helpers.models import background, steps, summary  # noqa: E402
+from helpers.models import background, steps  # noqa: E402
 from helpers.models.artefacts import Fit, write  # noqa: E402
 from helpers.models.settings import FitSettings  # noqa: E402
-from helpers.models.tuning import FoldCache  # noqa: E402
 from helpers.paths import ModelPaths, paths  # noqa: E402
 from helpers.runs.archive import archive_run  # noqa: E402
 
@@ -46,9 +45,7 @@ def run_steps(
     """prepare -> per origin (tune -> fit final -> calibrate -> score -> evaluate) -> backtest
     -> diagnose. Origins share their tuning folds (a fold does not depend on the test year);
     the families tune in background threads beside the rest (``helpers.models.background``)."""
-    prep = steps.prepare(panel, catalogue, target, s)
-    runs = background.run_origins(prep, truth, s, FoldCache())
-    return Fit(prep, runs, summary.backtest(runs, s), summary.diagnose(prep, runs, s))
+    return background.fit(steps.prepare(panel, catalogue, target, s), truth, s)
 
 
 def fit_target(

@@ -669,10 +669,10 @@ def _oracle_usable(
     ]
 
 
-def _oracle_summary(headline: dict, evs: pd.DataFrame, yd: YearData, k: int) -> dict:
+def _oracle_summary(headline: dict, n: int, yd: YearData, k: int) -> dict:
     op = headline["oracle"]["precision_mean"]
     mp = headline["model"]["precision_mean"]
-    p = yd.p_true if yd.p_true is not None else np.zeros(len(evs))
+    p = yd.p_true if yd.p_true is not None else np.zeros(n)
     model_exp = ev.SortedRanking(p, yd.scores["model"]).hits(np.ones(len(p)), k)
     oracle_exp = float(np.sort(p)[::-1][:k].sum())
     return {
@@ -709,30 +709,48 @@ def evaluate(
         {name: ev.missing_last(evs[col]) for name, (col, _) in lists.items()},
     )
     out = Evaluation(mask, evs, ye, lists, yd, warnings=warn)
-    if not full:
-        return out
-    if oracle_ok:
+    if full:
+        complete_evaluation(out, *headline_inputs(out), s)
+    return out
+
+
+Rankings = dict[str, tuple[np.ndarray, np.ndarray | None]]
+
+
+def headline_inputs(e: Evaluation) -> tuple[Rankings, np.ndarray]:
+    """Every ranking's score (missing last) and probability (None unless known for every
+    child-year), the oracle's too when usable; and the model's score (as arrays: the
+    bootstrap then reads no frame)."""
+    evs, lists = e.evs, e.lists
+    if e.year_data.p_true is not None:
         lists["oracle"] = ("oracle_p", "oracle_p")
-    for i, (name, (scol, pcol)) in enumerate(tqdm(lists.items(), desc="bootstrap", leave=False)):
+    rankings: Rankings = {}
+    for name, (scol, pcol) in lists.items():
         prob = evs[pcol].to_numpy(float) if pcol and evs[pcol].notna().all() else None
-        out.headline[name] = ev.headline_metrics(
-            ye, ev.missing_last(evs[scol]), s.k, prob, s.n_boot, s.alpha, s.seed + i, s.n_orderings
+        rankings[name] = (ev.missing_last(evs[scol]), prob)
+    return rankings, evs["score"].to_numpy(float)
+
+
+def complete_evaluation(
+    e: Evaluation, rankings: Rankings, model_score: np.ndarray, s: FitSettings
+) -> None:
+    """Headline metrics with bootstrap CIs for every ranking, the paired comparisons with the
+    baselines and the oracle's share (from arrays only: safe in a background thread)."""
+    for i, (name, (score, prob)) in enumerate(
+        tqdm(rankings.items(), desc="bootstrap", leave=False)
+    ):
+        e.headline[name] = ev.headline_metrics(
+            e.y, score, s.k, prob, s.n_boot, s.alpha, s.seed + i, s.n_orderings
         )
-    out.comparisons = {
+    e.comparisons = {
         f"model_vs_{name}": ev.paired_hits_difference(
-            ye,
-            evs["score"].to_numpy(float),
-            ev.missing_last(evs[lists[name][0]]),
-            s.k,
-            s.n_boot,
-            s.alpha,
-            s.seed,
+            e.y, model_score, rankings[name][0], s.k, s.n_boot, s.alpha, s.seed
         )
         for name in BASELINES
-        if name in lists
+        if name in rankings
     }
-    out.oracle = _oracle_summary(out.headline, evs, yd, s.k) if oracle_ok else None
-    return out
+    oracle_ok = e.year_data.p_true is not None
+    e.oracle = _oracle_summary(e.headline, len(e.y), e.year_data, s.k) if oracle_ok else None
 
 
 # ------------------------------------------------------------------------- one origin

@@ -21,7 +21,7 @@ from helpers.models.baselines import odds_ratios
 from helpers.models.data import numeric_column
 from helpers.models.families import margin
 from helpers.models.settings import FitSettings
-from helpers.models.steps import BASELINES, OriginRun, Prepared, fit_rows
+from helpers.models.steps import BASELINES, Origin, OriginRun, Prepared, fit_rows
 
 
 # ----------------------------------------------------------------------------- backtest
@@ -339,11 +339,12 @@ def _missed(
     return missed, table
 
 
-def _odds(prep: Prepared, run: OriginRun, s: FitSettings) -> tuple[pd.DataFrame, str]:
+def odds(prep: Prepared, origin: Origin, s: FitSettings) -> tuple[pd.DataFrame, str]:
+    """The yc_ items' odds ratios on the origin's training years (and a note)."""
     items = [c for c in prep.features if c.startswith("yc_") and c != "yc_rule_score"]
     if not any(c.startswith("yc_") for c in prep.features):
         return pd.DataFrame(), "no yc_ items"
-    return odds_ratios(prep.lab[prep.train_mask(run.origin)], items, prep.label, s.small)
+    return odds_ratios(prep.lab[prep.train_mask(origin)], items, prep.label, s.small)
 
 
 def _subsets(evs: pd.DataFrame, base_cols: list[str], s: FitSettings) -> pd.DataFrame:
@@ -363,9 +364,15 @@ def _subsets(evs: pd.DataFrame, base_cols: list[str], s: FitSettings) -> pd.Data
     )
 
 
-def diagnose(prep: Prepared, runs: list[OriginRun], s: FitSettings) -> Diagnostics:
+def diagnose(
+    prep: Prepared,
+    runs: list[OriginRun],
+    s: FitSettings,
+    odds_table: tuple[pd.DataFrame, str] | None = None,
+) -> Diagnostics:
     """Top k vs the rest, missed cases, list stability, fairness, subsets, odds (on the latest
-    evaluated year) and the list's stability across years and folds."""
+    evaluated year; ``odds_table``: already computed) and the list's stability across years
+    and folds."""
     run = [r for r in runs if r.evaluation is not None][-1]
     e = run.evaluation
     assert e is not None
@@ -378,7 +385,7 @@ def diagnose(prep: Prepared, runs: list[OriginRun], s: FitSettings) -> Diagnosti
     missed, missed_table = _missed(prep, evs, evs_feat, y, in_top, s)
     base_cols = [e.lists[n][0] for n in BASELINES if n in e.lists]
     ranked = evs.assign(**{c: ev.missing_last(evs[c]) for c in base_cols})
-    odds, odds_note = _odds(prep, run, s)
+    odds_frame, odds_note = odds(prep, run.origin, s) if odds_table is None else odds_table
     return Diagnostics(
         single=_single_test_precision(run.fitted.single, test_eval, y, k),
         crosstab=ev.crosstab_topk(evs_feat, in_top, prep.features, prep.labels_ja),
@@ -389,6 +396,6 @@ def diagnose(prep: Prepared, runs: list[OriginRun], s: FitSettings) -> Diagnosti
         fold_to_fold=fold_to_fold(prep, runs[-1], s),
         fairness=_fairness(evs, in_top, s),
         subsets=_subsets(evs, base_cols, s),
-        odds=odds,
+        odds=odds_frame,
         odds_note=odds_note,
     )
