@@ -209,3 +209,12 @@ def test_pseudonym_cache_across_blocks_gives_the_same_pseudonyms():
     again = pseudonymise(codes[2:], DEMO_KEY, "resident", cache)
     plain = pseudonymise(codes, DEMO_KEY, "resident")
     assert pd.concat([first, again]).tolist() == plain.tolist() and len(cache) == 2
+
+
+def test_pseudonyms_equal_the_scalar_hmac_for_short_and_long_keys():
+    from helpers.ingest.masking import pseudonyms
+
+    codes = ["12345678", "", "テスト", "9" * 40]
+    for key in (KEY, b"k" * 31 + b"x", bytes(range(100))):
+        got = pseudonyms(codes, key, "household", {})
+        assert got == [pseudonym(c, key, "household") for c in codes]
