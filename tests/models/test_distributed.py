@@ -139,3 +139,5 @@ def test_enabled_only_on_the_dask_engine(dask_cfg):
     assert dist.enabled(dask_cfg)
     assert not dist.enabled(None)
     assert not dist.enabled(load_config(profile="tiny"))
+    here = {"run": {"engine": "dask", "dask": {"lightgbm": "local"}}}
+    assert not dist.enabled(load_config(profile="tiny", overrides=here))

@@ -46,11 +46,11 @@ _RUN_DEPENDENT = ("machines", "local_listen_port", "time_out")  # dropped from t
 
 
 def enabled(cfg: Settings | None) -> bool:
-    """Whether LightGBM fits go to the cluster: the dask engine, and ``run.dask.lightgbm``
-    (when the setting exists) is ``distributed``."""
+    """Whether LightGBM fits go to the cluster: the dask engine with ``run.dask.lightgbm``
+    ``distributed``."""
     if cfg is None or cfg.run.engine != "dask":
         return False
-    return getattr(cfg.run.dask, "lightgbm", "distributed") == "distributed"
+    return cfg.run.dask.lightgbm == "distributed"
 
 
 def rank_rows(child_ids: np.ndarray, partitions: int, n_ranks: int) -> list[np.ndarray]:
