@@ -1,4 +1,6 @@
-"""LightGBM fits trained data-parallel on the dask engine's cluster (``run.engine: dask``).
+"""LightGBM fits trained data-parallel on the dask engine's cluster (``run.engine: dask`` with
+``run.dask.lightgbm: distributed``): every fold fit of ``helpers.models.tuning`` (the tuning
+folds and the final model per test year share one cache) calls :func:`fit_lgbm_distributed`.
 
 The training rows are split by the stable hash partition of ``child_id``
 (:func:`helpers.engine.child_partition`, ``run.dask.partitions``); each LightGBM *machine*
@@ -22,7 +24,9 @@ distributed training that ``lightgbm.dask`` drives (network parameters ``machine
 
 The model differs from the local fit: each machine finds the bins of its share of the features
 from its own rows (not from a sample of all rows), and histograms are summed in another order.
-The metrics should agree within bootstrap noise; the models stage reports them as usual.
+On one machine it is the local fit exactly (tested). On the S city the test year's precision@k
+of each candidate fell inside the local fit's bootstrap CI, and local and distributed scores
+differ about as much as two local fits with different seeds.
 """
 
 from __future__ import annotations
