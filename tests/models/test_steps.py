@@ -374,3 +374,29 @@ def test_lightgbm_fold_fits_go_to_the_cluster_on_the_dask_engine(run, monkeypatc
     cache = FoldCache()
     steps.final_model(prep, origin, "lightgbm", res.info["params"], sd, cache)
     assert calls[-1][0] == prep.train_mask(origin).sum()
+
+
+def test_lightgbm_shap_goes_per_partition_on_the_dask_engine(run, monkeypatch):
+    """The dask hook for TreeSHAP: the explained rows and their child ids are handed to
+    ``distributed.partitioned_contrib``; the values are the local call's."""
+    from helpers.models import distributed
+
+    _, _, _, _, s, fit = run
+    r = fit.runs[-1]
+    tuned = dataclasses.replace(r.tuned, primary="lightgbm")
+    sd = dataclasses.replace(
+        s, models=dataclasses.replace(s.models, shap_method="lightgbm"), run_cfg=object()
+    )
+    seen = []
+
+    def fake(cfg, booster, X, ids):
+        seen.append(len(ids))
+        return booster.predict(X, pred_contrib=True)
+
+    monkeypatch.setattr(distributed, "partitioned_contrib", fake)
+    ids = r.scored.scores["child_id"].to_numpy()
+    got = steps.explain_primary(fit.prep, tuned, r.fitted, r.scored.Xt, sd, ids)
+    local = steps.explain_primary(fit.prep, tuned, r.fitted, r.scored.Xt, s)
+    assert seen == [len(ids)]
+    pd.testing.assert_frame_equal(got[0], local[0])
+    assert got[1] == local[1]

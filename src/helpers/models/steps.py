@@ -552,11 +552,22 @@ def _add_baselines(
 
 
 def explain_primary(
-    prep: Prepared, tuned: Tuned, fitted: Fitted, Xt: np.ndarray, s: FitSettings
+    prep: Prepared,
+    tuned: Tuned,
+    fitted: Fitted,
+    Xt: np.ndarray,
+    s: FitSettings,
+    ids: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, float]:
     """Item-by-item log-odds contributions of the model that built the list (TreeSHAP for
-    LightGBM, coefficient x standardised value for the logistic model) and their base value."""
+    LightGBM, coefficient x standardised value for the logistic model) and their base value.
+    On the dask engine LightGBM's TreeSHAP runs per child partition of ``ids`` (the rows'
+    child ids; the same values)."""
     model = fitted.models[tuned.primary]
+    lgbm_shap = tuned.primary == "lightgbm" and s.models.shap_method == "lightgbm"
+    if lgbm_shap and s.run_cfg is not None and ids is not None:
+        c = distributed.partitioned_contrib(s.run_cfg, model, Xt, ids)
+        return pd.DataFrame(c[:, :-1], columns=prep.features), float(c[0, -1]) if len(c) else 0.0
     if tuned.primary == "lightgbm":
         return explain.tree_shap(model, Xt, prep.features, s.models.shap_method)
     contrib = explain.linear_contributions(model, Xt, prep.features)
@@ -577,7 +588,8 @@ def _explain_list(
     rows, listed, sampled = explain.explained_rows(
         scores["score"].to_numpy(), s.k, int(s.models.shap_sample), s.seed
     )
-    contrib, base = explain_primary(prep, tuned, fitted, Xt[rows], s)
+    ids = scores["child_id"].to_numpy()[rows]
+    contrib, base = explain_primary(prep, tuned, fitted, Xt[rows], s, ids)
     reasons = explain.reason_columns(
         contrib[listed], rows[listed], len(scores), prep.labels_ja, int(s.models.reasons)
     )
