@@ -207,7 +207,8 @@ class _Spill:
         """Append an Arrow table (of the schema of the first one)."""
         if self.schema is None:
             self.schema = table.schema
-        table = table.cast(self.schema)
+        if not table.schema.equals(self.schema, check_metadata=True):
+            table = table.cast(self.schema)
         if self.frames is not None:
             self.frames.append(table)
             return
