@@ -30,6 +30,9 @@ from helpers.models.families import (
 )
 from helpers.models.settings import FitSettings
 
+# Feature matrices up to this size keep a validation year's preprocessed copy across candidates.
+MEMO_MAX_BYTES = 512 * 2**20
+
 
 def sample_candidates(space: dict, defaults: dict, n: int, seed: int) -> list[dict]:
     """The defaults first, then distinct seeded random draws from the grid (deterministic)."""
@@ -151,10 +154,11 @@ def fold_margin(model: Any, X: np.ndarray) -> np.ndarray:
     return np.zeros(len(X)) if model is None else margin(model, X)
 
 
-def _valid_margin(model: Any, X: np.ndarray, memo: dict[int, np.ndarray]) -> np.ndarray:
+def _valid_margin(model: Any, X: np.ndarray, memo: dict[int, np.ndarray] | None) -> np.ndarray:
     """``fold_margin`` on a validation year: the fold's logistic candidates share one fitted
-    preprocessing (``FoldData``), so the year is imputed and scaled once for all of them."""
-    if not isinstance(model, Pipeline):
+    preprocessing (``FoldData``), so the year is imputed and scaled once for all of them
+    (``memo``; None: once per candidate, nothing kept beside the fits)."""
+    if memo is None or not isinstance(model, Pipeline):
         return fold_margin(model, X)
     pre = model.steps[:-1]
     key = id(pre[0][1])
@@ -183,7 +187,8 @@ def _fill_fold(
     prefix of the list) were scored before the deadline."""
     Xva = X[year == vyear]
     data: FoldData | None = None
-    memo: dict[int, np.ndarray] = {}
+    # a prefecture's validation year, preprocessed, is large: kept only for a smaller panel
+    memo: dict[int, np.ndarray] | None = {} if X.nbytes <= MEMO_MAX_BYTES else None
     for ci, cand in enumerate(cands):
         key = cache.key(family, cand, vyear)
         if key in cache.scores:
