@@ -1975,8 +1975,9 @@ def _share_missing(panel: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     wide boolean frame (the panel writer calls this once per year)."""
     fy = panel["fiscal_year"].to_numpy()
     years = np.unique(fy)
-    sels = [None] if len(years) == 1 else [fy == year for year in years]
-    rows = np.array([len(fy)] if len(years) == 1 else [sel.sum() for sel in sels])
+    # one year (the writer's case): every row, no selection copy
+    sels: list[np.ndarray | None] = [None] if len(years) == 1 else [fy == y for y in years]
+    rows = np.array([len(fy) if sel is None else sel.sum() for sel in sels])
     counts = np.zeros((len(years), len(cols)), dtype="int64")
     for j, c in enumerate(cols):
         isna = panel[c].isna().to_numpy()

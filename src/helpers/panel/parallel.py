@@ -5,9 +5,10 @@ without copying it (its text columns are Arrow buffers and its keys integers, so
 touches no Python object per cell). The fiscal years are cut into contiguous blocks, one
 task per block, so each year after a block's first reuses its previous year's household
 state as the one-process build does; the leakage check's rebuild from the cut mart is one
-more task. A task writes each year as an Arrow file into a scratch folder and returns its
-notes and missingness; this process writes the years into panel.parquet in year order:
-the same bytes as the one-process build (tests/panel/test_parallel.py).
+more task. A task writes each year as an Arrow file into a scratch folder and announces it
+(with its notes and missingness) on a queue; this process writes the years into
+panel.parquet in year order as they arrive: the same bytes as the one-process build
+(tests/panel/test_parallel.py).
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from queue import Empty
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from helpers import MimamoriError
 from helpers.config import Settings
 from helpers.panel import features as F
 from helpers.panel import stage as S
@@ -66,14 +70,13 @@ def _save(frame: pd.DataFrame, name: str, scratch: str) -> str:
     return path
 
 
-def build_block(years: list[int], scratch: str) -> list[dict]:
-    """One task: the years of one block, each saved to ``scratch``, with its notes and its
-    rows of missingness.csv."""
+def build_block(years: list[int], scratch: str) -> int:
+    """One task: the years of one block, each saved to ``scratch`` and announced on the
+    shared queue as soon as it is built (with its notes and its rows of missingness.csv)."""
     cfg, registry = _SHARED["cfg"], _SHARED["registry"]
     catalogue = F.feature_catalogue(cfg)
     cache: dict = {}
     notes: dict[int, dict] = {}
-    out = []
     for fy in years:
         frame = S.build_year(
             _SHARED["mart"],
@@ -85,7 +88,7 @@ def build_block(years: list[int], scratch: str) -> list[dict]:
             _SHARED["coverage"],
             notes,
         )
-        out.append(
+        _SHARED["queue"].put(
             {
                 "fiscal_year": fy,
                 "rows": len(frame),
@@ -95,7 +98,7 @@ def build_block(years: list[int], scratch: str) -> list[dict]:
             }
         )
         del frame
-    return out
+    return len(years)
 
 
 def build_cut(fiscal_year: int, scratch: str) -> dict:
@@ -119,29 +122,42 @@ def _read(path: str) -> pa.Table:
     return pa.ipc.open_file(pa.memory_map(path)).read_all()
 
 
+def _next_year(queue: Any, tasks: list[Future]) -> dict:
+    """The next year a task announces; a task's error is raised here, unchanged."""
+    while True:
+        try:
+            return queue.get(timeout=1.0)
+        except Empty:
+            pass
+        errors = [t.exception() for t in tasks if t.done() and t.exception() is not None]
+        if errors:
+            raise errors[0]  # type: ignore[misc]
+        if all(t.done() for t in tasks) and queue.empty():
+            raise MimamoriError("panel: a worker process ended without its fiscal years")
+
+
 def _years_in_order(
-    blocks: list[Future], notes: dict[int, dict], kept: dict, leakage_year: int, n_years: int
+    tasks: list[Future], notes: dict[int, dict], kept: dict, leakage_year: int, years: list[int]
 ) -> Iterator[tuple[pa.Table, pd.DataFrame]]:
-    """The built years as (table, missingness rows) in year order, filling ``notes``;
-    the leakage check's year is also left in ``kept`` (its file is kept until compared)."""
-    bar = tqdm(total=n_years, desc="panel (fiscal years)")
-    try:
-        for block in blocks:
-            for year in block.result():
-                bar.update(1)
-                if year["notes"] is not None:
-                    notes[year["fiscal_year"]] = year["notes"]
-                if year["fiscal_year"] == leakage_year:
-                    kept["full"] = year["path"]
-                if not year["rows"]:
-                    continue
-                table = _read(year["path"])
-                if year["fiscal_year"] != leakage_year:
-                    os.remove(year["path"])
-                yield table, year["missingness"]
-                del table
-    finally:
-        bar.close()
+    """The built years as (table, missingness rows) in year order as they come, filling
+    ``notes``; the leakage check's year is also left in ``kept`` (its file is kept)."""
+    arrived: dict[int, dict] = {}
+    for fy in tqdm(years, desc="panel (fiscal years)"):
+        while fy not in arrived:
+            year = _next_year(_SHARED["queue"], tasks)
+            arrived[year["fiscal_year"]] = year
+        year = arrived.pop(fy)
+        if year["notes"] is not None:
+            notes[fy] = year["notes"]
+        if fy == leakage_year:
+            kept["full"] = year["path"]
+        if not year["rows"]:
+            continue
+        table = _read(year["path"])
+        if fy != leakage_year:
+            os.remove(year["path"])
+        yield table, year["missingness"]
+        del table
 
 
 def parallel_panel(
@@ -160,17 +176,18 @@ def parallel_panel(
     fy_check = S.leakage_year(cfg)
     P.panel_dir.mkdir(parents=True, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=".years-", dir=P.panel_dir)
+    fork = multiprocessing.get_context("fork")
     _SHARED.update(mart=mart, decoders=decoders, coverage=coverage, cfg=cfg, registry=registry)
+    _SHARED["queue"] = fork.Queue()
     try:
         n = process_count(len(years))
-        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork")) as pool:
-            blocks = [pool.submit(build_block, b, scratch) for b in year_blocks(years, n)]
+        with ProcessPoolExecutor(n, mp_context=fork) as pool:
+            tasks = [pool.submit(build_block, b, scratch) for b in year_blocks(years, n)]
             cut = pool.submit(build_cut, fy_check, scratch) if leakage else None
             notes: dict[int, dict] = {}
             kept: dict = {}
-            summary = S.write_tables(
-                _years_in_order(blocks, notes, kept, fy_check, len(years)), cfg, P, coverage, notes
-            )
+            years_in_order = _years_in_order(tasks, notes, kept, fy_check, years)
+            summary = S.write_tables(years_in_order, cfg, P, coverage, notes)
             check = None
             if cut is not None:
                 done = cut.result()
