@@ -24,11 +24,14 @@ from helpers.models import steps, summary
 from helpers.models.artefacts import Fit
 from helpers.models.settings import FitSettings
 from helpers.models.steps import OriginRun, Prepared
-from helpers.models.tuning import FamilyTuning, FoldCache, tune_family
+from helpers.models.tuning import FamilyTuning, FoldCache, fill_year, tune_family
 
 # Side by side, two families' training copies of a fold are in memory at once; a panel whose
 # feature matrix is larger than this (a prefecture) fits one step at a time instead.
 MAX_BACKGROUND_BYTES = 512 * 2**20
+# Fold years fitted at once per family: two LightGBM fits side by side, each on its two fixed
+# threads (the same models), fill the time one leaves idle at its threads' every sync point.
+YEARS_AT_ONCE = {"lightgbm": 2}
 
 
 class FamilyTuner:
@@ -57,18 +60,49 @@ class FamilyTuner:
                     fut.set_exception(exc)
             raise
 
+    def _prefetch(self, family: str, pool: ThreadPoolExecutor) -> dict[int, Future]:
+        """Without a time budget every candidate of every fold year is fitted: the years go to
+        ``pool`` (several at once), the origins' tuning then reads them from the cache."""
+        prep, s = self.prep, self.s
+        if s.models.tuning.time_budget_s is not None:
+            return {}
+        years = sorted({v for origin in prep.origins for _, v in origin.folds})
+        args = (prep.X, prep.y, prep.year)
+        return {
+            v: pool.submit(fill_year, family, *args, v, s, prep.features, self.cache, self.ids)
+            for v in years
+        }
+
     def _run(self, family: str) -> None:
+        with ThreadPoolExecutor(YEARS_AT_ONCE.get(family, 1), f"fit_{family}") as pool:
+            years = self._prefetch(family, pool) if YEARS_AT_ONCE.get(family, 1) > 1 else {}
+            try:
+                results = self._tune(family, years)
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+        self._finals(family, results)
+
+    def _tune(self, family: str, years: dict[int, Future]) -> list[FamilyTuning]:
         prep, s, cache = self.prep, self.s, self.cache
         results: list[FamilyTuning] = []
         for i, origin in enumerate(prep.origins):
             if self.stop.is_set():
                 raise RuntimeError("models: stopped (the main thread failed)")
+            for _, v in origin.folds:
+                if v in years:
+                    years[v].result()
             res = tune_family(
                 family, prep.X, prep.y, prep.year, origin.folds, s, prep.features, cache, self.ids
             )
             results.append(res)
             self.tuned[family][i].set_result(res)
             self._resolve_finals(family, results)
+        return results
+
+    def _finals(self, family: str, results: list[FamilyTuning]) -> None:
+        """The final models not fitted as a later origin's fold model."""
+        prep, s, cache = self.prep, self.s, self.cache
         for i, origin in enumerate(prep.origins):
             if not self.final[family][i].done():
                 params = results[i].info["params"]

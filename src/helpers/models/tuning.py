@@ -203,6 +203,25 @@ def _fill_fold(
     return len(cands)
 
 
+def fill_year(
+    family: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    year: np.ndarray,
+    vyear: int,
+    s: FitSettings,
+    features: list[str],
+    cache: FoldCache,
+    ids: np.ndarray | None = None,
+) -> None:
+    """Every candidate of ``family`` fitted on the labelled years before ``vyear`` and scored
+    on it, into ``cache`` (what ``tune_family`` does for that fold without a time budget)."""
+    cands = sample_candidates(
+        s.space(family), s.defaults(family), int(s.models.tuning.n_trials), s.seed
+    )
+    _fill_fold(family, cands, X, y, year, vyear, s, features, cache, np.inf, ids)
+
+
 def _rows(ids: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
     return None if ids is None else ids[rows]
 
