@@ -6,7 +6,10 @@ warning lines are kept (they are few), and the rows without a row-level problem 
 typed and unmasked, to a spill file (Arrow IPC) beside the new mart. What the table-level checks
 need is kept per clean row as keys only: a 128-bit hash of the whole typed row (exact
 duplicates), one of the primary key (conflicts), the row's file and number; and the distinct
-codes of the fields other tables refer to (orphan checks).
+codes of the fields other tables refer to (orphan checks). Both are built from each field's
+distinct values (``Parsed.codes``/``Parsed.values``): the spilled Arrow columns are the distinct
+typed values taken by the rows' codes, and a row's hash gathers its fields' per-value hashes
+(the very hashes of hashing the whole typed rows), so no text is hashed or converted per row.
 
 ``plan_table`` then decides, on the keys alone, which clean rows are exact copies (the first one
 stays) and which share a primary key with different values (all rejected; their detail lines are

@@ -20,7 +20,8 @@ one task per file on the configured engine (``helpers.ingest.blocks``; CSV strea
 ``helpers.ingest.stream``); exact duplicates and key conflicts are decided on 128-bit row and
 key hashes; orphans against the distinct codes of the referenced fields; each table is then
 masked and written in blocks, one task per table (``helpers.ingest.write``), byte for byte the
-file a one-shot write gives. Held whole, as compact typed frames: the residents and the
+file a one-shot write gives. On the local engine the tasks run on ``LOCAL_THREADS`` threads
+(``run_ordered``: results in the given order, so the outputs do not depend on it). Held whole, as compact typed frames: the residents and the
 code-less (``link_by``) tables when a code-less export is present, because 名寄せ links them in
 memory. ``validate_all`` (``link`` and ``--suggest-map``) still builds whole tables.
 """

@@ -5,6 +5,11 @@ few columns the table-level decisions need (references, top-coded and date field
 orphans, count linkage and find the top-coding bounds (exact percentiles from value counts),
 then every column to mask and write. The parquet file is written one row group of
 ``ROW_GROUP`` rows at a time, which gives the same bytes as writing the whole table at once.
+
+Pass 2 stays in Arrow (no pandas per row): references are looked up once per distinct code of
+a block (dictionary encoding), pseudonyms are computed per distinct code (``masking.mask_batch``)
+and the masked columns are written under the schema ``pa.Table.from_pandas`` gives the mart
+frame, so the bytes are those of the pandas route.
 """
 
 from __future__ import annotations
