@@ -16,6 +16,7 @@ results are identical to fitting one step after the other (``run_in_turn``).
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
@@ -61,15 +62,18 @@ class FamilyTuner:
             raise
 
     def _prefetch(self, family: str, pool: ThreadPoolExecutor) -> dict[int, Future]:
-        """Without a time budget every candidate of every fold year is fitted: the years go to
-        ``pool`` (several at once), the origins' tuning then reads them from the cache."""
+        """Every fold year's candidates go to ``pool`` (several years at once); the origins'
+        tuning then reads them from the cache. A time budget (``time_budget_s``) stops these
+        fits once spent from now on; tuning then goes on as without them, within its own."""
         prep, s = self.prep, self.s
-        if s.models.tuning.time_budget_s is not None:
-            return {}
+        budget = s.models.tuning.time_budget_s
+        deadline = time.perf_counter() + float(budget) if budget else float("inf")
         years = sorted({v for origin in prep.origins for _, v in origin.folds})
         args = (prep.X, prep.y, prep.year)
         return {
-            v: pool.submit(fill_year, family, *args, v, s, prep.features, self.cache, self.ids)
+            v: pool.submit(
+                fill_year, family, *args, v, s, prep.features, self.cache, self.ids, deadline
+            )
             for v in years
         }
 

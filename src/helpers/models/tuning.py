@@ -213,13 +213,15 @@ def fill_year(
     features: list[str],
     cache: FoldCache,
     ids: np.ndarray | None = None,
+    deadline: float = np.inf,
 ) -> None:
-    """Every candidate of ``family`` fitted on the labelled years before ``vyear`` and scored
-    on it, into ``cache`` (what ``tune_family`` does for that fold without a time budget)."""
+    """The candidates of ``family`` fitted on the labelled years before ``vyear`` and scored
+    on it, into ``cache``, in order until ``deadline`` (``time.perf_counter``): what
+    ``tune_family`` does for that fold (it then finds them there)."""
     cands = sample_candidates(
         s.space(family), s.defaults(family), int(s.models.tuning.n_trials), s.seed
     )
-    _fill_fold(family, cands, X, y, year, vyear, s, features, cache, np.inf, ids)
+    _fill_fold(family, cands, X, y, year, vyear, s, features, cache, deadline, ids)
 
 
 def _rows(ids: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
