@@ -89,6 +89,7 @@ class RunSettings(_Section):
     data_dir: str = "data"
     reports_dir: str = "reports"
     engine: Literal["local", "dask"] = "local"
+    local_workers: int = 2
     dask: DaskSettings = field(default_factory=DaskSettings)
 
 
@@ -644,7 +645,7 @@ def stable_hash(data: Any) -> str:
 
 
 # where outputs go and where the work runs do not change what is computed ...
-_NOT_HASHED = ("data_dir", "reports_dir", "engine", "dask")
+_NOT_HASHED = ("data_dir", "reports_dir", "engine", "local_workers", "dask")
 
 
 def _without_paths(section: str, body: dict[str, Any]) -> dict[str, Any]:

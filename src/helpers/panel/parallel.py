@@ -36,18 +36,16 @@ from helpers.panel.coverage import Coverage
 from helpers.paths import Paths
 
 # each process holds one year's frames besides the shared mart (a few GB at L): two at most
-MAX_PROCESSES = 2
-
 _SHARED: dict = {}  # the mart and settings the forked workers read (set before forking)
 
 
-def process_count(n_years: int) -> int:
-    """Worker processes for ``n_years`` fiscal years: the usable cores, at most
-    MAX_PROCESSES; 1 (build here, in one process) where fork is not available."""
+def process_count(n_years: int, workers: int) -> int:
+    """Worker processes for ``n_years`` fiscal years: the usable cores, at most ``workers``
+    (``run.local_workers``); 1 (build here, in one process) where fork is not available."""
     if "fork" not in multiprocessing.get_all_start_methods() or n_years < 2:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, MAX_PROCESSES))
+    return max(1, min(cores or 1, workers, n_years))
 
 
 def year_blocks(years: list[int], n: int) -> list[list[int]]:
@@ -180,7 +178,7 @@ def parallel_panel(
     _SHARED.update(mart=mart, decoders=decoders, coverage=coverage, cfg=cfg, registry=registry)
     _SHARED["queue"] = fork.Queue()
     try:
-        n = process_count(len(years))
+        n = process_count(len(years), cfg.run.local_workers)
         with ProcessPoolExecutor(n, mp_context=fork) as pool:
             tasks = [pool.submit(build_block, b, scratch) for b in year_blocks(years, n)]
             cut = pool.submit(build_cut, fy_check, scratch) if leakage else None

@@ -796,7 +796,7 @@ def main(cfg: Settings, argv: list[str]) -> int:
         removed = None if args.no_leakage_check else removed_by_cut(mart, cfg)
         del mart, decoders  # the tasks read the mart themselves
         summary, check = dask_panel(cfg, P, coverage, removed)
-    elif process_count(len(cfg.run.fiscal_years)) > 1:  # the years on every core
+    elif process_count(len(cfg.run.fiscal_years), cfg.run.local_workers) > 1:  # more cores
         leakage = not args.no_leakage_check
         summary, check = parallel_panel(mart, decoders, coverage, cfg, P, leakage)
     else:
