@@ -238,6 +238,16 @@ def test_spill_files_and_small_blocks_write_the_same_mart(tiny, monkeypatch):
 
 
 @pytest.mark.slow
+def test_one_thread_writes_the_mart_of_two(tiny):
+    cfg = load_config(
+        profile="tiny",
+        overrides={"run": {"data_dir": str(tiny["root"] / "data"), "local_workers": 1}},
+    )
+    ingest_all(cfg, tiny["raw"], tiny["root"] / "mart_one_thread")
+    assert _mart_hashes(tiny["root"] / "mart_one_thread") == tiny["local"]
+
+
+@pytest.mark.slow
 def test_dask_engine_writes_the_local_mart(tiny):
     pytest.importorskip("dask.distributed")
     dask = load_config(

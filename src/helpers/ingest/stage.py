@@ -20,9 +20,9 @@ one task per file on the configured engine (``helpers.ingest.blocks``; CSV strea
 ``helpers.ingest.stream``); exact duplicates and key conflicts are decided on 128-bit row and
 key hashes; orphans against the distinct codes of the referenced fields; each table is then
 masked and written in blocks, one task per table (``helpers.ingest.write``), byte for byte the
-file a one-shot write gives. On the local engine the tasks run on ``LOCAL_THREADS`` threads
-(``run_ordered``: results in the given order, so the outputs do not depend on it). Held whole, as compact typed frames: the residents and the
-code-less (``link_by``) tables when a code-less export is present, because 名寄せ links them in
+file a one-shot write gives. On the local engine the tasks run on ``run.local_workers``
+threads (``run_ordered``: results in the given order, so the outputs do not depend on it).
+Held whole, as compact typed frames: the residents and the code-less (``link_by``) tables when a code-less export is present, because 名寄せ links them in
 memory. ``validate_all`` (``link`` and ``--suggest-map``) still builds whole tables.
 """
 
@@ -90,9 +90,6 @@ HELPERS_DIR = Path(__file__).resolve().parents[1]
 CODE_FILES = ("exports.py", "dates.py", "normalize.py", "schema.py")
 # the phases whose wall seconds go into the audit log line of a run
 INGEST_PHASES = ("read_validate", "link", "mask_write")
-# threads for the files (pass 1) and tables (pass 2) on the local engine: the work is mostly
-# Arrow, numpy and hashing, which release the GIL; results are kept in the given order
-LOCAL_THREADS = 2
 
 
 # ----------------------------------------------------------------------------- fingerprint
@@ -249,12 +246,14 @@ def run_ordered(
     desc: str,
     sizes: Sequence[float] | None = None,
 ) -> list:
-    """``run_tasks``; on the local engine the items run on ``LOCAL_THREADS`` threads, the
-    largest (``sizes``) first, and the results come back in the given order either way."""
-    if cfg.run.engine != "local" or len(items) < 2 or LOCAL_THREADS < 2:
+    """``run_tasks``; on the local engine the items run on ``run.local_workers`` threads (the
+    work is mostly Arrow, numpy and hashing, which release the GIL), the largest (``sizes``)
+    first, and the results come back in the given order either way."""
+    threads = cfg.run.local_workers
+    if cfg.run.engine != "local" or len(items) < 2 or threads < 2:
         return run_tasks(cfg, fn, items, desc)
     order = sorted(range(len(items)), key=lambda i: -(sizes[i] if sizes else 0))
-    pool = ThreadPoolExecutor(max_workers=LOCAL_THREADS)
+    pool = ThreadPoolExecutor(max_workers=threads)
     try:
         futures = {pool.submit(fn, items[i]): i for i in order}
         results: list = [None] * len(items)
