@@ -314,8 +314,9 @@ def raw_cache_key(cfg: Settings) -> str:
     """What the generated city depends on: run+synth settings, the generator and the schemas."""
     from helpers.schema import SCHEMA_DIR
 
+    local = cfg.with_overrides({"run": {"engine": "local"}})  # one city for either engine
     parts = {
-        "config": config_hash(cfg, RAW_SECTIONS),
+        "config": config_hash(local, RAW_SECTIONS),
         "code": _source_hashes([HELPERS_DIR / "synth", SCHEMA_DIR]),
     }
     return stable_hash(parts)
