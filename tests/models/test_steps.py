@@ -403,3 +403,17 @@ def test_lightgbm_shap_goes_per_partition_on_the_dask_engine(run, monkeypatch):
     assert seen == [len(ids)]
     pd.testing.assert_frame_equal(got[0], local[0])
     assert got[1] == local[1]
+
+
+def test_one_local_worker_runs_the_steps_in_turn(run, monkeypatch):
+    """run.local_workers: 1 keeps the models stage to one step at a time (no threads)."""
+    from helpers.models import background
+
+    _, _, truth, _, s, fit = run
+    beside: list[int] = []
+    monkeypatch.setattr(background, "fit_beside", lambda *a: beside.append(1))
+    monkeypatch.setattr(background, "run_in_turn", lambda *a: fit.runs)
+    background.fit(fit.prep, truth, dataclasses.replace(s, workers=1))
+    assert beside == [] and s.workers == 2
+    background.fit(fit.prep, truth, s)
+    assert beside == [1]

@@ -30,8 +30,9 @@ from helpers.models.tuning import FamilyTuning, FoldCache, fill_year, tune_famil
 # Side by side, two families' training copies of a fold are in memory at once; a panel whose
 # feature matrix is larger than this (a prefecture) fits one step at a time instead.
 MAX_BACKGROUND_BYTES = 512 * 2**20
-# Fold years fitted at once per family: two LightGBM fits side by side, each on its two fixed
-# threads (the same models), fill the time one leaves idle at its threads' every sync point.
+# Fold years fitted at once per family (at most run.local_workers): two LightGBM fits side by
+# side, each on its two fixed threads (the same models), fill the time one leaves idle at its
+# threads' every sync point.
 YEARS_AT_ONCE = {"lightgbm": 2}
 
 
@@ -78,8 +79,9 @@ class FamilyTuner:
         }
 
     def _run(self, family: str) -> None:
-        with ThreadPoolExecutor(YEARS_AT_ONCE.get(family, 1), f"fit_{family}") as pool:
-            years = self._prefetch(family, pool) if YEARS_AT_ONCE.get(family, 1) > 1 else {}
+        at_once = min(YEARS_AT_ONCE.get(family, 1), self.s.workers)
+        with ThreadPoolExecutor(at_once, f"fit_{family}") as pool:
+            years = self._prefetch(family, pool) if at_once > 1 else {}
             try:
                 results = self._tune(family, years)
             except BaseException:
@@ -209,10 +211,11 @@ def fit_beside(prep: Prepared, truth: pd.DataFrame | None, s: FitSettings, cache
 
 def fit(prep: Prepared, truth: pd.DataFrame | None, s: FitSettings) -> Fit:
     """Every origin's steps, the backtest and the diagnostics: with background threads
-    (``fit_beside``) unless the panel is large (one fold's training copy in memory at a time)
-    or there is one family only."""
+    (``fit_beside``) unless the panel is large (one fold's training copy in memory at a time),
+    there is one family only or ``run.local_workers`` is 1."""
     cache = FoldCache()
-    if len(s.models.tuning.families) > 1 and prep.X.nbytes <= MAX_BACKGROUND_BYTES:
+    families = len(s.models.tuning.families)
+    if s.workers > 1 and families > 1 and prep.X.nbytes <= MAX_BACKGROUND_BYTES:
         return fit_beside(prep, truth, s, cache)
     runs = run_in_turn(prep, truth, s, cache)
     return Fit(prep, runs, summary.backtest(runs, s), summary.diagnose(prep, runs, s))

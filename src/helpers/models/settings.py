@@ -15,6 +15,7 @@ class FitSettings:
     seed: int
     k: int
     threads: int
+    workers: int  # run.local_workers: steps side by side (families, LightGBM fold years)
     n_boot: int
     alpha: float
     n_orderings: int
@@ -30,6 +31,7 @@ class FitSettings:
             seed=int(cfg.run.seed),
             k=int(cfg.run.capacity),
             threads=int(m.num_threads),
+            workers=max(1, int(cfg.run.local_workers)),
             n_boot=int(m.bootstrap.n),
             alpha=float(m.bootstrap.alpha),
             n_orderings=int(m.tie_orderings),
