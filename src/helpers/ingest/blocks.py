@@ -137,14 +137,21 @@ def row_hashes_of(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``row_hashes`` of several column subsets, each column hashed once."""
     columns = {name: _column_hashes(frame[name]._values) for s in subsets for name in s}
+    return _combined(columns, subsets, len(frame))
+
+
+def _combined(
+    columns: Mapping[str, list[np.ndarray]], subsets: list[list[str]], n: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each subset's two row hashes from its columns' per-row hashes (zeros when empty)."""
     out = []
     for names in subsets:
-        if not names or not len(frame):
-            z = np.zeros(len(frame), dtype=np.uint64)
+        if not names or not n:
+            z = np.zeros(n, dtype=np.uint64)
             out.append((z, z))
             continue
         a, b = (
-            combine_hash_arrays(iter([columns[n][i] for n in names]), len(names)) for i in (0, 1)
+            combine_hash_arrays(iter([columns[c][i] for c in names]), len(names)) for i in (0, 1)
         )
         out.append((a, b))
     return out
@@ -177,18 +184,7 @@ def clean_row_hashes(
         c = codes[clean]
         blank = c < 0 if blanked is None else (c < 0) | blanked[clean]
         columns[name] = _gathered(values, c, blank)
-    n = int(clean.sum())
-    out = []
-    for names in subsets:
-        if not names or not n:
-            z = np.zeros(n, dtype=np.uint64)
-            out.append((z, z))
-            continue
-        a, b = (
-            combine_hash_arrays(iter([columns[c][i] for c in names]), len(names)) for i in (0, 1)
-        )
-        out.append((a, b))
-    return out
+    return _combined(columns, subsets, int(clean.sum()))
 
 
 class _Spill:
