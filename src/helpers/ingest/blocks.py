@@ -65,6 +65,7 @@ class FileJob:
     skip_rows: int | None
     footer_rows: int | None
     known_fields: tuple[str, ...]  # fields of this table that other tables refer to
+    code_fields: tuple[str, ...] = ()  # hmac fields: their distinct codes are kept (pass 2)
 
 
 @dataclass
@@ -81,7 +82,8 @@ class FilePass:
     keys: pd.DataFrame  # per clean row: h1, h2, k1, k2 (uint64), source_row, source (int)
     sources: list[str]  # source_file names (a workbook's sheets) indexed by keys.source
     spill: Path | None
-    known: dict[str, np.ndarray] = field(default_factory=dict)
+    known: dict[str, pa.Array] = field(default_factory=dict)  # distinct codes, referred to
+    codes: dict[str, pa.Array] = field(default_factory=dict)  # distinct codes of code_fields
     frames: list[pa.Table] | None = None  # the typed clean rows of a small file
 
 
@@ -230,12 +232,19 @@ def _clean_frame(raw: pd.DataFrame, typed: pd.DataFrame, clean: np.ndarray, pk: 
     return out
 
 
-def _distinct(parsed: tuple, typed: pd.Series) -> np.ndarray:
-    """``typed.dropna().unique()`` from the field's distinct values (every one occurs)."""
+def _distinct(parsed: tuple, typed: pd.Series) -> pa.Array:
+    """``typed.dropna().unique()`` as Arrow text, from the field's distinct values (every one
+    occurs in the block)."""
     _codes, values, blanked = parsed
-    if blanked is not None:
-        return typed.dropna().unique()
-    return pd.Series(values, copy=False).dropna().unique()
+    distinct = typed.dropna().unique() if blanked is not None else values
+    return pc.drop_null(pa.array(distinct, pa.string(), from_pandas=True))
+
+
+def _unique_text(parts: list[pa.Array]) -> pa.Array:
+    """The distinct values of several blocks' distinct values (first-seen order)."""
+    if not parts:
+        return pa.array([], pa.string())
+    return pc.unique(pa.chunked_array(parts, pa.string()).combine_chunks())
 
 
 def _raw_text(col: pd.Series, clean: np.ndarray) -> pa.Array:
@@ -289,8 +298,11 @@ def _one_block(job: FileJob, raw: pd.DataFrame, acc: dict, spill: _Spill) -> Non
         per[u["value"]] = per.get(u["value"], 0) + int(u["count"])
     for name, n in seen["open_ends"].items():
         acc["open_ends"][name] = acc["open_ends"].get(name, 0) + int(n)
-    for name in job.known_fields:
-        acc["known"].setdefault(name, []).append(_distinct(seen["parsed"][name], typed[name]))
+    for name in {*job.known_fields, *job.code_fields}:
+        acc["distinct"][name] = [
+            *acc["distinct"].get(name, []),
+            _distinct(seen["parsed"][name], typed[name]),
+        ]
     clean = ~row_bad
     if not clean.any():
         return
@@ -340,7 +352,7 @@ def _run(job: FileJob, source: CsvBlocks | _Whole) -> FilePass:
         "rows_in": 0,
         "unmapped": {},
         "open_ends": {},
-        "known": {},
+        "distinct": {},
         "keys": [],
         "sources": [],
     }
@@ -370,7 +382,8 @@ def _run(job: FileJob, source: CsvBlocks | _Whole) -> FilePass:
         sources=acc["sources"],
         spill=path,
         frames=spill.frames,
-        known={k: pd.unique(np.concatenate(v)) for k, v in acc["known"].items()},
+        known={k: _unique_text(acc["distinct"].get(k, [])) for k in job.known_fields},
+        codes={k: _unique_text(acc["distinct"].get(k, [])) for k in job.code_fields},
     )
 
 
@@ -399,9 +412,9 @@ class TablePlan:
     rows_in: int
 
 
-def _source_names(passes: list[FilePass], keys: pd.DataFrame, file_of: np.ndarray) -> np.ndarray:
-    names = np.empty(len(keys), dtype=object)
-    src = keys["source"].to_numpy()
+def _source_names(passes: list[FilePass], src: np.ndarray, file_of: np.ndarray) -> np.ndarray:
+    """The source_file name of rows given by their file (``file_of``) and source code."""
+    names = np.empty(len(src), dtype=object)
     for i, p in enumerate(passes):
         here = file_of == i
         names[here] = np.asarray(p.sources, dtype=object)[src[here]] if p.sources else None
@@ -455,33 +468,20 @@ def repeated(values: np.ndarray) -> np.ndarray:
     return np.flatnonzero(pd.Series(values, copy=False).duplicated(keep=False).to_numpy())
 
 
-def duplicated_pairs(keys: pd.DataFrame, a: str, b: str, keep: str | bool) -> np.ndarray:
-    """``keys.duplicated([a, b], keep=keep)``, the pairs compared only among the rows whose
-    ``a`` repeats (any copy of a pair is among them)."""
-    out = np.zeros(len(keys), dtype=bool)
-    cand = repeated(keys[a].to_numpy())
-    if len(cand):
-        out[cand] = keys.iloc[cand].duplicated([a, b], keep=keep).to_numpy()  # type: ignore[arg-type]
-    return out
-
-
-def _dup_lines(keys: pd.DataFrame, dup: np.ndarray, names: np.ndarray) -> pd.DataFrame:
-    cand = repeated(keys["h1"].to_numpy())  # every copy and its first are among these
-    first = np.zeros(len(keys), dtype=np.int64)
-    sub = keys.iloc[cand]
-    first[cand] = sub.groupby(["h1", "h2"], sort=False)["source_row"].transform("first")
+def _dup_lines(
+    sub: pd.DataFrame, dup: np.ndarray, passes: list[FilePass], file_of: np.ndarray
+) -> pd.DataFrame:
+    """Reject lines of the exact copies ``dup`` among the candidate rows ``sub`` (which hold
+    every copy and its first)."""
+    first = sub.groupby(["h1", "h2"], sort=False)["source_row"].transform("first").to_numpy()
     detail = np.array(
         [f"exact copy of row {r}; dropped (counted, not rejected)" for r in first[dup]],
         dtype=object,
     )
-    frame = pd.DataFrame({"source_file": names[dup], "source_row": keys["source_row"][dup]})
+    names = _source_names(passes, sub["source"].to_numpy()[dup], file_of[dup])
+    frame = pd.DataFrame({"source_file": names, "source_row": sub["source_row"].to_numpy()[dup]})
     return _reject_frame(
-        frame.reset_index(drop=True),
-        np.ones(int(dup.sum()), dtype=bool),
-        "*",
-        "",
-        "duplicate_exact",
-        detail,
+        frame, np.ones(int(dup.sum()), dtype=bool), "*", "", "duplicate_exact", detail
     )
 
 
@@ -500,19 +500,28 @@ def _conflict_lines(
 
 
 def plan_table(table: str, passes: list[FilePass], schema: TableSchema) -> TablePlan:
-    """Exact duplicates and primary-key conflicts of one table, decided on the keys."""
+    """Exact duplicates and primary-key conflicts of one table, decided on the keys.
+
+    One hash pass finds the candidates: the rows whose primary-key hash repeats (an exact copy
+    shares its original's primary key), or, without a primary key, whose row hash repeats.
+    Copies (the first stays) and conflicts are then decided among those few rows."""
     keys = pd.concat([p.keys for p in passes], ignore_index=True)
     sizes = np.array([len(p.keys) for p in passes], dtype=np.int64)
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     file_of = np.repeat(np.arange(len(passes)), sizes)
-    dup = duplicated_pairs(keys, "h1", "h2", "first")
-    rejects = [r for p in passes for r in (p.rejects,)]
-    if dup.any():
-        rejects.append(_dup_lines(keys, dup, _source_names(passes, keys, file_of)))
+    cand = repeated(keys["k1" if schema.primary_key else "h1"].to_numpy())
+    sub = keys.iloc[cand].reset_index(drop=True)
+    dup_sub = sub.duplicated(["h1", "h2"], keep="first").to_numpy()
+    rejects = [p.rejects for p in passes]
+    if dup_sub.any():
+        rejects.append(_dup_lines(sub, dup_sub, passes, file_of[cand]))
+    dup = np.zeros(len(keys), dtype=bool)
+    dup[cand[dup_sub]] = True
     conflict = np.zeros(len(keys), dtype=bool)
     if schema.primary_key:
-        rem = np.flatnonzero(~dup)
-        conflict[rem] = duplicated_pairs(keys.iloc[rem], "k1", "k2", False)
+        rest = np.flatnonzero(~dup_sub)
+        same_key = sub.iloc[rest].duplicated(["k1", "k2"], keep=False).to_numpy()
+        conflict[cand[rest[same_key]]] = True
         if conflict.any():
             rejects.append(_conflict_lines(passes, conflict, bounds, schema))
     accepted = ~dup & ~conflict

@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -24,6 +26,9 @@ import pyarrow.compute as pc
 from helpers import MimamoriError
 from helpers.config import REPO_ROOT, Settings, resolve
 from helpers.schema import TableSchema
+
+if TYPE_CHECKING:
+    from helpers.ingest.codes import PseudonymBook
 
 DOMAINS = ("resident", "household", "student", "consultation")
 # Which pseudonym domain each hmac field uses (the key is the field name).
@@ -326,10 +331,11 @@ def mask_batch(
     schema: TableSchema,
     key: bytes,
     bounds: dict[str, tuple[float, float]],
-    caches: dict[str, dict[str, str]],
+    books: Mapping[str, PseudonymBook],
 ) -> tuple[list[pa.Array], dict]:
     """``mask_table`` of an Arrow batch of typed rows with fixed top-coding ``bounds``: the
-    masked columns of the schema's mart fields (in order) and the same report."""
+    masked columns of the schema's mart fields (in order) and the same report. ``books``:
+    the pseudonyms of each hmac field's domain (``codes.PseudonymBook``)."""
     out: list[pa.Array] = []
     report: dict[str, dict] = {}
     names = batch.schema.names
@@ -342,7 +348,7 @@ def mask_batch(
         col = batch.column(f.name)
         if f.masking == "hmac":
             domain = field_domain(f.name)
-            out.append(pseudonymise_arrow(col, key, domain, caches.setdefault(domain, {})))
+            out.append(books[domain].lookup(col))
             n = len(col) - col.null_count
             report[f.name] = {"masking": "hmac", "domain": domain, "n_values": n}
         elif f.masking in ("birth_month", "month"):

@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from helpers import MimamoriError
@@ -58,8 +60,10 @@ from helpers.ingest.blocks import (
     plan_table,
     validate_file,
 )
+from helpers.ingest.codes import CodeIndex, PseudonymBook
 from helpers.ingest.masking import (
     correspondence_table,
+    field_domain,
     load_key,
     make_private,
     private_dir,
@@ -286,6 +290,7 @@ def _file_jobs(
     jobs = []
     for table, files in scan.files.items():
         known = tuple(f for f in schemas[table].field_names if f"{table}.{f}" in targets)
+        hmac = tuple(f.name for f in schemas[table].fields if f.masking == "hmac")
         for i, p in enumerate(files):
             jobs.append(
                 FileJob(
@@ -299,9 +304,27 @@ def _file_jobs(
                     skip_rows=ic.skip_rows.get(table),
                     footer_rows=ic.footer_rows.get(table),
                     known_fields=known,
+                    code_fields=hmac,
                 )
             )
     return jobs
+
+
+def _plan_tables(
+    cfg: Settings, passes: Mapping[str, list[FilePass]], schemas: Mapping[str, TableSchema]
+) -> dict[str, TablePlan]:
+    """``plan_table`` of every table, here (on the local engine's threads): the keys are here."""
+    tables = list(passes)
+    if cfg.run.engine != "local":
+        return {t: plan_table(t, passes[t], schemas[t]) for t in tables}
+    decided = run_ordered(
+        cfg,
+        lambda t: plan_table(t, passes[t], schemas[t]),
+        tables,
+        "duplicates and conflicts",
+        [sum(len(p.keys) for p in passes[t]) for t in tables],
+    )
+    return dict(zip(tables, decided, strict=True))
 
 
 def validate_blocks(
@@ -322,21 +345,39 @@ def validate_blocks(
     for d in done:
         assert isinstance(d, FilePass)
         passes.setdefault(d.table, []).append(d)
-    plans = {t: plan_table(t, ps, schemas[t]) for t, ps in passes.items()}
+    plans = _plan_tables(cfg, passes, schemas)
     return scan, plans, missing
 
 
-def _known(plans: Mapping[str, TablePlan], schemas: Mapping[str, TableSchema]) -> dict:
+def _distinct_codes(parts: list[pa.Array]) -> pa.Array:
+    return pc.unique(pa.chunked_array(parts, pa.string()).combine_chunks())
+
+
+def _known(
+    plans: Mapping[str, TablePlan], schemas: Mapping[str, TableSchema]
+) -> dict[str, CodeIndex]:
+    """The codes each referred-to field holds (``table.field`` -> index), for orphan checks."""
     out = {}
     for target in reference_targets(schemas):
         table, fname = target.split(".", 1)
         if table in plans:
             parts = [p.known[fname] for p in plans[table].passes if fname in p.known]
-            codes = pd.unique(np.concatenate(parts)) if parts else np.array([], object)
-            index = pd.Index(codes, dtype=object)  # unique: one hash table, reused
-            index.get_indexer(index[:1])  # built here, before threads share it
-            out[target] = index
+            out[target] = CodeIndex(_distinct_codes(parts))
     return out
+
+
+def pseudonym_books(
+    plans: Mapping[str, TablePlan], schemas: Mapping[str, TableSchema], key: bytes
+) -> dict[str, PseudonymBook]:
+    """Every hmac field's codes seen in pass 1, pseudonymised once per domain (名寄せ's codes
+    are registry codes, so they are among them; a code that is not is hashed when met)."""
+    parts: dict[str, list[pa.Array]] = {}
+    for table, plan in plans.items():
+        for f in schemas[table].fields:
+            if f.masking == "hmac":
+                got = [p.codes[f.name] for p in plan.passes if f.name in p.codes]
+                parts.setdefault(field_domain(f.name), []).extend(got)
+    return {d: PseudonymBook(key, d, _distinct_codes(ps)) for d, ps in sorted(parts.items())}
 
 
 @dataclass
@@ -489,19 +530,19 @@ def _table_entry(plan: TablePlan, schema: TableSchema, fin: Finish, new: MartPat
 
 def _finish_task(
     item: tuple[TablePlan, TableSchema, pd.DataFrame | None, Path],
-    known: Mapping[str, pd.Index],
+    known: Mapping[str, CodeIndex],
     present: set[str],
     key: bytes,
     percentiles: tuple[float, float],
     correspondence: bool,
-    caches: dict[str, dict[str, str]],
+    books: dict[str, PseudonymBook],
 ) -> Finish:
     """Pass 2 of one table (a task on either engine): orphans, masking, its mart file.
-    ``caches`` (pseudonyms per domain) is shared by the tables of a local run; a dask task
-    gets its own copy."""
+    ``books`` (pseudonyms per domain) is shared by the tables of a local run; a dask task
+    gets its own, empty ones (a full book is too large to ship with every task)."""
     plan, schema, held, path = item
     return finish_table(
-        plan, schema, held, known, present, key, percentiles, path, correspondence, caches
+        plan, schema, held, known, present, key, percentiles, path, correspondence, books
     )
 
 
@@ -525,7 +566,7 @@ def _write_tables(
         key=key,
         percentiles=(float(lo), float(hi)),
         correspondence=correspondence,
-        caches={},
+        books=pseudonym_books(plans, schemas, key) if cfg.run.engine == "local" else {},
     )
     items = [(p, schemas[t], held.get(t), new.table(t)) for t, p in plans.items()]
     rows = [sum(int(a.sum()) for a in p.accepted) for p, *_rest in items]

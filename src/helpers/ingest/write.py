@@ -6,8 +6,8 @@ orphans, count linkage and find the top-coding bounds (exact percentiles from va
 then every column to mask and write. The parquet file is written one row group of
 ``ROW_GROUP`` rows at a time, which gives the same bytes as writing the whole table at once.
 
-Pass 2 stays in Arrow (no pandas per row): references are looked up once per distinct code of
-a block (dictionary encoding), pseudonyms are computed per distinct code (``masking.mask_batch``)
+Pass 2 stays in Arrow (no pandas per row): references are looked up in the referred table's
+``codes.CodeIndex``, pseudonyms in the domain's ``codes.PseudonymBook`` (``masking.mask_batch``)
 and the masked columns are written under the schema ``pa.Table.from_pandas`` gives the mart
 frame, so the bytes are those of the pandas route.
 """
@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from helpers import io as hio
 from helpers.ingest.blocks import BLOCK_ROWS, TablePlan, accepted_batches
+from helpers.ingest.codes import CodeIndex, PseudonymBook
 from helpers.ingest.masking import field_domain, mask_batch, mask_table
 from helpers.ingest.validate import orphan_rejects
 from helpers.io import atomic_path
@@ -47,20 +48,6 @@ def percentile_from_counts(
     index = min(max(index, 0), n - 1)
     cum = np.cumsum(counts)
     return float(values[int(np.searchsorted(cum, index, side="right"))])
-
-
-def member(col: pd.Series, known: pd.Index) -> np.ndarray:
-    """``col.isin(known)`` against a unique Index whose hash table is built once and reused
-    by every block (``isin`` would rebuild it from a million codes per block)."""
-    return np.asarray(known.get_indexer(col) >= 0)
-
-
-def member_arrow(col: pa.Array, known: pd.Index) -> np.ndarray:
-    """``member`` of an Arrow column, looked up once per distinct value (nulls: False)."""
-    enc = pc.dictionary_encode(col)
-    found = pa.array(known.get_indexer(enc.dictionary.to_numpy(zero_copy_only=False)) >= 0)
-    hit = pc.fill_null(found.take(enc.indices), False)
-    return hit.to_numpy(zero_copy_only=False).astype(bool)
 
 
 def link_fields(
@@ -190,7 +177,7 @@ def _first_pass(
     plan: TablePlan,
     held: pa.Table | None,
     schema: TableSchema,
-    known: Mapping[str, pd.Index],
+    known: Mapping[str, CodeIndex],
     present: set[str],
 ) -> tuple[Finish, list[np.ndarray], dict[str, list]]:
     """Orphans, linkage, date span and top-coding counts; the rows kept per block."""
@@ -206,7 +193,7 @@ def _first_pass(
     checked = {f: t for f, t in schema.references.items() if out.references[f]["checked"]}
     for block in _blocks(plan, held, cols):
         found = {  # whether each row's code is known, once per field
-            f: member_arrow(block.column(f), known[t]) for f, t in {**links, **checked}.items()
+            f: known[t].contains(block.column(f)) for f, t in {**links, **checked}.items()
         }
         _count_links(block, links, found, out)
         keep = _orphans(block, schema, found, out)
@@ -329,12 +316,12 @@ def _write_masked(
     held: pa.Table | None,
     keeps: list[np.ndarray],
     writer: _Writer,
-    mask: tuple[bytes, dict, dict[str, dict[str, str]]],
+    mask: tuple[bytes, dict, Mapping[str, PseudonymBook]],
     out: Finish,
     correspondence: bool,
 ) -> None:
     """Mask the kept rows block by block and write them (Arrow throughout)."""
-    key, fixed, caches = mask
+    key, fixed, books = mask
     hmac_fields = [f.name for f in schema.mart_fields if f.masking == "hmac"]
     target = None
     for block, keep in zip(_blocks(plan, held, None), keeps, strict=True):
@@ -342,7 +329,7 @@ def _write_masked(
             target = _mart_schema(schema)
             writer.start(target)
         kept = block.filter(pa.array(keep))
-        columns, report = mask_batch(kept, schema, key, fixed, caches)
+        columns, report = mask_batch(kept, schema, key, fixed, books)
         _add_masking(out.masking, report)
         if correspondence:
             for name in hmac_fields:
@@ -356,24 +343,28 @@ def finish_table(
     plan: TablePlan,
     schema: TableSchema,
     held: pd.DataFrame | None,
-    known: Mapping[str, pd.Index],
+    known: Mapping[str, CodeIndex],
     present: set[str],
     key: bytes,
     percentiles: tuple[float, float],
     path: Path,
     correspondence: bool,
-    caches: dict[str, dict[str, str]] | None = None,
+    books: dict[str, PseudonymBook] | None = None,
 ) -> Finish:
     """Reject orphans, mask and write one table's mart file; what happened, for the report.
-    ``caches``: pseudonyms already computed per domain (shared by the tables of one run)."""
+    ``books``: pseudonyms per domain, shared by the tables of one run (a domain without one
+    gets an empty book, which pseudonymises each code as it is met)."""
     arrow = held_table(held, schema) if held is not None else None
     out, keeps, counts = _first_pass(plan, arrow, schema, known, present)
     bounds = _bounds(counts, percentiles)
     fixed = _fixed_bounds(schema, bounds)
     writer = _Writer(path)
-    caches = caches if caches is not None else {}  # pseudonyms of the codes met so far
+    books = books if books is not None else {}
+    for f in schema.fields:
+        if f.masking == "hmac":
+            books.setdefault(field_domain(f.name), PseudonymBook(key, field_domain(f.name)))
     try:
-        _write_masked(plan, schema, arrow, keeps, writer, (key, fixed, caches), out, correspondence)
+        _write_masked(plan, schema, arrow, keeps, writer, (key, fixed, books), out, correspondence)
         if not out.masking:
             _add_masking(out.masking, mask_table(_empty_typed(schema), schema, key, fixed)[1])
         writer.close(_empty(schema))
