@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 from pandas.core.util.hashing import combine_hash_arrays
 
 from helpers import io as hio
+from helpers.ingest.codes import fingerprints
 from helpers.ingest.read import read_export
 from helpers.ingest.stream import CsvBlocks, Fallback
 from helpers.ingest.validate import (
@@ -159,16 +160,30 @@ def _combined(
     return out
 
 
+def _text_hashes(values) -> list[np.ndarray]:
+    """Two independent 64-bit hashes of each text of an Arrow-backed column (DuckDB's, in C; a
+    text column's part of a row hash in pass 1, where every key is made this way)."""
+    cells = pa.array(values, pa.string(), from_pandas=True)
+    both = fingerprints(cells, columns=2)
+    return [both[:, 0].copy(), both[:, 1].copy()]
+
+
+def _is_arrow_text(values) -> bool:
+    return isinstance(values, pd.arrays.ArrowStringArray)
+
+
 def _gathered(values, codes: np.ndarray, blank: np.ndarray) -> list[np.ndarray]:
     """``_column_hashes`` of ``values.take(codes)`` with ``blank`` rows <NA>: the distinct
-    values hashed once, then gathered (hashing is per value, so the result is the same)."""
-    per_value = _column_hashes(values) if len(values) else None
+    values hashed once, then gathered (hashing is per value, so the result is the same). Arrow
+    text is hashed by ``_text_hashes`` instead (the same for every block and file of a run)."""
+    hashes = _text_hashes if _is_arrow_text(values) else _column_hashes
+    per_value = hashes(values) if len(values) else None
     blank_value = (
         np.full(1, np.nan, dtype=values.dtype)  # a float64 column: NaN is its blank
         if isinstance(values, np.ndarray)
         else values.take([-1], allow_fill=True)
     )
-    na = _column_hashes(blank_value)
+    na = hashes(blank_value)
     if per_value is None:
         return [np.full(len(codes), n[0], dtype=np.uint64) for n in na]
     pos = np.where(blank, 0, codes)
@@ -227,6 +242,8 @@ class _Spill:
 
 def _clean_frame(raw: pd.DataFrame, typed: pd.DataFrame, clean: np.ndarray, pk: list[str]):
     out = typed.loc[clean].reset_index(drop=True)
+    text = [c for c in out.columns if _is_arrow_text(out[c].array)]
+    out = out.astype(dict.fromkeys(text, pd.StringDtype("python")))  # the spill's text type
     for name in pk:
         out[RAW_PREFIX + name] = raw[name][clean].astype("string").reset_index(drop=True)
     return out

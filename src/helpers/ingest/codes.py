@@ -9,9 +9,9 @@ code look absent, never match the wrong code. A set whose own fingerprints colli
 Arrow's exact ``index_in``.
 
 ``PseudonymBook`` is the pseudonyms of one domain's codes, computed once per distinct code up
-front (``masking.pseudonyms``, the reference HMAC); a code it does not hold is pseudonymised on
-the spot through its own cache, so a book only changes how fast the answer comes, not the
-answer. Books are shared, read-only, by the threads of a local run.
+front (``masking.pseudonyms_sql``, tested equal to the reference ``masking.pseudonyms``); a code
+it does not hold is pseudonymised on the spot through its own cache, so a book only changes how
+fast the answer comes, not the answer. Books are shared, read-only, by the threads of a local run.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from helpers.ingest.masking import DOMAINS, pseudonymise_arrow, pseudonyms
+from helpers.ingest.masking import DOMAINS, pseudonymise_arrow, pseudonyms_sql
 
 _local = threading.local()
 
@@ -38,11 +38,14 @@ def _connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def fingerprints(values: pa.Array) -> np.ndarray:
-    """DuckDB's 64-bit hash of each text (equal texts, equal fingerprints; nulls too)."""
+def fingerprints(values: pa.Array, columns: int = 1) -> np.ndarray:
+    """DuckDB's 64-bit hash of each text (equal texts, equal fingerprints; nulls too); with
+    ``columns=2`` a second, independent one beside it (the hash of the text after a prefix)."""
     table = pa.table({"c": values})
-    out = _connection().from_arrow(table).select("hash(c) AS h").to_arrow_table()
-    return out.column("h").to_numpy()
+    wanted = ["hash(c)", "hash('\x01mimamori:' || c)"][:columns]
+    out = _connection().from_arrow(table).select(", ".join(wanted)).to_arrow_table()
+    hashes = np.column_stack([out.column(i).to_numpy() for i in range(columns)])
+    return hashes[:, 0] if columns == 1 else hashes
 
 
 def _text(values: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -88,13 +91,15 @@ class CodeIndex:
 class PseudonymBook:
     """The pseudonyms of one domain's codes under one key, looked up per block in C."""
 
-    def __init__(self, key: bytes, domain: str, codes: pa.Array | None = None) -> None:
+    def __init__(
+        self, key: bytes, domain: str, codes: pa.Array | None = None, threads: int = 1
+    ) -> None:
         if domain not in DOMAINS:
             raise ValueError(f"unknown pseudonym domain {domain!r}; known: {DOMAINS}")
         self.key, self.domain = key, domain
         self.index = CodeIndex(codes) if codes is not None and len(codes) else None
         self.pseudonyms = (
-            pa.array(pseudonyms(self.index.codes.to_pylist(), key, domain, {}), pa.string())
+            pseudonyms_sql(self.index.codes, key, domain, threads)
             if self.index is not None
             else None
         )

@@ -350,7 +350,7 @@ def validate_blocks(
 
 
 def _distinct_codes(parts: list[pa.Array]) -> pa.Array:
-    return pc.unique(pa.chunked_array(parts, pa.string()).combine_chunks())
+    return pc.unique(pa.chunked_array(parts, pa.string()))
 
 
 def _known(
@@ -367,7 +367,10 @@ def _known(
 
 
 def pseudonym_books(
-    plans: Mapping[str, TablePlan], schemas: Mapping[str, TableSchema], key: bytes
+    plans: Mapping[str, TablePlan],
+    schemas: Mapping[str, TableSchema],
+    key: bytes,
+    threads: int = 1,
 ) -> dict[str, PseudonymBook]:
     """Every hmac field's codes seen in pass 1, pseudonymised once per domain (名寄せ's codes
     are registry codes, so they are among them; a code that is not is hashed when met)."""
@@ -377,7 +380,9 @@ def pseudonym_books(
             if f.masking == "hmac":
                 got = [p.codes[f.name] for p in plan.passes if f.name in p.codes]
                 parts.setdefault(field_domain(f.name), []).extend(got)
-    return {d: PseudonymBook(key, d, _distinct_codes(ps)) for d, ps in sorted(parts.items())}
+    return {
+        d: PseudonymBook(key, d, _distinct_codes(ps), threads) for d, ps in sorted(parts.items())
+    }
 
 
 @dataclass
@@ -566,7 +571,11 @@ def _write_tables(
         key=key,
         percentiles=(float(lo), float(hi)),
         correspondence=correspondence,
-        books=pseudonym_books(plans, schemas, key) if cfg.run.engine == "local" else {},
+        books=(
+            pseudonym_books(plans, schemas, key, cfg.run.local_workers)
+            if cfg.run.engine == "local"
+            else {}
+        ),
     )
     items = [(p, schemas[t], held.get(t), new.table(t)) for t, p in plans.items()]
     rows = [sum(int(a.sum()) for a in p.accepted) for p, *_rest in items]

@@ -13,6 +13,7 @@ Rows reconcile: ``rows_in == rows_out + rows_rejected + duplicates_dropped``.
 from __future__ import annotations
 
 import functools
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -25,7 +26,6 @@ from helpers import MimamoriError
 from helpers.dates import open_end_mask, parse_dates
 from helpers.normalize import (
     cells_changed_by_normalize,
-    nfkc,
     normalize_cells,
     normalize_changed,
     normalize_spellings,
@@ -128,11 +128,15 @@ _PLAIN_ASCII = r"^[\x21-\x7e]+$"  # printable ASCII, no whitespace: NFKC keeps i
 
 
 def _fullmatch(v: pd.Series, pattern: str) -> np.ndarray:
-    """``v.str.fullmatch(pattern)`` (False for <NA>); texts of printable ASCII are matched in one
-    pyarrow (RE2) pass, which reads a pattern on them as ``re`` does; a pattern RE2 cannot
-    read, and every other text, go through ``re``."""
-    ok = np.zeros(len(v), dtype=bool)
-    cells = pa.array(v.to_numpy(object), pa.string(), from_pandas=True)
+    """``v.str.fullmatch(pattern)`` (False for <NA>)."""
+    return _fullmatch_cells(pa.array(v.to_numpy(object), pa.string(), from_pandas=True), pattern)
+
+
+def _fullmatch_cells(cells: pa.Array, pattern: str) -> np.ndarray:
+    """``_fullmatch`` of Arrow texts: texts of printable ASCII are matched in one pyarrow (RE2)
+    pass, which reads a pattern on them as ``re`` does; a pattern RE2 cannot read, and every
+    other text, go through ``re``."""
+    ok = np.zeros(len(cells), dtype=bool)
     plain = pc.fill_null(pc.match_substring_regex(cells, _PLAIN_ASCII), False)
     plain_np = plain.to_numpy(zero_copy_only=False).astype(bool)
     try:
@@ -140,21 +144,64 @@ def _fullmatch(v: pd.Series, pattern: str) -> np.ndarray:
         ok[plain_np] = fast.to_numpy(zero_copy_only=False).astype(bool)
         rest = ~plain_np
     except pa.ArrowInvalid:
-        rest = np.ones(len(v), dtype=bool)
+        rest = np.ones(len(cells), dtype=bool)
     if rest.any():
-        ok[rest] = v[rest].str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
+        v = pd.Series(cells.filter(pa.array(rest)).to_pylist(), dtype="string")
+        ok[rest] = v.str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
     return ok
 
 
-def _code(u: pd.Series, f: Field, reason: np.ndarray, detail: np.ndarray) -> pd.Series:
-    v = nfkc(u)
+# ----------------------------------------------------------------------------- text in Arrow
+TEXT_TYPES = ("code", "string", "text")  # many distinct values: kept in Arrow, never objects
+
+
+def _replaced(cells: pa.Array, mask: np.ndarray, texts: list) -> pa.Array:
+    """``cells`` with the ``mask`` positions replaced by ``texts`` (None: null)."""
+    return pc.replace_with_mask(cells, pa.array(mask), pa.array(texts, pa.string()))
+
+
+def _text_uniques(uniques) -> pa.Array:
+    """``normalized_uniques`` as Arrow text: the few cells normalisation changes are redone one
+    by one (``normalize.normalize_changed``), the others kept as they are."""
+    arr = getattr(uniques, "array", uniques)
+    if isinstance(arr, pd.arrays.ArrowExtensionArray) and pa.types.is_string(
+        arr.dtype.pyarrow_dtype
+    ):
+        cells = arr._pa_array.combine_chunks()
+    else:
+        cells = pa.array(np.asarray(uniques, dtype=object), pa.string(), from_pandas=True)
+    if not len(cells):
+        return cells
+    changed = cells_changed_by_normalize(pc.fill_null(cells, ""))
+    if not changed.any():
+        return cells
+    return _replaced(cells, changed, list(normalize_changed(cells, changed)))
+
+
+def _nfkc_cells(cells: pa.Array) -> pa.Array:
+    """``normalize.nfkc`` of Arrow texts: only texts that are not ASCII are normalised."""
+    other = ~pc.fill_null(pc.string_is_ascii(cells), True).to_numpy(zero_copy_only=False)
+    if not other.any():
+        return cells
+    texts = cells.filter(pa.array(other)).to_pylist()
+    return _replaced(cells, other, [unicodedata.normalize("NFKC", t) for t in texts])
+
+
+def _code_cells(cells: pa.Array, f: Field, reason: np.ndarray, detail: np.ndarray) -> pa.Array:
+    """``_code`` of Arrow texts."""
+    v = _nfkc_cells(cells)
     if f.pattern:
-        ok = _fullmatch(v, f.pattern)
-        bad = u.notna().to_numpy() & ~ok
+        bad = ~pc.is_null(cells).to_numpy(zero_copy_only=False) & ~_fullmatch_cells(v, f.pattern)
         reason[bad] = "invalid_code"
         detail[bad] = f"does not match {f.pattern}"
-        v = v.mask(bad)
-    return v.astype("string")
+        if bad.any():
+            v = _replaced(v, bad, [None] * int(bad.sum()))
+    return v
+
+
+def _text_values(cells: pa.Array) -> pd.api.extensions.ExtensionArray:
+    """Arrow texts as pandas ``string`` values backed by Arrow (no Python object per text)."""
+    return pd.arrays.ArrowStringArray(pc.cast(cells, pa.large_string()))
 
 
 def _number(u: pd.Series, f: Field, reason: np.ndarray, detail: np.ndarray) -> pd.Series:
@@ -238,27 +285,56 @@ def parse_field(raw: pd.Series, f: Field, value_map: Mapping[str, object] | None
     Blank cells give <NA> with reason ``missing_required`` only when the field is required.
     """
     codes, uniques = pd.factorize(pd.Series(raw, copy=False), use_na_sentinel=True)
-    u = normalized_uniques(uniques)
+    if f.type in TEXT_TYPES:
+        cells = _text_uniques(uniques)
+        reason = np.full(len(cells), None, dtype=object)
+        detail = np.full(len(cells), None, dtype=object)
+        blank = pc.is_null(cells).to_numpy(zero_copy_only=False)
+        if f.type == "code":
+            cells = _code_cells(cells, f, reason, detail)
+        seen = _Seen(pd.Series(_text_values(cells)), reason, detail, blank)
+    else:
+        seen = _typed_uniques(normalized_uniques(uniques), f, value_map or {})
+    return _by_row(pd.Series(raw).index, f, codes, seen)
+
+
+@dataclass
+class _Seen:
+    """A field's distinct values, typed, with their reject reasons and what was noticed."""
+
+    typed: pd.Series  # the typed distinct values
+    reason: np.ndarray
+    detail: np.ndarray
+    blank: np.ndarray  # per distinct value: blank (a sentinel of an open end counts)
+    unmapped: np.ndarray | None = None  # per distinct value: no code matched it
+    sentinel: np.ndarray | None = None  # per distinct value: read as "still open"
+    texts: pd.Series | None = None  # the normalised spellings (for the unmapped ones)
+
+
+def _typed_uniques(u: pd.Series, f: Field, value_map: Mapping[str, object]) -> _Seen:
     reason = np.full(len(u), None, dtype=object)
     detail = np.full(len(u), None, dtype=object)
     unmapped_u = np.zeros(len(u), dtype=bool)
     sentinel_u = np.zeros(len(u), dtype=bool)
-    if f.type == "code":
-        typed = _code(u, f, reason, detail)
-    elif f.type in ("int", "float"):
+    if f.type in ("int", "float"):
         typed = _number(u, f, reason, detail)
     elif f.type == "date":
         typed, sentinel_u = _date(u, f, reason, detail)
     elif f.type in ("bool", "enum"):
-        typed, unmapped_u = _vocabulary(u, f, value_map or {}, reason, detail)
-    else:  # string, text
-        typed = u.astype("string")
+        typed, unmapped_u = _vocabulary(u, f, value_map, reason, detail)
+    else:
+        raise ValueError(f"{f.name}: unknown field type {f.type!r}")
+    blank = u.isna().to_numpy() | sentinel_u
+    return _Seen(typed, reason, detail, blank, unmapped_u, sentinel_u, u)
+
+
+def _by_row(idx: pd.Index, f: Field, codes: np.ndarray, seen: _Seen) -> Parsed:
+    """The distinct values' types and reasons mapped back to the rows (``codes``)."""
+    reason, detail = seen.reason, seen.detail
     if f.required:
-        blank = u.isna().to_numpy() | sentinel_u
-        reason[blank] = "missing_required"
-        detail[blank] = "required field is blank"
+        reason[seen.blank] = "missing_required"
+        detail[seen.blank] = "required field is blank"
     has = codes >= 0
-    idx = pd.Series(raw).index
     bad_u = pd.notna(reason)
     bad = np.zeros(len(codes), dtype=bool)
     bad[has] = bad_u[codes[has]]
@@ -272,15 +348,20 @@ def parse_field(raw: pd.Series, f: Field, value_map: Mapping[str, object] | None
         if f.required:
             out_reason[~has] = "missing_required"
             out_detail[~has] = "required field is blank"
-    counts = np.bincount(codes[has], minlength=len(u))
+    counts = np.bincount(codes[has], minlength=len(reason))
+    unmapped = {}
+    if seen.unmapped is not None and seen.texts is not None:
+        hit = seen.unmapped
+        unmapped = {str(v): int(c) for v, c in zip(seen.texts[hit], counts[hit], strict=True)}
+    typed = seen.typed
     return Parsed(
         codes=codes,
         values=typed._values,
         typed=pd.Series(typed.array.take(codes, allow_fill=True), index=idx),
         reason=pd.Series(out_reason, index=idx),
         detail=pd.Series(out_detail, index=idx),
-        unmapped={str(v): int(c) for v, c in zip(u[unmapped_u], counts[unmapped_u], strict=True)},
-        open_ends=int(counts[sentinel_u].sum()),
+        unmapped=unmapped,
+        open_ends=int(counts[seen.sentinel].sum()) if seen.sentinel is not None else 0,
         bad=bad,
     )
 
