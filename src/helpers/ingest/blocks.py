@@ -49,6 +49,7 @@ from helpers.schema import TableSchema
 BLOCK_ROWS = 200_000  # rows per block when a file was read whole (workbooks, damaged CSVs)
 SPILL_MIN_BYTES = 1 << 24  # smaller exports keep their typed rows in memory, larger spill
 RAW_PREFIX = "__raw__"  # spill columns holding a primary-key field's raw text
+SOURCE_CODE = "__source"  # spill column: source_file as an index into FilePass.sources
 KEY_COLUMNS = ["h1", "h2", "k1", "k2"]
 
 
@@ -280,9 +281,11 @@ def _clean_table(
     parsed: Mapping[str, tuple],
     clean: np.ndarray,
     schema: TableSchema,
+    source: np.ndarray,
 ) -> pa.Table:
     """The clean rows of a block, typed, as Arrow: each field's distinct values taken by the
-    rows' codes (no per-row Python objects); equal to ``from_pandas`` of ``_clean_frame``."""
+    rows' codes (no per-row Python objects); equal to ``from_pandas`` of ``_clean_frame``, but
+    for ``source_file``, which is spilled as the rows' ``source`` indices (``_decoded``)."""
     pk = list(schema.primary_key)
     first = np.zeros(len(clean), dtype=bool)
     first[np.flatnonzero(clean)[0]] = True
@@ -298,10 +301,33 @@ def _clean_table(
             continue
         distinct = pa.array(values, type=kind, from_pandas=True)
         arrays.append(distinct.take(pa.array(np.where(blank, 0, c), pa.int64(), mask=blank)))
-    arrays.append(pa.array(raw["source_file"].to_numpy()[clean], pa.string()))
+    arrays.append(pa.array(source, pa.int32()))
     arrays.append(pa.array(raw["source_row"].to_numpy()[clean].astype("int64")))
     arrays += [_raw_text(raw[name], clean) for name in pk]
-    return pa.Table.from_arrays(arrays, schema=target)
+    return pa.Table.from_arrays(arrays, schema=_coded(target))
+
+
+def _coded(schema: pa.Schema) -> pa.Schema:
+    """The spill's schema: ``source_file`` kept as its index into ``FilePass.sources``."""
+    return schema.set(schema.get_field_index("source_file"), pa.field(SOURCE_CODE, pa.int32()))
+
+
+def _decoded(batch: pa.RecordBatch, sources: list[str]) -> pa.RecordBatch:
+    """A spilled batch with its ``source_file`` names back in place of their indices."""
+    i = batch.schema.get_field_index(SOURCE_CODE)
+    if i < 0:
+        return batch
+    names = pa.array(sources, pa.string()).take(batch.column(i))
+    return batch.set_column(i, pa.field("source_file", pa.string()), names)
+
+
+def _source_codes(raw: pd.DataFrame, clean: np.ndarray, sources: list[str]) -> np.ndarray:
+    """Each clean row's source_file as an index into ``sources`` (names met first are added)."""
+    codes, names = pd.factorize(raw["source_file"].to_numpy())
+    for name in names:
+        if name not in sources:
+            sources.append(name)
+    return np.array([sources.index(n) for n in names], dtype=np.int32)[codes[clean]]
 
 
 def _one_block(job: FileJob, raw: pd.DataFrame, acc: dict, spill: _Spill) -> None:
@@ -325,12 +351,7 @@ def _one_block(job: FileJob, raw: pd.DataFrame, acc: dict, spill: _Spill) -> Non
         return
     subsets = [schema.field_names, list(schema.primary_key)]
     (h1, h2), (k1, k2) = clean_row_hashes(seen["parsed"], clean, subsets)
-    src = raw["source_file"].to_numpy()[clean]
-    codes = np.empty(len(src), dtype=np.int32)
-    for name in pd.unique(src):
-        if name not in acc["sources"]:
-            acc["sources"].append(name)
-        codes[src == name] = acc["sources"].index(name)
+    codes = _source_codes(raw, clean, acc["sources"])
     acc["keys"].append(
         pd.DataFrame(
             {
@@ -343,7 +364,7 @@ def _one_block(job: FileJob, raw: pd.DataFrame, acc: dict, spill: _Spill) -> Non
             }
         )
     )
-    spill.write_table(_clean_table(raw, typed, seen["parsed"], clean, schema))
+    spill.write_table(_clean_table(raw, typed, seen["parsed"], clean, schema, codes))
 
 
 def _file_info(job: FileJob, attrs: dict, rows: int) -> dict:
@@ -440,16 +461,19 @@ def _source_names(passes: list[FilePass], src: np.ndarray, file_of: np.ndarray) 
 
 def spilled_batches(p: FilePass, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     """The typed clean rows of one file as Arrow batches (from memory or its spill file)."""
+    if columns is not None:
+        columns = [SOURCE_CODE if c == "source_file" else c for c in columns]
     if p.frames is not None:
         for table in p.frames:
             table = table if columns is None else table.select(columns)
-            yield from table.combine_chunks().to_batches() or [_empty_batch(table.schema)]
+            for batch in table.combine_chunks().to_batches() or [_empty_batch(table.schema)]:
+                yield _decoded(batch, p.sources)
     elif p.spill is not None:
         with pa.memory_map(str(p.spill)) as source:
             reader = pa.ipc.open_file(source)
             for i in range(reader.num_record_batches):
                 batch = reader.get_batch(i)
-                yield batch if columns is None else batch.select(columns)
+                yield _decoded(batch if columns is None else batch.select(columns), p.sources)
 
 
 def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
@@ -577,5 +601,8 @@ def accepted_batches(plan: TablePlan, columns: list[str] | None = None) -> Itera
 def materialise(plan: TablePlan, schema: TableSchema) -> pd.DataFrame:
     """The accepted rows as one frame (the residents and the code-less tables: 名寄せ)."""
     cols = [*schema.field_names, "source_file", "source_row"]
-    parts = [b[cols] for b in accepted_blocks(plan)]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+    batches = list(accepted_batches(plan, cols))
+    if not batches:
+        return pd.DataFrame(columns=cols)
+    text = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
+    return pa.Table.from_batches(batches).to_pandas(types_mapper=text.get)  # text stays Arrow

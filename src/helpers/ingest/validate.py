@@ -340,9 +340,10 @@ def _by_row(idx: pd.Index, f: Field, codes: np.ndarray, seen: _Seen) -> Parsed:
     bad[has] = bad_u[codes[has]]
     if f.required:
         bad |= ~has
-    out_reason = np.full(len(codes), None, dtype=object)
-    out_detail = np.full(len(codes), None, dtype=object)
+    out_reason = np.empty(len(codes), dtype=object)  # all None
+    out_detail = out_reason  # no reason: one array of None serves both
     if bad.any():  # the reasons of the distinct values, mapped back to their rows
+        out_detail = np.empty(len(codes), dtype=object)
         out_reason[has] = reason[codes[has]]
         out_detail[has] = detail[codes[has]]
         if f.required:
@@ -358,8 +359,8 @@ def _by_row(idx: pd.Index, f: Field, codes: np.ndarray, seen: _Seen) -> Parsed:
         codes=codes,
         values=typed._values,
         typed=pd.Series(typed.array.take(codes, allow_fill=True), index=idx),
-        reason=pd.Series(out_reason, index=idx),
-        detail=pd.Series(out_detail, index=idx),
+        reason=pd.Series(out_reason, index=idx, dtype=object, copy=False),
+        detail=pd.Series(out_detail, index=idx, dtype=object, copy=False),
         unmapped=unmapped,
         open_ends=int(counts[seen.sentinel].sum()) if seen.sentinel is not None else 0,
         bad=bad,
