@@ -99,8 +99,48 @@ _PARSED: dict[str, tuple[int, str | None]] = {}
 _PARSED_MAX = 1 << 19  # entries (~100 MB at most); emptied when full
 
 
+# A plain Western date (2024/3/31, 2024-03-31, 2024.3.31, 20240331): read in one pyarrow pass
+_PLAIN_WEST = (
+    r"^(?P<y1>\d{4})[./-](?P<m1>\d{1,2})[./-](?P<d1>\d{1,2})$"
+    r"|^(?P<y2>\d{4})(?P<m2>\d{2})(?P<d2>\d{2})$"
+)
+
+
+def _plain_western(texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 ns, found) of the texts in a plain Western form that name a real calendar day
+    from 1900 to 2099: what ``_parse_unique`` gives them (no error), in one pyarrow pass. The
+    other texts (era forms, full-width digits, sentinels, errors) are left to it."""
+    arr = pa.array(texts, pa.string(), from_pandas=True)
+    st = pc.extract_regex(arr, _PLAIN_WEST)
+
+    def part(name: str, width: int) -> pa.Array:
+        a, b = (pc.struct_field(st, f"{name}{k}") for k in (1, 2))
+        return pc.utf8_lpad(pc.if_else(pc.equal(a, ""), b, a), width, "0")
+
+    iso = pc.binary_join_element_wise(part("y", 4), part("m", 2), part("d", 2), "-")
+    when = pc.strptime(iso, format="%Y-%m-%d", unit="ns", error_is_null=True)
+    same_day = pc.equal(pc.strftime(when, format="%Y-%m-%d"), iso)  # no 2月30日 rolled over
+    year = pc.year(when)
+    found = pc.and_(same_day, pc.and_(pc.greater_equal(year, 1900), pc.less(year, 2100)))
+    found_np = pc.fill_null(found, False).to_numpy(zero_copy_only=False).astype(bool)
+    ns = pc.cast(pc.fill_null(when, 0), pa.int64()).to_numpy(zero_copy_only=False)
+    return ns, found_np
+
+
 def _parse_cached(uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``_parse_unique`` of distinct texts through ``_PARSED``: (int64 ns, error or None)."""
+    """``_parse_unique`` of distinct texts through ``_PARSED``: (int64 ns, error or None).
+    Plain Western dates are read in one pyarrow pass (``_plain_western``) instead."""
+    ints, errors = np.zeros(len(uniques), dtype=np.int64), np.empty(len(uniques), dtype=object)
+    ns, plain = _plain_western(uniques) if len(uniques) else (ints, np.zeros(0, dtype=bool))
+    ints[plain] = ns[plain]
+    rest = np.flatnonzero(~plain)
+    if len(rest):
+        rest_ints, rest_errors = _parse_rest(uniques[rest])
+        ints[rest], errors[rest] = rest_ints, rest_errors
+    return ints.view("datetime64[ns]"), errors
+
+
+def _parse_rest(uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     found = [_PARSED.get(u) for u in uniques.tolist()]
     missing = [i for i, hit in enumerate(found) if hit is None]
     if missing:
@@ -117,7 +157,7 @@ def _parse_cached(uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ints = np.fromiter((nat if hit is None else hit[0] for hit in found), np.int64, len(found))
     errors = np.full(len(found), None, dtype=object)
     errors[:] = [None if hit is None else hit[1] for hit in found]
-    return ints.view("datetime64[ns]"), errors
+    return ints, errors
 
 
 def parse_dates(series: pd.Series) -> tuple[pd.Series, pd.Series]:

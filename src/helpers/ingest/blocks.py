@@ -161,31 +161,42 @@ def _combined(
     return out
 
 
-def _text_hashes(values) -> list[np.ndarray]:
-    """Two independent 64-bit hashes of each text of an Arrow-backed column (DuckDB's, in C; a
-    text column's part of a row hash in pass 1, where every key is made this way)."""
-    cells = pa.array(values, pa.string(), from_pandas=True)
-    both = fingerprints(cells, columns=2)
-    return [both[:, 0].copy(), both[:, 1].copy()]
+def _text_hashes(columns: list) -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
+    """Two independent 64-bit hashes of each text of Arrow-backed columns, and of a blank
+    (DuckDB's, in C, in one call for all the columns; a text column's part of a row hash in
+    pass 1, where every key is made this way): per column, (per value, blank) hashes."""
+    cells = [pa.array(v, pa.string(), from_pandas=True) for v in columns]
+    both = fingerprints(pa.concat_arrays([*cells, pa.nulls(1, pa.string())]), columns=2)
+    ends = np.cumsum([len(c) for c in cells])
+    blank = [both[-1:, 0], both[-1:, 1]]
+    return [
+        ([both[end - len(c) : end, 0], both[end - len(c) : end, 1]], blank)
+        for c, end in zip(cells, ends, strict=True)
+    ]
 
 
 def _is_arrow_text(values) -> bool:
     return isinstance(values, pd.arrays.ArrowStringArray)
 
 
-def _gathered(values, codes: np.ndarray, blank: np.ndarray) -> list[np.ndarray]:
-    """``_column_hashes`` of ``values.take(codes)`` with ``blank`` rows <NA>: the distinct
-    values hashed once, then gathered (hashing is per value, so the result is the same). Arrow
-    text is hashed by ``_text_hashes`` instead (the same for every block and file of a run)."""
-    hashes = _text_hashes if _is_arrow_text(values) else _column_hashes
-    per_value = hashes(values) if len(values) else None
+def _value_hashes(values) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``_column_hashes`` of a field's distinct values, and of its blank."""
     blank_value = (
         np.full(1, np.nan, dtype=values.dtype)  # a float64 column: NaN is its blank
         if isinstance(values, np.ndarray)
         else values.take([-1], allow_fill=True)
     )
-    na = hashes(blank_value)
-    if per_value is None:
+    return _column_hashes(values), _column_hashes(blank_value)
+
+
+def _gathered(
+    hashes: tuple[list[np.ndarray], list[np.ndarray]], codes: np.ndarray, blank: np.ndarray
+) -> list[np.ndarray]:
+    """The per-value ``hashes`` (and the blank's) taken by ``codes``, ``blank`` rows the
+    blank's: the distinct values hashed once, then gathered (hashing is per value, so the
+    result is that of hashing the rows' values)."""
+    per_value, na = hashes
+    if not len(per_value[0]):
         return [np.full(len(codes), n[0], dtype=np.uint64) for n in na]
     pos = np.where(blank, 0, codes)
     return [np.where(blank, n[0], u.take(pos)) for u, n in zip(per_value, na, strict=True)]
@@ -195,13 +206,17 @@ def clean_row_hashes(
     parsed: Mapping[str, tuple], clean: np.ndarray, subsets: list[list[str]]
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``row_hashes_of`` the clean rows of a typed block, from each field's distinct values
-    (``validate._fields``' ``parsed``: codes, typed distinct values, cells set to blank)."""
+    (``validate._fields``' ``parsed``: codes, typed distinct values, cells set to blank);
+    Arrow text is hashed by ``_text_hashes`` instead (the same in every block and file)."""
+    names = sorted({n for s in subsets for n in s})
+    text = [n for n in names if _is_arrow_text(parsed[n][1])]
+    hashes = dict(zip(text, _text_hashes([parsed[n][1] for n in text]), strict=True))
     columns = {}
-    for name in {n for s in subsets for n in s}:
+    for name in names:
         codes, values, blanked = parsed[name]
         c = codes[clean]
         blank = c < 0 if blanked is None else (c < 0) | blanked[clean]
-        columns[name] = _gathered(values, c, blank)
+        columns[name] = _gathered(hashes.get(name) or _value_hashes(values), c, blank)
     return _combined(columns, subsets, int(clean.sum()))
 
 

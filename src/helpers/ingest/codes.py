@@ -38,6 +38,17 @@ def _connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
+_inherited: list[threading.local] = []
+
+
+def reset_connections() -> None:
+    """Open new per-thread connections from here on (a forked process must not use, nor
+    close, the connections it inherited: their threads were not forked with it)."""
+    global _local
+    _inherited.append(_local)  # kept, never closed
+    _local = threading.local()
+
+
 def fingerprints(values: pa.Array, columns: int = 1) -> np.ndarray:
     """DuckDB's 64-bit hash of each text (equal texts, equal fingerprints; nulls too); with
     ``columns=2`` a second, independent one beside it (the hash of the text after a prefix)."""

@@ -33,11 +33,13 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +54,7 @@ from helpers import io as hio
 from helpers.config import Settings, config_hash
 from helpers.engine import run_tasks
 from helpers.exports import ExportScan, scan_exports, write_manifest
+from helpers.ingest import codes as codes_module
 from helpers.ingest.blocks import (
     FileJob,
     FilePass,
@@ -268,6 +271,39 @@ def run_ordered(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _forked_worker() -> None:
+    """A forked pass-1 process starts without the parent's per-thread DuckDB connections."""
+    codes_module.reset_connections()
+
+
+def run_forked(
+    cfg: Settings, fn: Callable, items: Sequence, desc: str, sizes: Sequence[float]
+) -> list:
+    """``run_ordered`` in ``run.local_workers`` forked processes (pass 1 holds Python's lock
+    for much of its work, so threads share one core for it); the largest items first, the
+    results in the given order. Threads where fork is not available (``run_ordered``)."""
+    workers = min(cfg.run.local_workers, len(items))
+    forkable = "fork" in multiprocessing.get_all_start_methods()
+    if cfg.run.engine != "local" or workers < 2 or not forkable:
+        return run_ordered(cfg, fn, items, desc, sizes)
+    order = sorted(range(len(items)), key=lambda i: -sizes[i])
+    context = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_forked_worker)
+    try:
+        futures = {pool.submit(fn, items[i]): i for i in order}
+        results: list = [None] * len(items)
+        for fut in tqdm(as_completed(futures), total=len(items), desc=desc, leave=False):
+            results[futures[fut]] = fut.result()
+        return results
+    except BrokenProcessPool as exc:
+        raise MimamoriError(
+            f"{desc}: a worker process stopped (out of memory?); run again with "
+            "run.local_workers: 1 to read one file at a time"
+        ) from exc
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def reference_targets(schemas: Mapping[str, TableSchema]) -> set[str]:
     """Every ``table.field`` whose distinct codes other tables are checked against."""
     return {t for s in schemas.values() for t in s.references.values()} | {HOUSEHOLD_LINK}
@@ -328,14 +364,19 @@ def _plan_tables(
 
 
 def validate_blocks(
-    cfg: Settings, raw_dir: Path, schemas: Mapping[str, TableSchema], spill_dir: Path
-) -> tuple[ExportScan, dict[str, TablePlan], list[str]]:
-    """Pass 1 over every export (one task per file on the configured engine) and the
-    duplicate/conflict decisions per table: the scan, the plans, the absent tables."""
+    cfg: Settings,
+    raw_dir: Path,
+    schemas: Mapping[str, TableSchema],
+    spill_dir: Path,
+    key: bytes,
+) -> tuple[ExportScan, dict[str, TablePlan], list[str], Lookups]:
+    """Pass 1 over every export (one task per file on the configured engine), then the
+    duplicate/conflict decisions per table beside the look-ups pass 2 needs: the scan, the
+    plans, the absent tables, the look-ups."""
     scan, missing, problems = _scan_required(cfg, raw_dir, schemas)
     jobs = _file_jobs(cfg, scan, schemas, spill_dir)
     sizes = [j.path.stat().st_size for j in jobs]
-    done = run_ordered(cfg, functools.partial(_task), jobs, "read and validate", sizes)
+    done = run_forked(cfg, _task, jobs, "read and validate", sizes)
     problems += [d for d in done if isinstance(d, str)]
     if problems:
         raise MimamoriError(
@@ -345,8 +386,10 @@ def validate_blocks(
     for d in done:
         assert isinstance(d, FilePass)
         passes.setdefault(d.table, []).append(d)
-    plans = _plan_tables(cfg, passes, schemas)
-    return scan, plans, missing
+    with ThreadPoolExecutor(max_workers=1) as beside:  # C work: little of Python's lock
+        lookups = beside.submit(build_lookups, cfg, passes, schemas, key)
+        plans = _plan_tables(cfg, passes, schemas)
+        return scan, plans, missing, lookups.result()
 
 
 def _distinct_codes(parts: list[pa.Array]) -> pa.Array:
@@ -354,20 +397,20 @@ def _distinct_codes(parts: list[pa.Array]) -> pa.Array:
 
 
 def _known(
-    plans: Mapping[str, TablePlan], schemas: Mapping[str, TableSchema]
+    passes: Mapping[str, list[FilePass]], schemas: Mapping[str, TableSchema]
 ) -> dict[str, CodeIndex]:
     """The codes each referred-to field holds (``table.field`` -> index), for orphan checks."""
     out = {}
     for target in reference_targets(schemas):
         table, fname = target.split(".", 1)
-        if table in plans:
-            parts = [p.known[fname] for p in plans[table].passes if fname in p.known]
+        if table in passes:
+            parts = [p.known[fname] for p in passes[table] if fname in p.known]
             out[target] = CodeIndex(_distinct_codes(parts))
     return out
 
 
 def pseudonym_books(
-    plans: Mapping[str, TablePlan],
+    passes: Mapping[str, list[FilePass]],
     schemas: Mapping[str, TableSchema],
     key: bytes,
     threads: int = 1,
@@ -375,14 +418,37 @@ def pseudonym_books(
     """Every hmac field's codes seen in pass 1, pseudonymised once per domain (名寄せ's codes
     are registry codes, so they are among them; a code that is not is hashed when met)."""
     parts: dict[str, list[pa.Array]] = {}
-    for table, plan in plans.items():
+    for table, file_passes in passes.items():
         for f in schemas[table].fields:
             if f.masking == "hmac":
-                got = [p.codes[f.name] for p in plan.passes if f.name in p.codes]
+                got = [p.codes[f.name] for p in file_passes if f.name in p.codes]
                 parts.setdefault(field_domain(f.name), []).extend(got)
     return {
         d: PseudonymBook(key, d, _distinct_codes(ps), threads) for d, ps in sorted(parts.items())
     }
+
+
+@dataclass
+class Lookups:
+    """What pass 2 looks codes up in: referred-to codes per ``table.field``, and pseudonym
+    books per domain (empty on the dask engine: a book is too large to ship with each task)."""
+
+    known: dict[str, CodeIndex]
+    books: dict[str, PseudonymBook]
+
+
+def build_lookups(
+    cfg: Settings,
+    passes: Mapping[str, list[FilePass]],
+    schemas: Mapping[str, TableSchema],
+    key: bytes,
+) -> Lookups:
+    books = (
+        pseudonym_books(passes, schemas, key, cfg.run.local_workers)
+        if cfg.run.engine == "local"
+        else {}
+    )
+    return Lookups(_known(passes, schemas), books)
 
 
 @dataclass
@@ -557,6 +623,7 @@ def _write_tables(
     held: Mapping[str, pd.DataFrame],
     schemas: Mapping[str, TableSchema],
     key: bytes,
+    lookups: Lookups,
     new: MartPaths,
     correspondence: bool,
 ) -> tuple[dict[str, dict], dict[str, dict[str, np.ndarray]]]:
@@ -566,16 +633,12 @@ def _write_tables(
     new.dir.mkdir(parents=True, exist_ok=True)
     task = functools.partial(
         _finish_task,
-        known=_known(plans, schemas),
+        known=lookups.known,
         present=set(plans),
         key=key,
         percentiles=(float(lo), float(hi)),
         correspondence=correspondence,
-        books=(
-            pseudonym_books(plans, schemas, key, cfg.run.local_workers)
-            if cfg.run.engine == "local"
-            else {}
-        ),
+        books=lookups.books,
     )
     items = [(p, schemas[t], held.get(t), new.table(t)) for t, p in plans.items()]
     rows = [sum(int(a.sum()) for a in p.accepted) for p, *_rest in items]
@@ -702,12 +765,12 @@ def ingest_all(
     spill_dir = mart_dir.with_name(f".{mart_dir.name}.spill-{os.getpid()}")
     clock = [time.perf_counter()]
     try:
-        scan, plans, missing = validate_blocks(cfg, raw_dir, schemas, spill_dir)
+        scan, plans, missing, lookups = validate_blocks(cfg, raw_dir, schemas, spill_dir, key)
         clock.append(time.perf_counter())
         held, link_report = _link(cfg, plans, schemas, key, P, raw_dir)  # 名寄せ, before masking
         clock.append(time.perf_counter())
         tables, codes = _write_tables(
-            cfg, plans, held, schemas, key, new, bool(write_correspondence)
+            cfg, plans, held, schemas, key, lookups, new, bool(write_correspondence)
         )
         clock.append(time.perf_counter())
         if write_correspondence and plans:
