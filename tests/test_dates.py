@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import dates as dates_mod
 from helpers.dates import ERAS, format_jp_date, parse_dates, parse_jp_date, to_era
 
 D = dt.date
@@ -230,3 +232,26 @@ def test_the_pyarrow_pass_reads_every_form_like_the_pandas_pass(monkeypatch):
     monkeypatch.setattr(hd, "_RE2_SAFE", "^$x")  # nothing is plain: the pandas pass
     slow = hd._parse_unique(raw)
     assert fast[0].equals(slow[0]) and fast[1].tolist() == slow[1].tolist()
+
+
+def test_plain_western_dates_read_by_pyarrow_equal_the_general_parser():
+    texts = [
+        fmt.format(y=y, m=m, d=d)
+        for y in (0, 1678, 1899, 1900, 1999, 2024, 2099, 2100, 2261, 9999)
+        for m in (0, 1, 2, 4, 12, 13)
+        for d in (0, 1, 28, 29, 30, 31, 32)
+        for fmt in (
+            "{y:04d}/{m}/{d}",
+            "{y:04d}-{m:02d}-{d:02d}",
+            "{y:04d}.{m}.{d:02d}",
+            "{y:04d}{m:02d}{d:02d}",
+            "{y:04d}/{m:02d}-{d}",
+        )
+    ] + ["2024/3/31 ", "２０２４/3/31", "R6.3.31", "2024/03/31T00:00", "2024/3/311", "", None]
+    uniques = np.array(texts, dtype=object)
+    got, got_errors = dates_mod._parse_cached(uniques)
+    want, want_errors = dates_mod._parse_unique(pd.Series(uniques, dtype="string"))
+    assert got_errors.tolist() == want_errors.tolist()
+    np.testing.assert_array_equal(got, want.to_numpy(dtype="datetime64[ns]"))
+    _ns, plain = dates_mod._plain_western(uniques)
+    assert plain.sum() > 300 and not plain[-7:].any()  # the plain ones took the fast path
