@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from pandas.core.util.hashing import combine_hash_arrays
 
 from helpers import io as hio
-from helpers.ingest.codes import fingerprints
+from helpers.ingest.codes import distinct_text, fingerprints
 from helpers.ingest.read import read_export
 from helpers.ingest.stream import CsvBlocks, Fallback
 from helpers.ingest.validate import (
@@ -273,13 +273,6 @@ def _distinct(parsed: tuple, typed: pd.Series) -> pa.Array:
     return pc.drop_null(pa.array(distinct, pa.string(), from_pandas=True))
 
 
-def _unique_text(parts: list[pa.Array]) -> pa.Array:
-    """The distinct values of several blocks' distinct values (first-seen order)."""
-    if not parts:
-        return pa.array([], pa.string())
-    return pc.unique(pa.chunked_array(parts, pa.string()).combine_chunks())
-
-
 def _raw_text(col: pd.Series, clean: np.ndarray) -> pa.Array:
     """``col[clean].astype("string")`` as Arrow (the raw text of a primary-key field)."""
     arr = col.array
@@ -435,8 +428,8 @@ def _run(job: FileJob, source: CsvBlocks | _Whole) -> FilePass:
         sources=acc["sources"],
         spill=path,
         frames=spill.frames,
-        known={k: _unique_text(acc["distinct"].get(k, [])) for k in job.known_fields},
-        codes={k: _unique_text(acc["distinct"].get(k, [])) for k in job.code_fields},
+        known={k: distinct_text(acc["distinct"].get(k, [])) for k in job.known_fields},
+        codes={k: distinct_text(acc["distinct"].get(k, [])) for k in job.code_fields},
     )
 
 

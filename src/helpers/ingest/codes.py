@@ -29,13 +29,27 @@ from helpers.ingest.masking import DOMAINS, pseudonymise_arrow, pseudonyms_sql
 _local = threading.local()
 
 
-def _connection() -> duckdb.DuckDBPyConnection:
-    """One in-memory DuckDB connection per thread (the callers already run side by side)."""
+def _connection(threads: int = 1) -> duckdb.DuckDBPyConnection:
+    """One in-memory DuckDB connection per thread (the callers already run side by side),
+    using ``threads`` threads of its own."""
     con = getattr(_local, "con", None)
     if con is None:
         con = _local.con = duckdb.connect()
-        con.execute("SET threads = 1")
+        _local.threads = 0
+    if _local.threads != threads:
+        con.execute(f"SET threads = {max(1, int(threads))}")
+        _local.threads = threads
     return con
+
+
+def distinct_text(parts: list[pa.Array], threads: int = 1) -> pa.Array:
+    """The distinct non-null texts of several arrays (in no particular order: they are only
+    looked up), by DuckDB on ``threads`` threads; Arrow's ``unique`` is several times slower."""
+    if not parts:
+        return pa.array([], pa.string())
+    table = pa.table({"c": pa.chunked_array(parts, pa.string())})
+    query = _connection(threads).from_arrow(table).filter("c IS NOT NULL").distinct()
+    return query.to_arrow_table().column(0).combine_chunks().cast(pa.string())
 
 
 _inherited: list[threading.local] = []

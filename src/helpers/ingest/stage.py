@@ -46,7 +46,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from helpers import MimamoriError
@@ -63,7 +62,7 @@ from helpers.ingest.blocks import (
     plan_table,
     validate_file,
 )
-from helpers.ingest.codes import CodeIndex, PseudonymBook
+from helpers.ingest.codes import CodeIndex, PseudonymBook, distinct_text
 from helpers.ingest.masking import (
     correspondence_table,
     field_domain,
@@ -392,12 +391,8 @@ def validate_blocks(
         return scan, plans, missing, lookups.result()
 
 
-def _distinct_codes(parts: list[pa.Array]) -> pa.Array:
-    return pc.unique(pa.chunked_array(parts, pa.string()))
-
-
 def _known(
-    passes: Mapping[str, list[FilePass]], schemas: Mapping[str, TableSchema]
+    passes: Mapping[str, list[FilePass]], schemas: Mapping[str, TableSchema], threads: int = 1
 ) -> dict[str, CodeIndex]:
     """The codes each referred-to field holds (``table.field`` -> index), for orphan checks."""
     out = {}
@@ -405,7 +400,7 @@ def _known(
         table, fname = target.split(".", 1)
         if table in passes:
             parts = [p.known[fname] for p in passes[table] if fname in p.known]
-            out[target] = CodeIndex(_distinct_codes(parts))
+            out[target] = CodeIndex(distinct_text(parts, threads))
     return out
 
 
@@ -424,7 +419,8 @@ def pseudonym_books(
                 got = [p.codes[f.name] for p in file_passes if f.name in p.codes]
                 parts.setdefault(field_domain(f.name), []).extend(got)
     return {
-        d: PseudonymBook(key, d, _distinct_codes(ps), threads) for d, ps in sorted(parts.items())
+        d: PseudonymBook(key, d, distinct_text(ps, threads), threads)
+        for d, ps in sorted(parts.items())
     }
 
 
@@ -448,7 +444,7 @@ def build_lookups(
         if cfg.run.engine == "local"
         else {}
     )
-    return Lookups(_known(passes, schemas), books)
+    return Lookups(_known(passes, schemas, cfg.run.local_workers), books)
 
 
 @dataclass
