@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
+import gc
 import hashlib
 import json
 import multiprocessing
@@ -271,7 +272,10 @@ def run_ordered(
 
 
 def _forked_worker() -> None:
-    """A forked pass-1 process starts without the parent's per-thread DuckDB connections."""
+    """A forked pass-1 process leaves everything it inherited alone: the garbage collector
+    never finalises an inherited object (a DuckDB or dask object's finaliser touches threads
+    that were not forked), and it opens its own DuckDB connections."""
+    gc.freeze()
     codes_module.reset_connections()
 
 
@@ -286,6 +290,7 @@ def run_forked(
     if cfg.run.engine != "local" or workers < 2 or not forkable:
         return run_ordered(cfg, fn, items, desc, sizes)
     order = sorted(range(len(items)), key=lambda i: -sizes[i])
+    gc.collect()  # what is garbage here is finalised here, not in a forked copy
     context = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_forked_worker)
     try:
