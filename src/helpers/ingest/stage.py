@@ -39,7 +39,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,8 +259,15 @@ def run_ordered(
     threads = cfg.run.local_workers
     if cfg.run.engine != "local" or len(items) < 2 or threads < 2:
         return run_tasks(cfg, fn, items, desc)
+    return _largest_first(ThreadPoolExecutor(max_workers=threads), fn, items, desc, sizes)
+
+
+def _largest_first(
+    pool: Executor, fn: Callable, items: Sequence, desc: str, sizes: Sequence[float] | None
+) -> list:
+    """``fn`` of every item on ``pool``, the largest (``sizes``) first; the results in the
+    given order; the pool shut down."""
     order = sorted(range(len(items)), key=lambda i: -(sizes[i] if sizes else 0))
-    pool = ThreadPoolExecutor(max_workers=threads)
     try:
         futures = {pool.submit(fn, items[i]): i for i in order}
         results: list = [None] * len(items)
@@ -289,23 +296,16 @@ def run_forked(
     forkable = "fork" in multiprocessing.get_all_start_methods()
     if cfg.run.engine != "local" or workers < 2 or not forkable:
         return run_ordered(cfg, fn, items, desc, sizes)
-    order = sorted(range(len(items)), key=lambda i: -sizes[i])
     gc.collect()  # what is garbage here is finalised here, not in a forked copy
     context = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_forked_worker)
     try:
-        futures = {pool.submit(fn, items[i]): i for i in order}
-        results: list = [None] * len(items)
-        for fut in tqdm(as_completed(futures), total=len(items), desc=desc, leave=False):
-            results[futures[fut]] = fut.result()
-        return results
+        return _largest_first(pool, fn, items, desc, sizes)
     except BrokenProcessPool as exc:
         raise MimamoriError(
             f"{desc}: a worker process stopped (out of memory?); run again with "
             "run.local_workers: 1 to read one file at a time"
         ) from exc
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def reference_targets(schemas: Mapping[str, TableSchema]) -> set[str]:
