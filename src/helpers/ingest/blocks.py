@@ -68,6 +68,7 @@ class FileJob:
     footer_rows: int | None
     known_fields: tuple[str, ...]  # fields of this table that other tables refer to
     code_fields: tuple[str, ...] = ()  # hmac fields: their distinct codes are kept (pass 2)
+    sha256: str | None = None  # the file's hash when the caller has it already
 
 
 @dataclass
@@ -387,7 +388,7 @@ def _file_info(job: FileJob, attrs: dict, rows: int) -> dict:
         "footer_rows_skipped": attrs["footer_rows"],
         "unknown_headers": attrs["unknown_headers"],
         "missing_optional_columns": attrs["missing_optional_columns"],
-        "sha256": hio.file_sha256(job.path),
+        "sha256": job.sha256 or hio.file_sha256(job.path),
     }
 
 

@@ -113,10 +113,10 @@ def _code_hash() -> str:
 
 
 def _fingerprint(
-    cfg: Settings, files: list[Path], key: bytes, raw_dir: Path, correspondence: bool
+    cfg: Settings, hashes: Mapping[Path, str], key: bytes, raw_dir: Path, correspondence: bool
 ) -> str:
     blob = {
-        "inputs": {p.name: hio.file_sha256(p) for p in files},
+        "inputs": {p.name: h for p, h in hashes.items()},
         "config": config_hash(cfg, ("ingest",)),
         "synthetic": cfg.run.synthetic,
         "code": _code_hash(),
@@ -322,7 +322,11 @@ def _task(job: FileJob) -> FilePass | str:
 
 
 def _file_jobs(
-    cfg: Settings, scan: ExportScan, schemas: Mapping[str, TableSchema], spill_dir: Path
+    cfg: Settings,
+    scan: ExportScan,
+    schemas: Mapping[str, TableSchema],
+    spill_dir: Path,
+    hashes: Mapping[Path, str],
 ) -> list[FileJob]:
     ic = cfg.ingest
     vmaps = value_maps(ic.value_map, schemas)
@@ -345,6 +349,7 @@ def _file_jobs(
                     footer_rows=ic.footer_rows.get(table),
                     known_fields=known,
                     code_fields=hmac,
+                    sha256=hashes.get(p),
                 )
             )
     return jobs
@@ -373,12 +378,13 @@ def validate_blocks(
     schemas: Mapping[str, TableSchema],
     spill_dir: Path,
     key: bytes,
+    hashes: Mapping[Path, str] | None = None,
 ) -> tuple[ExportScan, dict[str, TablePlan], list[str], Lookups]:
     """Pass 1 over every export (one task per file on the configured engine), then the
     duplicate/conflict decisions per table beside the look-ups pass 2 needs: the scan, the
     plans, the absent tables, the look-ups."""
     scan, missing, problems = _scan_required(cfg, raw_dir, schemas)
-    jobs = _file_jobs(cfg, scan, schemas, spill_dir)
+    jobs = _file_jobs(cfg, scan, schemas, spill_dir, hashes or {})
     sizes = [j.path.stat().st_size for j in jobs]
     done = run_forked(cfg, _task, jobs, "read and validate", sizes)
     problems += [d for d in done if isinstance(d, str)]
@@ -751,7 +757,8 @@ def ingest_all(
     scan = scan_exports(raw_dir, schemas)
     if raw_dir.resolve() == P.raw.resolve():
         write_manifest(raw_dir, schemas, P.exports_manifest)  # older than the new mart
-    fingerprint = _fingerprint(cfg, scan.all_files, key, raw_dir, write_correspondence)
+    hashes = {p: hio.file_sha256(p) for p in scan.all_files}  # also the report's, per file
+    fingerprint = _fingerprint(cfg, hashes, key, raw_dir, write_correspondence)
     if not force and (old := _skip_if_unchanged(MartPaths(mart_dir).report, fingerprint, mart_dir)):
         hio.append_audit(
             P.data,
@@ -766,7 +773,9 @@ def ingest_all(
     spill_dir = mart_dir.with_name(f".{mart_dir.name}.spill-{os.getpid()}")
     clock = [time.perf_counter()]
     try:
-        scan, plans, missing, lookups = validate_blocks(cfg, raw_dir, schemas, spill_dir, key)
+        scan, plans, missing, lookups = validate_blocks(
+            cfg, raw_dir, schemas, spill_dir, key, hashes
+        )
         clock.append(time.perf_counter())
         held, link_report = _link(cfg, plans, schemas, key, P, raw_dir)  # 名寄せ, before masking
         clock.append(time.perf_counter())
