@@ -68,3 +68,16 @@ def test_a_forked_process_opens_its_own_connections():
     codes.reset_connections()
     assert codes._local is not before and before in codes._inherited  # kept, never closed
     assert codes.fingerprints(pa.array(["a"])).dtype == np.uint64
+
+
+def test_several_domains_in_one_query_give_each_domains_pseudonyms():
+    from helpers.ingest.masking import pseudonyms_sql_of
+
+    codes_of = {
+        "resident": pa.array(TEXTS),
+        "household": pa.array(TEXTS[:2]),
+        "student": pa.array([], pa.string()),
+    }
+    got = pseudonyms_sql_of(codes_of, DEMO_KEY, threads=2)
+    for domain, values in codes_of.items():
+        assert got[domain].to_pylist() == pseudonyms(values.to_pylist(), DEMO_KEY, domain, {})

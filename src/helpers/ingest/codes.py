@@ -117,17 +117,21 @@ class PseudonymBook:
     """The pseudonyms of one domain's codes under one key, looked up per block in C."""
 
     def __init__(
-        self, key: bytes, domain: str, codes: pa.Array | None = None, threads: int = 1
+        self,
+        key: bytes,
+        domain: str,
+        codes: pa.Array | None = None,
+        threads: int = 1,
+        pseudonyms: pa.Array | None = None,
     ) -> None:
+        """``pseudonyms``: those of ``codes`` when computed already (``pseudonyms_sql_of``)."""
         if domain not in DOMAINS:
             raise ValueError(f"unknown pseudonym domain {domain!r}; known: {DOMAINS}")
         self.key, self.domain = key, domain
         self.index = CodeIndex(codes) if codes is not None and len(codes) else None
-        self.pseudonyms = (
-            pseudonyms_sql(self.index.codes, key, domain, threads)
-            if self.index is not None
-            else None
-        )
+        if self.index is not None and pseudonyms is None:
+            pseudonyms = pseudonyms_sql(self.index.codes, key, domain, threads)
+        self.pseudonyms = pseudonyms if self.index is not None else None
         self._extra: dict[str, str] = {}  # codes met that the book does not hold
 
     def lookup(self, values: pa.Array | pa.ChunkedArray) -> pa.Array:

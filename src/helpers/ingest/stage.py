@@ -70,6 +70,7 @@ from helpers.ingest.masking import (
     load_key,
     make_private,
     private_dir,
+    pseudonyms_sql_of,
 )
 from helpers.ingest.read import map_headers, read_export
 from helpers.ingest.suggest import suggest_value_map, write_suggestion
@@ -429,10 +430,9 @@ def pseudonym_books(
             if f.masking == "hmac":
                 got = [p.codes[f.name] for p in file_passes if f.name in p.codes]
                 parts.setdefault(field_domain(f.name), []).extend(got)
-    return {
-        d: PseudonymBook(key, d, distinct_text(ps, threads), threads)
-        for d, ps in sorted(parts.items())
-    }
+    codes = {d: distinct_text(ps, threads) for d, ps in sorted(parts.items())}
+    hashed = pseudonyms_sql_of(codes, key, threads)  # one query for every domain
+    return {d: PseudonymBook(key, d, c, threads, hashed[d]) for d, c in codes.items()}
 
 
 @dataclass
