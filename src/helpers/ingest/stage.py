@@ -54,6 +54,7 @@ from helpers import io as hio
 from helpers.config import Settings, config_hash
 from helpers.engine import run_tasks
 from helpers.exports import ExportScan, scan_exports, write_manifest
+from helpers.ingest import blocks as blocks_module
 from helpers.ingest import codes as codes_module
 from helpers.ingest.blocks import (
     FileJob,
@@ -282,9 +283,11 @@ def _largest_first(
 def _forked_worker() -> None:
     """A forked pass-1 process leaves everything it inherited alone: the garbage collector
     never finalises an inherited object (a DuckDB or dask object's finaliser touches threads
-    that were not forked), and it opens its own DuckDB connections."""
+    that were not forked), and it opens its own DuckDB connections. Its typed rows go to
+    spill files (read back by memory map) rather than back through the pipe."""
     gc.freeze()
     codes_module.reset_connections()
+    blocks_module.SPILL_MIN_BYTES = 0  # every file spills: rows come back by file, not pipe
 
 
 def run_forked(
