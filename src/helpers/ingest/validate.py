@@ -26,7 +26,6 @@ from helpers import MimamoriError
 from helpers.dates import open_end_mask, parse_dates
 from helpers.normalize import (
     cells_changed_by_normalize,
-    normalize_cells,
     normalize_changed,
     normalize_spellings,
     parse_numbers,
@@ -261,22 +260,10 @@ def _vocabulary(
 
 
 def normalized_uniques(uniques) -> pd.Series:
-    """``normalize_cells`` of the distinct cells of a column. Most cells (codes, dates, numbers,
-    names without a full-width space) are already normal; one pyarrow pass finds the others,
-    and only those go through the per-value normalisation."""
-    s = pd.Series(uniques, dtype="string")
-    if not len(s):
-        return normalize_cells(s)
-    arr = getattr(uniques, "array", uniques)
-    cells = pa.array(arr) if isinstance(arr, pd.arrays.ArrowExtensionArray) else None
-    if cells is None or cells.null_count or not pa.types.is_string(cells.type):
-        cells = pa.array(s.to_numpy(object), pa.string())
-    changed = cells_changed_by_normalize(cells)
-    if not changed.any():
-        return s
-    out = s.copy()
-    out[changed] = normalize_changed(cells, changed)
-    return out
+    """``normalize_cells`` of the distinct cells of a column (``_text_uniques`` as pandas
+    ``string``): most cells are already normal, only the others are normalised one by one."""
+    cells = _text_uniques(uniques)
+    return pd.Series(cells.to_numpy(zero_copy_only=False), dtype="string")
 
 
 def parse_field(raw: pd.Series, f: Field, value_map: Mapping[str, object] | None = None) -> Parsed:
